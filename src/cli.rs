@@ -1,0 +1,95 @@
+//! The command line: clap types for `run`, `plan`, `validate`, `status` and `report`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hypersweep",
+    version,
+    about = "Declarative hyperparameter sweeps: one YAML file, every trial trained, nothing lost",
+    long_about = "Declarative hyperparameter sweeps: one YAML file describes a study, `run` trains every \
+trial on CPU cores or CUDA GPUs and keeps each result safe on disk, `report` turns the results into \
+tables (Parquet/CSV) and a Markdown + HTML report with plots.\n\nExit codes: 0 ok, 1 a problem with \
+your input, 2 an internal failure, 3 the sweep ran but some trials failed, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a sweep file and count its trials; trains nothing.
+    Validate {
+        /// The sweep file (YAML).
+        file: PathBuf,
+    },
+    /// List the trials a sweep file expands into (id, name, varied values).
+    Plan {
+        file: PathBuf,
+        /// Print a JSON array of {id, name, params} with each trial's full config.
+        #[arg(long)]
+        json: bool,
+        /// Use the full MNIST IDX files in this directory instead of the bundled sample.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Train every trial of a sweep not already done, then write the report.
+    Run(RunArgs),
+    /// Counts by status, running trials, the best trial so far and the time spent.
+    Status {
+        /// A results directory (results/<sweep>) or the sweep file.
+        path: PathBuf,
+        /// The results root when PATH is a sweep file.
+        #[arg(long, default_value = "results", value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Build summary tables (Parquet, CSV) and report.md/report.html from a results directory;
+    /// with two or more directories, put the sweeps side by side.
+    Report {
+        /// Results directories (results/<sweep>).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where a side-by-side comparison is written (default: the first directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The sweep file (YAML).
+    pub file: PathBuf,
+    /// Results root; the sweep writes to DIR/<sweep name>/.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Devices: `cpu` (one trial per core), `cpu:N` (N trials at once), `cuda:0,cuda:1`,
+    /// `cuda:all`, or `auto` (every GPU if a CUDA driver answers, else cpu).
+    #[arg(long, default_value = "cpu", value_name = "SPEC")]
+    pub devices: String,
+    /// Trials sharing one GPU at a time.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub per_device: usize,
+    /// CPU threads each trial may use (default: cores divided among the running trials).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Use the full MNIST IDX files in this directory instead of the bundled sample.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Retry trials whose stored status is failed (interrupted ones are always retried).
+    #[arg(long)]
+    pub rerun_failed: bool,
+    /// Start over: move the existing results directory aside (nothing is deleted).
+    #[arg(long)]
+    pub fresh: bool,
+    /// No progress display; errors and the final line only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not write the report at the end.
+    #[arg(long)]
+    pub no_report: bool,
+}

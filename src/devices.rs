@@ -1,0 +1,179 @@
+//! `--devices` and `--per-device` → the scheduler's slots. CUDA devices are checked before
+//! anything trains: asking for a GPU that is not there is an error, never a silent fallback
+//! (except with `auto`).
+
+use crate::engine::Device;
+use crate::scheduler::Slot;
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// How many CUDA GPUs the driver reports, or why none can be used.
+pub fn cuda_device_count() -> Result<usize, String> {
+    #[cfg(feature = "cuda")]
+    {
+        let probe = std::panic::catch_unwind(|| {
+            // cudarc loads libcuda dynamically and panics when it is missing.
+            cudarc::driver::result::init().map_err(|e| format!("{e:?}"))?;
+            cudarc::driver::result::device::get_count()
+                .map(|n| n as usize)
+                .map_err(|e| format!("{e:?}"))
+        });
+        match probe {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(format!("the CUDA driver answered with an error: {e}")),
+            Err(_) => Err(
+                "the CUDA driver library (libcuda.so) could not be loaded: install the NVIDIA driver, \
+                 or point LD_LIBRARY_PATH at the directory holding libcuda.so"
+                    .into(),
+            ),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err("this hypersweep was built without the `cuda` feature".into())
+    }
+}
+
+/// Parses a device spec into slots. `pending` is how many trials will run (to share cores).
+pub fn parse(
+    spec: &str,
+    per_device: usize,
+    threads: Option<usize>,
+    pending: usize,
+    gpu_count: &dyn Fn() -> Result<usize, String>,
+) -> Result<Vec<Slot>, String> {
+    if per_device == 0 {
+        return Err("--per-device must be at least 1".into());
+    }
+    if threads == Some(0) {
+        return Err("--threads must be at least 1".into());
+    }
+    let spec = spec.trim();
+    let cpu_slots = |n: usize| -> Vec<Slot> {
+        let running = n.min(pending.max(1)).max(1);
+        let t = threads.unwrap_or((cores() / running).max(1));
+        vec![
+            Slot {
+                device: Device::Cpu,
+                threads: t
+            };
+            n
+        ]
+    };
+    if spec == "cpu" {
+        return Ok(cpu_slots(cores()));
+    }
+    if let Some(n) = spec.strip_prefix("cpu:") {
+        let n: usize = n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{spec}`: expected cpu:N with N ≥ 1 concurrent trials"))?;
+        return Ok(cpu_slots(n));
+    }
+    let gpu_slots = |ids: &[usize]| -> Vec<Slot> {
+        ids.iter()
+            .flat_map(|&i| {
+                std::iter::repeat_n(
+                    Slot {
+                        device: Device::Cuda(i),
+                        threads: threads.unwrap_or(1),
+                    },
+                    per_device,
+                )
+            })
+            .collect()
+    };
+    if spec == "auto" {
+        return match gpu_count() {
+            Ok(n) if n > 0 => Ok(gpu_slots(&(0..n).collect::<Vec<_>>())),
+            _ => Ok(cpu_slots(cores())),
+        };
+    }
+    if spec == "cuda:all" || spec == "cuda" {
+        let n = gpu_count().map_err(|e| format!("--devices {spec}: {e}"))?;
+        if n == 0 {
+            return Err(format!("--devices {spec}: the CUDA driver reports no GPU"));
+        }
+        return Ok(gpu_slots(&(0..n).collect::<Vec<_>>()));
+    }
+    let mut ids = vec![];
+    for part in spec.split(',') {
+        let part = part.trim();
+        let id = part
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .ok_or_else(|| {
+                format!("unknown device `{part}`: expected cpu, cpu:N, cuda:N[,cuda:M…], cuda:all or auto")
+            })?;
+        if ids.contains(&id) {
+            return Err(format!("device cuda:{id} is listed twice"));
+        }
+        ids.push(id);
+    }
+    let n = gpu_count().map_err(|e| format!("--devices {spec}: {e}"))?;
+    if let Some(bad) = ids.iter().find(|&&i| i >= n) {
+        return Err(format!(
+            "--devices {spec}: cuda:{bad} does not exist; the driver reports {n} GPU(s) (cuda:0 … cuda:{})",
+            n.saturating_sub(1)
+        ));
+    }
+    Ok(gpu_slots(&ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_gpus() -> Result<usize, String> {
+        Ok(2)
+    }
+    fn no_driver() -> Result<usize, String> {
+        Err("libcuda.so could not be loaded".into())
+    }
+
+    #[test]
+    fn cpu_specs() {
+        let s = parse("cpu:3", 1, None, 10, &two_gpus).unwrap();
+        assert_eq!(s.len(), 3);
+        assert!(s.iter().all(|s| s.device == Device::Cpu && s.threads >= 1));
+        let s = parse("cpu:2", 1, Some(4), 10, &two_gpus).unwrap();
+        assert_eq!(s[0].threads, 4);
+        assert!(parse("cpu:0", 1, None, 1, &two_gpus).is_err());
+    }
+
+    #[test]
+    fn gpu_specs_with_ordinals_and_sharing() {
+        let s = parse("cuda:all", 2, None, 10, &two_gpus).unwrap();
+        let devs: Vec<String> = s.iter().map(|s| s.device.to_string()).collect();
+        assert_eq!(devs, ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]);
+        let s = parse("cuda:1", 3, None, 10, &two_gpus).unwrap();
+        assert_eq!(s.len(), 3);
+        assert!(s.iter().all(|s| s.device == Device::Cuda(1)));
+        let e = parse("cuda:0,cuda:2", 1, None, 10, &two_gpus).unwrap_err();
+        assert!(
+            e.contains("cuda:2 does not exist") && e.contains("2 GPU"),
+            "{e}"
+        );
+        let e = parse("cuda:0", 1, None, 10, &no_driver).unwrap_err();
+        assert!(e.contains("libcuda.so"), "{e}");
+        assert!(
+            parse("gpu:0", 1, None, 10, &two_gpus)
+                .unwrap_err()
+                .contains("unknown device")
+        );
+    }
+
+    #[test]
+    fn auto_falls_back_only_when_asked() {
+        let s = parse("auto", 1, None, 4, &no_driver).unwrap();
+        assert!(s.iter().all(|s| s.device == Device::Cpu));
+        let s = parse("auto", 1, None, 4, &two_gpus).unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(parse("cuda:all", 1, None, 4, &no_driver).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! hypersweep: a declarative hyperparameter sweep orchestrator. A YAML file (`spec`) expands
+//! into trials (`plan`), which the `scheduler` runs over a device pool with the burn `engine`,
+//! the `store` keeps on disk, and `report` turns into tables and plots.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod devices;
+pub mod engine;
+pub mod events;
+pub mod logging;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod scheduler;
+pub mod spec;
+pub mod store;

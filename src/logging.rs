@@ -1,0 +1,107 @@
+//! tracing set-up: stderr at the level of -v/-vv (RUST_LOG overrides), and a log file in the
+//! results directory at info level once a run knows where that is.
+
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+
+/// A log file that can be opened after the subscriber is installed.
+#[derive(Clone, Default)]
+pub struct LogFile(Arc<Mutex<Option<File>>>);
+
+impl LogFile {
+    pub fn open(&self, path: &Path) -> Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the log {}", path.display()))?;
+        *self.0.lock().expect("log file") = Some(f);
+        Ok(())
+    }
+}
+
+pub struct LogWriter(Arc<Mutex<Option<File>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock().expect("log file").as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.lock().expect("log file").as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogFile {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter(self.0.clone())
+    }
+}
+
+pub fn init(verbose: u8) -> LogFile {
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
+    };
+    let stderr_filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy()
+        // burn and cubecl are chatty at info; our own events are what users want.
+        .add_directive("cubecl=warn".parse().expect("directive"))
+        .add_directive("burn=warn".parse().expect("directive"));
+    let file = LogFile::default();
+    let file_layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(file.clone())
+        .with_filter(EnvFilter::new("info,cubecl=warn,burn=warn"));
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(stderr_filter);
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+    file
+}
+
+/// Names of trials the log shows started but not finished (for `status` during a run).
+pub fn running_trials(log: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return vec![];
+    };
+    let mut running: Vec<String> = vec![];
+    for line in text.lines() {
+        let field = |k: &str| -> Option<String> {
+            let start = line.find(&format!(" {k}="))? + k.len() + 2;
+            let rest = &line[start..];
+            let end = rest.find(' ').unwrap_or(rest.len());
+            Some(rest[..end].to_string())
+        };
+        if line.contains("sweep started") {
+            running.clear();
+        } else if line.contains("trial started") {
+            if let Some(n) = field("name") {
+                running.push(n);
+            }
+        } else if line.contains("trial finished")
+            && let Some(n) = field("name")
+        {
+            running.retain(|r| *r != n);
+        }
+    }
+    running
+}

@@ -1,0 +1,61 @@
+//! hypersweep's entry point: parse the command line, call the library, print an error once,
+//! exit with a code that says whose problem it was.
+
+use clap::Parser;
+use hypersweep::app::{self, UserError};
+use hypersweep::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = hypersweep::logging::init(cli.verbose);
+    // A panicking trial is recorded as failed by the scheduler; its message goes to the log,
+    // not through the progress display.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("panic: {info}");
+    }));
+    let result = match &cli.command {
+        Command::Validate { file } => app::validate(file).map(|s| println!("{s}")),
+        Command::Plan {
+            file,
+            json,
+            data_dir,
+        } => app::plan_text(file, *json, data_dir.as_deref()).map(|s| print!("{s}")),
+        Command::Status { path, out } => app::status(path, out).map(|s| print!("{s}")),
+        Command::Report { dirs, out } => {
+            if dirs.len() == 1 {
+                hypersweep::report::write(&dirs[0]).map(|p| println!("report: {}", p.display()))
+            } else {
+                let out = out.clone().unwrap_or_else(|| dirs[0].clone());
+                hypersweep::report::compare(dirs, &out)
+                    .map(|p| println!("comparison: {}", p.display()))
+            }
+        }
+        Command::Run(args) => match app::run(args, &log) {
+            Ok(o) if o.interrupted => {
+                eprintln!("interrupted: rerun the same command to finish the remaining trials");
+                return ExitCode::from(130);
+            }
+            Ok(o) if o.failed > 0 => {
+                eprintln!(
+                    "{} trial(s) failed; see their error in the table and the report (retry with --rerun-failed)",
+                    o.failed
+                );
+                return ExitCode::from(3);
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UserError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("internal error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

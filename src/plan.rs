@@ -1,0 +1,438 @@
+//! `Spec` → `Plan`: the expansion order (named trials × grid × zip × seeds), overrides, trial
+//! ids and names. Pure: no I/O, no device.
+
+use crate::config::TrialConfig;
+use crate::spec::{Override, Pos, Spec, SpecError, closest, leaf_paths, set_path};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One trial to run: its stable id, readable name, the values that vary, and the resolved config.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    pub id: String,
+    pub name: String,
+    /// Only the keys the sweep varies (grid, zip, named-trial overrides, seed), in axis order.
+    pub varied: Vec<(String, Value)>,
+    pub config: TrialConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub trials: Vec<Trial>,
+    /// The varied keys in display order (columns of plan.csv and the summary).
+    pub axes: Vec<String>,
+}
+
+/// FNV-1a, 64 bits: tiny, stable across platforms and releases (unlike std's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The id of a trial: a short hash of its fully resolved config. serde_json's map is ordered by
+/// key, so the order of keys in the YAML file does not matter.
+pub fn trial_id(config: &TrialConfig) -> String {
+    let canonical = serde_json::to_string(&serde_json::to_value(config).expect("config is JSON"))
+        .expect("JSON value serialises");
+    format!("{:012x}", fnv1a(canonical.as_bytes()) >> 16)
+}
+
+/// Short text of a value for names: `0.01`, `relu`, `[40,15]`.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Rewrites the shorthand forms into the full mapping the serde types expect.
+fn normalize_shorthands(root: &mut Map<String, Value>) {
+    if let Some(Value::Object(data)) = root.get_mut("data") {
+        match data.get_mut("split") {
+            Some(v @ Value::String(_)) if v.as_str() == Some("official") => {
+                *v = serde_json::json!({"official": true});
+            }
+            Some(Value::Object(split)) => {
+                if !split.contains_key("official")
+                    && (split.contains_key("train") || split.contains_key("test"))
+                {
+                    split.insert("official".into(), Value::Bool(false));
+                }
+            }
+            _ => {}
+        }
+        if let Some(v) = data.get_mut("normalize") {
+            match v.as_str() {
+                Some("unit") => *v = serde_json::json!({"mean": 0.0, "std": 1.0}),
+                Some("mnist") => *v = serde_json::json!({"mean": 0.1307, "std": 0.3081}),
+                _ => {}
+            }
+        }
+    }
+    for key in ["early_stopping", "augment"] {
+        match root.get_mut(key) {
+            Some(Value::Bool(b)) => {
+                let b = *b;
+                root.insert(key.into(), serde_json::json!({ "enabled": b }));
+            }
+            Some(Value::Object(m)) => {
+                m.entry("enabled").or_insert(Value::Bool(true));
+            }
+            _ => {}
+        }
+    }
+    if let Some(v @ Value::String(_)) = root.get_mut("schedule") {
+        *v = serde_json::json!({ "kind": v.as_str().unwrap_or_default() });
+    }
+}
+
+/// Every valid dotted key of a trial, for "did you mean".
+pub fn valid_keys() -> Vec<String> {
+    let mut out = vec![];
+    leaf_paths(
+        &serde_json::to_value(TrialConfig::default()).expect("config is JSON"),
+        "",
+        &mut out,
+    );
+    out
+}
+
+/// Builds one trial from its overrides (applied in order, later wins) and checks it.
+fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecError> {
+    let mut root = Map::new();
+    for o in overrides {
+        set_path(&mut root, &o.key, o.value.clone()).map_err(|m| SpecError {
+            file: spec.file.clone(),
+            pos: Some(o.pos),
+            key: o.key.clone(),
+            message: m,
+        })?;
+    }
+    normalize_shorthands(&mut root);
+    // Where a dotted path was written, for errors found by serde or by the checks.
+    let locate = |path: &str| -> (Option<Pos>, String) {
+        overrides
+            .iter()
+            .rev()
+            .filter(|o| {
+                path == o.key
+                    || path.starts_with(&format!("{}.", o.key))
+                    || o.key.starts_with(&format!("{path}."))
+            })
+            .max_by_key(|o| o.key.len())
+            .map(|o| (Some(o.pos), o.section.clone()))
+            .unwrap_or((None, String::new()))
+    };
+    let config: TrialConfig =
+        serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| {
+            let mut path = e.path().to_string();
+            if path == "." {
+                path.clear();
+            }
+            let inner = e.inner().to_string();
+            if let Some(rest) = inner.strip_prefix("unknown field `") {
+                let field = rest.split('`').next().unwrap_or_default();
+                // serde_path_to_error's path may already end at the unknown field.
+                if path == field {
+                    path.clear();
+                } else if let Some(parent) = path.strip_suffix(&format!(".{field}")) {
+                    path = parent.to_string();
+                }
+                let full = if path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                };
+                let (pos, section) = locate(&full);
+                let keys = valid_keys();
+                let expected: Vec<&str> = rest
+                    .split('`')
+                    .skip(1)
+                    .filter(|s| !s.starts_with(',') && !s.trim().is_empty())
+                    .filter(|s| !s.starts_with(" expected"))
+                    .collect();
+                let suggestion = closest(field, expected.iter().copied())
+                    .map(|c| {
+                        if path.is_empty() {
+                            c.to_string()
+                        } else {
+                            format!("{path}.{c}")
+                        }
+                    })
+                    .or_else(|| closest(&full, keys.iter().map(String::as_str)).map(String::from))
+                    .or_else(|| {
+                        keys.iter()
+                            .find(|k| k.rsplit('.').next() == Some(field))
+                            .cloned()
+                    });
+                let hint = suggestion
+                    .map(|c| format!(" did you mean `{c}`?"))
+                    .unwrap_or_default();
+                let where_ = match pos {
+                    Some(p) if !section.is_empty() => format!(" at {section} (line {})", p.line),
+                    _ => String::new(),
+                };
+                let expected_list = if expected.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Expected one of: {}",
+                        expected
+                            .iter()
+                            .map(|e| if path.is_empty() {
+                                e.to_string()
+                            } else {
+                                format!("{path}.{e}")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return SpecError {
+                    file: spec.file.clone(),
+                    pos,
+                    key: full,
+                    message: format!("unknown key `{field}`{where_}:{hint}{expected_list}"),
+                };
+            }
+            let (pos, section) = locate(&path);
+            let where_ = if section.is_empty() {
+                String::new()
+            } else {
+                format!(" (in {section})")
+            };
+            SpecError {
+                file: spec.file.clone(),
+                pos,
+                key: path,
+                message: format!("{inner}{where_}"),
+            }
+        })?;
+    config.check().map_err(|inv| {
+        let (pos, section) = locate(&inv.path);
+        let where_ = if section.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {section})")
+        };
+        SpecError {
+            file: spec.file.clone(),
+            pos,
+            key: inv.path,
+            message: format!("{}{where_}", inv.message),
+        }
+    })?;
+    Ok(config)
+}
+
+/// Expands a sweep into its trials, checking every one.
+pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
+    // Cartesian product of the grid, first axis slowest.
+    let mut combos: Vec<Vec<Override>> = vec![vec![]];
+    for axis in &spec.grid {
+        let mut next = Vec::with_capacity(combos.len() * axis.values.len());
+        for c in &combos {
+            for v in &axis.values {
+                let mut c = c.clone();
+                c.push(Override {
+                    key: axis.key.clone(),
+                    value: v.clone(),
+                    pos: axis.pos,
+                    section: "grid".into(),
+                });
+                next.push(c);
+            }
+        }
+        combos = next;
+    }
+    let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
+    let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
+        vec![None]
+    } else {
+        spec.trials.iter().map(Some).collect()
+    };
+    let seeds: Vec<Option<u64>> = match &spec.seeds {
+        Some(s) => s.iter().copied().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut axes: Vec<String> = vec![];
+    for t in &spec.trials {
+        for o in &t.overrides {
+            if !axes.contains(&o.key) {
+                axes.push(o.key.clone());
+            }
+        }
+    }
+    for a in spec.grid.iter().chain(&spec.zip) {
+        if !axes.contains(&a.key) {
+            axes.push(a.key.clone());
+        }
+    }
+    if spec.seeds.is_some() && !axes.iter().any(|a| a == "seed") {
+        axes.push("seed".into());
+    }
+
+    let mut trials: Vec<Trial> = vec![];
+    for nt in &named {
+        for combo in &combos {
+            for zi in 0..zip_len {
+                for seed in &seeds {
+                    let mut ov: Vec<&Override> = spec.base.iter().collect();
+                    let mut varied: Vec<(String, Value)> = vec![];
+                    let zip_ov: Vec<Override> = spec
+                        .zip
+                        .iter()
+                        .map(|a| Override {
+                            key: a.key.clone(),
+                            value: a.values[zi].clone(),
+                            pos: a.pos,
+                            section: "zip".into(),
+                        })
+                        .collect();
+                    let seed_ov = seed.map(|s| Override {
+                        key: "seed".into(),
+                        value: Value::from(s),
+                        pos: Pos::default(),
+                        section: "seeds".into(),
+                    });
+                    if let Some(nt) = nt {
+                        ov.extend(nt.overrides.iter());
+                    }
+                    ov.extend(combo.iter());
+                    ov.extend(zip_ov.iter());
+                    ov.extend(seed_ov.iter());
+                    for o in ov
+                        .iter()
+                        .filter(|o| o.section != "fixed" && o.section != "data")
+                    {
+                        varied.retain(|(k, _)| *k != o.key);
+                        varied.push((o.key.clone(), o.value.clone()));
+                    }
+                    let config = resolve(spec, &ov)?;
+                    let id = trial_id(&config);
+                    let generated = varied
+                        .iter()
+                        .filter(|(k, _)| {
+                            nt.is_none() || !nt.unwrap().overrides.iter().any(|o| o.key == *k)
+                        })
+                        .map(|(k, v)| {
+                            format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let name = match (nt, generated.is_empty()) {
+                        (Some(nt), true) => nt.name.clone(),
+                        (Some(nt), false) => format!("{},{generated}", nt.name),
+                        (None, false) => generated,
+                        (None, true) => spec.name.clone(),
+                    };
+                    if let Some(prev) = trials.iter().find(|t| t.id == id) {
+                        return Err(SpecError {
+                            file: spec.file.clone(),
+                            pos: None,
+                            key: String::new(),
+                            message: format!(
+                                "trials `{}` and `{name}` resolve to the same configuration (id {id}); remove one",
+                                prev.name
+                            ),
+                        });
+                    }
+                    trials.push(Trial {
+                        id,
+                        name,
+                        varied,
+                        config,
+                    });
+                }
+            }
+        }
+    }
+    Ok(Plan {
+        name: spec.name.clone(),
+        trials,
+        axes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Result<Plan, SpecError> {
+        expand(&Spec::parse("t.yaml", text)?)
+    }
+
+    #[test]
+    fn grid_is_a_cartesian_product_first_axis_slowest() {
+        let p = plan(
+            "name: g\nfixed: {epochs: 1}\ngrid:\n  batch_size: [1, 2]\n  optimizer.learning_rate: [0.1, 0.01, 0.001]\n",
+        )
+        .unwrap();
+        assert_eq!(p.trials.len(), 6);
+        assert_eq!(p.trials[0].name, "batch_size=1,learning_rate=0.1");
+        assert_eq!(p.trials[1].name, "batch_size=1,learning_rate=0.01");
+        assert_eq!(p.trials[3].config.batch_size, 2);
+    }
+
+    #[test]
+    fn ids_ignore_key_order_and_shorthand() {
+        let a =
+            plan("name: a\nfixed:\n  epochs: 2\n  batch_size: 8\n  schedule: cosine\n").unwrap();
+        let b = plan("fixed:\n  schedule: {kind: cosine}\n  batch_size: 8\n  epochs: 2\nname: b\n")
+            .unwrap();
+        assert_eq!(a.trials[0].id, b.trials[0].id);
+        let c = plan("name: a\nfixed:\n  epochs: 3\n  batch_size: 8\n").unwrap();
+        assert_ne!(a.trials[0].id, c.trials[0].id);
+    }
+
+    #[test]
+    fn zip_pairs_and_seeds_repeat() {
+        let p = plan(
+            "name: z\nfixed: {epochs: 1}\nzip:\n  batch_size: [10, 100]\n  optimizer.learning_rate: [0.01, 0.1]\nseeds: [1, 2, 3]\n",
+        )
+        .unwrap();
+        assert_eq!(p.trials.len(), 6);
+        assert_eq!(p.trials[3].config.batch_size, 100);
+        assert_eq!(p.trials[3].config.optimizer.learning_rate, Some(0.1));
+        assert_eq!(p.trials[3].config.seed, 1);
+        assert_eq!(
+            p.axes,
+            vec!["batch_size", "optimizer.learning_rate", "seed"]
+        );
+    }
+
+    #[test]
+    fn named_trials_cross_the_grid_and_lists_are_values() {
+        let p = plan(
+            "name: n\nfixed: {model: {kind: mlp, hidden: [8]}}\ntrials:\n  - name: small\n    model.hidden: [4]\n  - name: big\n    model: {hidden: [16, 8]}\ngrid:\n  seed: [1, 2]\n",
+        )
+        .unwrap();
+        assert_eq!(p.trials.len(), 4);
+        assert_eq!(p.trials[2].config.model.hidden, vec![16, 8]);
+        assert_eq!(p.trials[0].name, "small,seed=1");
+    }
+
+    #[test]
+    fn misspelt_key_names_line_and_suggestion() {
+        let e = plan("name: x\nfixed:\n  epochs: 1\ngrid:\n  optimizer.learnig_rate: [0.1]\n")
+            .unwrap_err();
+        assert_eq!(e.key, "optimizer.learnig_rate");
+        assert_eq!(e.pos.unwrap().line, 5);
+        assert!(
+            e.message.contains("did you mean `optimizer.learning_rate`"),
+            "{e}"
+        );
+        assert!(e.message.contains("at grid (line 5)"), "{e}");
+    }
+
+    #[test]
+    fn bare_key_in_grid_suggests_its_full_path() {
+        let e = plan("name: x\ngrid:\n  learning_rate: [0.1]\n").unwrap_err();
+        assert!(e.message.contains("optimizer.learning_rate"), "{e}");
+    }
+}

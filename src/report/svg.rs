@@ -1,0 +1,424 @@
+//! Plots drawn as self-contained SVG text: line charts (linear or log x), bar charts with error
+//! bars, a confusion-matrix heat map and a grid of digits. No plotting dependency: each chart
+//! is a few dozen lines and the output embeds in HTML and renders on GitHub.
+
+use std::fmt::Write;
+
+pub const PALETTE: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Half-heights of error bars, one per point (empty: none).
+    pub errors: Vec<f64>,
+}
+
+pub struct LineChart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub log_x: bool,
+    pub series: Vec<Series>,
+    /// Draw markers at every point (few points) instead of plain lines.
+    pub markers: bool,
+}
+
+fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if !(hi > lo) {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / n as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let mut t = (lo / step).ceil() * step;
+    let mut out = vec![];
+    while t <= hi + step * 1e-9 {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+fn fmt_tick(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1e4 || v.abs() < 1e-3 {
+        format!("{v:.0e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+const W: f64 = 640.0;
+const H: f64 = 360.0;
+const L: f64 = 70.0;
+const R: f64 = 170.0;
+const T: f64 = 36.0;
+const B: f64 = 50.0;
+
+impl LineChart<'_> {
+    pub fn render(&self) -> String {
+        let tx = |x: f64| if self.log_x { x.max(1e-300).log10() } else { x };
+        let pts: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| {
+                s.points.iter().enumerate().map(move |(i, p)| {
+                    let e = s.errors.get(i).copied().unwrap_or(0.0);
+                    (p.0, p.1 + e)
+                })
+            })
+            .chain(self.series.iter().flat_map(|s| {
+                s.points
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| (p.0, p.1 - s.errors.get(i).copied().unwrap_or(0.0)))
+            }))
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && (!self.log_x || p.0 > 0.0))
+            .collect();
+        let mut svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{}</text>"#,
+            (L + W - R) / 2.0,
+            esc(self.title)
+        );
+        if pts.is_empty() {
+            svg += r#"<text x="50%" y="50%" text-anchor="middle">no data</text></svg>"#;
+            return svg;
+        }
+        let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |a, p| {
+            (a.0.min(tx(p.0)), a.1.max(tx(p.0)))
+        });
+        let (mut y0, mut y1) = pts
+            .iter()
+            .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
+        if x1 - x0 < 1e-12 {
+            x0 -= 0.5;
+            x1 += 0.5;
+        }
+        if y1 - y0 < 1e-12 {
+            y0 -= 0.01;
+            y1 += 0.01;
+        }
+        let pad = (y1 - y0) * 0.05;
+        y0 -= pad;
+        y1 += pad;
+        let px = |x: f64| L + (tx(x) - x0) / (x1 - x0) * (W - L - R);
+        let py = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
+        // Axes and ticks.
+        let _ = write!(
+            svg,
+            r##"<line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{L}" y1="{T}" x2="{L}" y2="{}" stroke="#333"/>"##,
+            H - B,
+            W - R,
+            H - B,
+            H - B
+        );
+        for t in nice_ticks(y0, y1, 5) {
+            let y = py(t);
+            let _ = write!(
+                svg,
+                r##"<line x1="{L}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                W - R,
+                L - 6.0,
+                y + 4.0,
+                fmt_tick(t)
+            );
+        }
+        let xticks: Vec<f64> = if self.log_x {
+            (x0.floor() as i32..=x1.ceil() as i32)
+                .map(|e| 10f64.powi(e))
+                .filter(|v| tx(*v) >= x0 - 1e-9 && tx(*v) <= x1 + 1e-9)
+                .collect()
+        } else {
+            nice_ticks(x0, x1, 6)
+        };
+        for t in xticks {
+            let x = px(t);
+            let _ = write!(
+                svg,
+                r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#333"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                H - B,
+                H - B + 5.0,
+                H - B + 18.0,
+                fmt_tick(t)
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
+            (L + W - R) / 2.0,
+            H - 12.0,
+            esc(&format!(
+                "{}{}",
+                self.x_label,
+                if self.log_x { " (log)" } else { "" }
+            )),
+            (T + H - B) / 2.0,
+            (T + H - B) / 2.0,
+            esc(self.y_label)
+        );
+        for (i, s) in self.series.iter().enumerate() {
+            let c = PALETTE[i % PALETTE.len()];
+            let path: Vec<String> = s
+                .points
+                .iter()
+                .filter(|p| p.0.is_finite() && p.1.is_finite() && (!self.log_x || p.0 > 0.0))
+                .map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1)))
+                .collect();
+            if path.len() > 1 {
+                let _ = write!(
+                    svg,
+                    r#"<polyline fill="none" stroke="{c}" stroke-width="1.6" points="{}"/>"#,
+                    path.join(" ")
+                );
+            }
+            if self.markers || path.len() == 1 {
+                for (j, p) in s.points.iter().enumerate() {
+                    if !(p.0.is_finite() && p.1.is_finite()) || (self.log_x && p.0 <= 0.0) {
+                        continue;
+                    }
+                    let _ = write!(
+                        svg,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#,
+                        px(p.0),
+                        py(p.1)
+                    );
+                    if let Some(e) = s.errors.get(j).filter(|e| **e > 0.0) {
+                        let _ = write!(
+                            svg,
+                            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{c}"/>"#,
+                            py(p.1 - e),
+                            py(p.1 + e),
+                            x = px(p.0)
+                        );
+                    }
+                }
+            }
+            let ly = T + 14.0 + i as f64 * 16.0;
+            if ly < H - 10.0 {
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
+                    W - R + 10.0,
+                    ly - 4.0,
+                    W - R + 26.0,
+                    ly,
+                    esc(&truncate(&s.label, 24))
+                );
+            }
+        }
+        svg += "</svg>";
+        svg
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+/// Horizontal bars (one per label) with optional error bars, values in [0, 1] shown as %.
+pub fn bar_chart(title: &str, bars: &[(String, f64, f64)], highlight: Option<usize>) -> String {
+    let row = 22.0;
+    let h = T + B + row * bars.len() as f64;
+    let left = 220.0;
+    let width = W - left - 60.0;
+    let lo = bars
+        .iter()
+        .map(|b| b.1 - b.2)
+        .fold(f64::MAX, f64::min)
+        .min(1.0);
+    let lo = ((lo * 10.0).floor() / 10.0 - 0.05).clamp(0.0, 1.0);
+    let hi = 1.0;
+    let px = |v: f64| left + (v.clamp(lo, hi) - lo) / (hi - lo) * width;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{}</text>"#,
+        W / 2.0,
+        esc(title)
+    );
+    for (i, (label, v, e)) in bars.iter().enumerate() {
+        let y = T + i as f64 * row;
+        let c = if Some(i) == highlight {
+            "#2ca02c"
+        } else {
+            "#1f77b4"
+        };
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text><rect x="{left}" y="{:.1}" width="{:.1}" height="{}" fill="{c}"/><text x="{:.1}" y="{:.1}">{:.2}%</text>"#,
+            left - 6.0,
+            y + 14.0,
+            esc(&truncate(label, 32)),
+            y + 3.0,
+            (px(*v) - left).max(0.0),
+            row - 6.0,
+            px(*v)
+                + 4.0
+                + if *e > 0.0 {
+                    (px(v + e) - px(*v)).max(0.0)
+                } else {
+                    0.0
+                },
+            y + 14.0,
+            v * 100.0
+        );
+        if *e > 0.0 {
+            let _ = write!(
+                svg,
+                r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#333" stroke-width="1.5"/>"##,
+                px(v - e),
+                px(v + e),
+                y + row / 2.0,
+                y + row / 2.0
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="{:.1}" >{:.0}%</text><text x="{:.1}" y="{:.1}" text-anchor="end">100%</text></svg>"#,
+        h - 16.0,
+        lo * 100.0,
+        left + width,
+        h - 16.0
+    );
+    svg
+}
+
+/// The confusion matrix as a heat map (rows: true class, columns: predicted).
+pub fn confusion(title: &str, cm: &[Vec<u64>]) -> String {
+    let cell = 32.0;
+    let off = 60.0;
+    let size = off + cell * cm.len() as f64 + 20.0;
+    let max = cm
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.iter()
+                .enumerate()
+                .filter(move |(j, _)| *j != i)
+                .map(|(_, v)| *v)
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{}" viewBox="0 0 {size} {}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text><text x="{}" y="34" text-anchor="middle">predicted</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">true</text>"#,
+        size + 10.0,
+        size + 10.0,
+        size / 2.0,
+        esc(title),
+        off + cell * cm.len() as f64 / 2.0,
+        off + cell * cm.len() as f64 / 2.0,
+        off + cell * cm.len() as f64 / 2.0
+    );
+    for (i, row) in cm.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{:.1}" text-anchor="middle">{i}</text><text x="{:.1}" y="{}" text-anchor="middle">{i}</text>"#,
+            off - 12.0,
+            off + cell * i as f64 + cell / 2.0 + 4.0,
+            off + cell * i as f64 + cell / 2.0,
+            off - 6.0
+        );
+        for (j, v) in row.iter().enumerate() {
+            // Diagonal in green, errors in red scaled to the largest error.
+            let (fill, text) = if i == j {
+                ("#c7e9c0".to_string(), "#000")
+            } else {
+                let a = (*v as f64 / max).sqrt();
+                (
+                    format!("rgba(214,39,40,{a:.2})"),
+                    if a > 0.6 { "#fff" } else { "#000" },
+                )
+            };
+            let _ = write!(
+                svg,
+                r##"<rect x="{:.1}" y="{:.1}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{text}">{v}</text>"##,
+                off + cell * j as f64,
+                off + cell * i as f64,
+                off + cell * j as f64 + cell / 2.0,
+                off + cell * i as f64 + cell / 2.0 + 4.0
+            );
+        }
+    }
+    svg += "</svg>";
+    svg
+}
+
+/// A grid of 28×28 digits (hex-encoded bytes) with a caption under each.
+pub fn digit_grid(title: &str, digits: &[(String, String)]) -> String {
+    let per_row = 5usize;
+    let scale = 2.0;
+    let cw = 28.0 * scale + 44.0;
+    let ch = 28.0 * scale + 22.0;
+    let rows = digits.len().div_ceil(per_row).max(1);
+    let (w, h) = (cw * per_row as f64 + 10.0, ch * rows as f64 + 30.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    for (k, (hex, caption)) in digits.iter().enumerate() {
+        let ox = 5.0 + cw * (k % per_row) as f64 + 22.0;
+        let oy = 26.0 + ch * (k / per_row) as f64;
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<rect x="{ox}" y="{oy}" width="{}" height="{}" fill="black"/>"#,
+            28.0 * scale,
+            28.0 * scale
+        );
+        // Runs of equal-ish pixels in a row become one rect, which keeps the file small.
+        for y in 0..28 {
+            let mut x = 0;
+            while x < 28 {
+                let v = bytes.get(y * 28 + x).copied().unwrap_or(0) / 32 * 32;
+                let mut run = 1;
+                while x + run < 28
+                    && bytes.get(y * 28 + x + run).copied().unwrap_or(0) / 32 * 32 == v
+                {
+                    run += 1;
+                }
+                if v > 0 {
+                    let _ = write!(
+                        svg,
+                        r#"<rect x="{:.0}" y="{:.0}" width="{:.0}" height="{scale}" fill="rgb({v},{v},{v})"/>"#,
+                        ox + x as f64 * scale,
+                        oy + y as f64 * scale,
+                        run as f64 * scale
+                    );
+                }
+                x += run;
+            }
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            ox + 14.0 * scale,
+            oy + 28.0 * scale + 14.0,
+            esc(caption)
+        );
+    }
+    svg += "</svg>";
+    svg
+}

@@ -1,0 +1,266 @@
+//! The Polars tables: summary (one row per trial, varied parameters as typed columns), epochs
+//! (long format) and, when seeds repeat, mean ± std over seeds per setting.
+
+use super::{Loaded, TrialRow};
+use anyhow::Result;
+use polars::prelude::*;
+use serde_json::Value;
+use std::fs::File;
+use std::path::Path;
+
+/// A varied parameter as a typed column: integers, floats, booleans, or text (lists, names).
+fn axis_column(name: &str, values: &[Option<&Value>]) -> Column {
+    let all = |f: fn(&Value) -> bool| values.iter().flatten().all(|v| f(v));
+    if all(|v| v.is_i64() || v.is_u64()) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.and_then(Value::as_i64))
+                .collect::<Vec<_>>(),
+        )
+    } else if all(Value::is_number) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.and_then(Value::as_f64))
+                .collect::<Vec<_>>(),
+        )
+    } else if all(Value::is_boolean) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.and_then(Value::as_bool))
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.map(crate::plan::value_text))
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+fn axis_columns(l: &Loaded, rows: &[&TrialRow]) -> Vec<Column> {
+    l.axes
+        .iter()
+        .map(|a| {
+            let vals: Vec<Option<&Value>> = rows.iter().map(|r| r.varied.get(a)).collect();
+            axis_column(a, &vals)
+        })
+        .collect()
+}
+
+/// The first epoch whose accuracy (on `metric`) reaches the threshold.
+pub fn epoch_reaching(r: &TrialRow, threshold: f64, metric: &str) -> Option<usize> {
+    r.result
+        .epochs
+        .iter()
+        .find(|e| {
+            let v = match metric {
+                "test_accuracy" => e.test_accuracy,
+                "train_accuracy" => Some(e.train_accuracy),
+                _ => e.val_accuracy.or(e.test_accuracy),
+            };
+            v.is_some_and(|v| v >= threshold)
+        })
+        .map(|e| e.epoch)
+}
+
+/// Final train accuracy minus final validation (or test) accuracy: the overfitting gap.
+pub fn gap(r: &TrialRow) -> Option<f64> {
+    let last = r.result.epochs.last()?;
+    let other = last.val_accuracy.or(r.result.test_accuracy)?;
+    Some(last.train_accuracy - other)
+}
+
+pub fn summary(l: &Loaded) -> Result<DataFrame> {
+    let rows: Vec<&TrialRow> = l.rows.iter().collect();
+    let res = |f: fn(&TrialRow) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter().map(|r| f(r)).collect()
+    };
+    let mut cols = vec![
+        Column::new(
+            "id".into(),
+            rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "name".into(),
+            rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "status".into(),
+            rows.iter()
+                .map(|r| {
+                    r.result
+                        .status
+                        .map(|s| s.as_str())
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    cols.extend(axis_columns(l, &rows));
+    cols.extend([
+        Column::new("test_accuracy".into(), res(|r| r.result.test_accuracy)),
+        Column::new("test_loss".into(), res(|r| r.result.test_loss)),
+        Column::new("train_accuracy".into(), res(|r| r.result.train_accuracy)),
+        Column::new("train_loss".into(), res(|r| r.result.train_loss)),
+        Column::new(
+            "best_val_accuracy".into(),
+            res(|r| r.result.best_val_accuracy),
+        ),
+        Column::new("best_val_loss".into(), res(|r| r.result.best_val_loss)),
+        Column::new(
+            "best_epoch".into(),
+            rows.iter()
+                .map(|r| r.result.best_epoch.map(|e| e as i64))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new("train_val_gap".into(), res(gap)),
+        Column::new(
+            "epochs_run".into(),
+            rows.iter()
+                .map(|r| r.result.epochs_run as i64)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "train_seconds".into(),
+            rows.iter()
+                .map(|r| r.result.train_seconds)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "total_seconds".into(),
+            rows.iter()
+                .map(|r| r.result.total_seconds)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "samples_per_second".into(),
+            res(|r| r.result.samples_per_second),
+        ),
+        Column::new(
+            "inference_ms_per_batch".into(),
+            res(|r| r.result.inference_ms_per_batch_mean),
+        ),
+        Column::new(
+            "device".into(),
+            rows.iter()
+                .map(|r| r.result.device.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "train_samples".into(),
+            rows.iter()
+                .map(|r| r.result.data.train as i64)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "error".into(),
+            rows.iter()
+                .map(|r| r.result.error.clone())
+                .collect::<Vec<_>>(),
+        ),
+    ]);
+    if let Some(t) = l.options.threshold {
+        cols.push(Column::new(
+            "epoch_reaching_threshold".into(),
+            rows.iter()
+                .map(|r| epoch_reaching(r, t, &l.options.threshold_metric).map(|e| e as i64))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    Ok(DataFrame::new(rows.len(), cols)?)
+}
+
+pub fn epochs(l: &Loaded) -> Result<DataFrame> {
+    let flat: Vec<(&TrialRow, &crate::engine::EpochRow)> = l
+        .rows
+        .iter()
+        .flat_map(|r| r.result.epochs.iter().map(move |e| (r, e)))
+        .collect();
+    let trial_rows: Vec<&TrialRow> = flat.iter().map(|(r, _)| *r).collect();
+    let mut cols = vec![
+        Column::new(
+            "id".into(),
+            flat.iter().map(|(r, _)| r.id.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "name".into(),
+            flat.iter().map(|(r, _)| r.name.clone()).collect::<Vec<_>>(),
+        ),
+    ];
+    cols.extend(axis_columns(l, &trial_rows));
+    let f = |g: fn(&crate::engine::EpochRow) -> Option<f64>| -> Vec<Option<f64>> {
+        flat.iter().map(|(_, e)| g(e)).collect()
+    };
+    cols.extend([
+        Column::new(
+            "epoch".into(),
+            flat.iter().map(|(_, e)| e.epoch as i64).collect::<Vec<_>>(),
+        ),
+        Column::new("train_loss".into(), f(|e| Some(e.train_loss))),
+        Column::new("train_accuracy".into(), f(|e| Some(e.train_accuracy))),
+        Column::new("val_loss".into(), f(|e| e.val_loss)),
+        Column::new("val_accuracy".into(), f(|e| e.val_accuracy)),
+        Column::new("test_loss".into(), f(|e| e.test_loss)),
+        Column::new("test_accuracy".into(), f(|e| e.test_accuracy)),
+        Column::new("lr".into(), f(|e| Some(e.lr))),
+        Column::new("seconds".into(), f(|e| Some(e.seconds))),
+    ]);
+    Ok(DataFrame::new(flat.len(), cols)?)
+}
+
+/// Mean, std and count over seeds of each setting (the other varied parameters).
+pub fn by_setting(l: &Loaded, summary: &DataFrame) -> Result<Option<DataFrame>> {
+    if !l.axes.iter().any(|a| a == "seed") {
+        return Ok(None);
+    }
+    let keys: Vec<Expr> = l
+        .axes
+        .iter()
+        .filter(|a| *a != "seed")
+        .map(|a| col(a.as_str()))
+        .collect();
+    let mut aggs = vec![len().alias("n")];
+    for m in [
+        "test_accuracy",
+        "best_val_accuracy",
+        "train_accuracy",
+        "train_seconds",
+    ] {
+        aggs.push(col(m).mean().alias(format!("{m}_mean")));
+        aggs.push(col(m).std(1).alias(format!("{m}_std")));
+    }
+    let lf = summary
+        .clone()
+        .lazy()
+        .filter(col("status").neq(lit("failed")));
+    let out = if keys.is_empty() {
+        lf.select(aggs).collect()?
+    } else {
+        lf.group_by_stable(keys).agg(aggs).collect()?
+    };
+    Ok(Some(out))
+}
+
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("parquet.tmp");
+    ParquetWriter::new(File::create(&tmp)?).finish(df)?;
+    std::fs::rename(tmp, path)?;
+    Ok(())
+}
+
+pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("csv.tmp");
+    CsvWriter::new(File::create(&tmp)?).finish(df)?;
+    std::fs::rename(tmp, path)?;
+    Ok(())
+}
