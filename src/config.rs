@@ -413,7 +413,7 @@ impl TrialConfig {
         if d.train_size == Some(0) {
             return Err(bad("data.train_size", "must be at least 1"));
         }
-        if !(d.normalize.std > 0.0) || !d.normalize.mean.is_finite() {
+        if d.normalize.std.is_nan() || d.normalize.std <= 0.0 || !d.normalize.mean.is_finite() {
             return Err(bad(
                 "data.normalize",
                 "std must be above 0 and mean a finite number",
@@ -466,7 +466,7 @@ impl TrialConfig {
         }
         let o = &self.optimizer;
         let lr = o.lr();
-        if !(lr > 0.0) || !lr.is_finite() {
+        if lr.is_nan() || lr <= 0.0 || !lr.is_finite() {
             return Err(bad(
                 "optimizer.learning_rate",
                 format!("must be above 0, got {lr}"),
@@ -487,7 +487,7 @@ impl TrialConfig {
         if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
             return Err(bad("optimizer.betas", "both betas must be in [0, 1)"));
         }
-        if !(o.eps > 0.0) {
+        if o.eps.is_nan() || o.eps <= 0.0 {
             return Err(bad("optimizer.eps", "must be above 0"));
         }
         if !(0.0..1.0).contains(&o.alpha) {
@@ -497,7 +497,7 @@ impl TrialConfig {
         if sc.min_lr < 0.0 {
             return Err(bad("schedule.min_lr", "must be 0 or more"));
         }
-        if !(sc.gamma > 0.0) {
+        if sc.gamma.is_nan() || sc.gamma <= 0.0 {
             return Err(bad("schedule.gamma", "must be above 0"));
         }
         if sc.kind == ScheduleKind::Step && sc.step_size == 0 {

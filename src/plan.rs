@@ -57,12 +57,11 @@ fn normalize_shorthands(root: &mut Map<String, Value>) {
             Some(v @ Value::String(_)) if v.as_str() == Some("official") => {
                 *v = serde_json::json!({"official": true});
             }
-            Some(Value::Object(split)) => {
+            Some(Value::Object(split))
                 if !split.contains_key("official")
-                    && (split.contains_key("train") || split.contains_key("test"))
-                {
-                    split.insert("official".into(), Value::Bool(false));
-                }
+                    && (split.contains_key("train") || split.contains_key("test")) =>
+            {
+                split.insert("official".into(), Value::Bool(false));
             }
             _ => {}
         }

@@ -776,19 +776,16 @@ fn deserialize_section<T: serde::de::DeserializeOwned>(
 
 /// Walks a JSON object into its dotted leaf paths (the valid keys of a trial).
 pub fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
-    match value {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.push(p.clone());
-                leaf_paths(v, &p, out);
-            }
+    if let Value::Object(m) = value {
+        for (k, v) in m {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.push(p.clone());
+            leaf_paths(v, &p, out);
         }
-        _ => {}
     }
 }
 

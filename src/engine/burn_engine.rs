@@ -442,3 +442,284 @@ pub fn train<B: AutodiffBackend>(
     out.total_seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::optim::OptimState;
+    use crate::spec::Spec;
+    use burn::optim::SimpleOptimizer;
+
+    fn trial(yaml: &str) -> Trial {
+        crate::plan::expand(&Spec::parse("t.yaml", yaml).unwrap())
+            .unwrap()
+            .trials
+            .remove(0)
+    }
+
+    fn train_cpu(t: &Trial) -> TrialResult {
+        BurnEngine
+            .run(t, Device::Cpu, 2, &mut |_| {}, &AtomicBool::new(false))
+            .unwrap()
+    }
+
+    #[test]
+    fn linear_on_1000_samples_passes_80_percent_in_3_epochs() {
+        let r = train_cpu(&trial(
+            "name: t\ndata: {train_size: 1000, normalize: mnist}\nfixed:\n  optimizer: {kind: sgd, learning_rate: 0.05}\n  batch_size: 32\n  epochs: 3\n  seed: 1\n",
+        ));
+        assert_eq!(r.status, Some(Status::Ok));
+        assert_eq!(r.data.train, 1000);
+        assert!(r.test_accuracy.unwrap() > 0.80, "{:?}", r.test_accuracy);
+        assert_eq!(r.epochs.len(), 3);
+        assert_eq!(r.confusion_matrix.iter().flatten().sum::<u64>(), 2000);
+    }
+
+    #[test]
+    fn s3_mlp_passes_90_percent_in_2_epochs() {
+        let r = train_cpu(&trial(
+            "name: t\ndata: {normalize: unit}\nfixed:\n  model: {kind: mlp, hidden: [512, 256], dropout: 0.2}\n  optimizer: {kind: adam, learning_rate: 0.001}\n  batch_size: 128\n  epochs: 2\n  seed: 42\n",
+        ));
+        assert!(r.test_accuracy.unwrap() > 0.90, "{:?}", r.test_accuracy);
+        assert!(r.epochs[1].train_loss < r.epochs[0].train_loss);
+    }
+
+    #[test]
+    fn same_seed_same_numbers_other_seed_other_numbers() {
+        let y = "name: t\ndata: {split: {official: true, val: 0.1}, train_size: 500}\nfixed:\n  model: {kind: mlp, hidden: [32], dropout: 0.3}\n  optimizer: {kind: sgd, learning_rate: 0.1, momentum: 0.9}\n  batch_size: 50\n  epochs: 2\n  augment: {rotate: 10}\n  seed: 7\n";
+        let a = train_cpu(&trial(y));
+        let b = train_cpu(&trial(y));
+        let strip = |r: &TrialResult| {
+            (
+                r.test_accuracy,
+                r.test_loss,
+                r.epochs
+                    .iter()
+                    .map(|e| (e.train_loss, e.train_accuracy, e.val_loss))
+                    .collect::<Vec<_>>(),
+                r.confusion_matrix.clone(),
+            )
+        };
+        assert_eq!(strip(&a), strip(&b));
+        let c = train_cpu(&trial(&y.replace("seed: 7", "seed: 8")));
+        assert_ne!(strip(&a), strip(&c));
+    }
+
+    #[test]
+    fn a_huge_learning_rate_diverges_and_keeps_its_epochs() {
+        let r = train_cpu(&trial(
+            "name: t\ndata: {train_size: 200}\nfixed:\n  model: {kind: mlp, hidden: [16]}\n  optimizer: {kind: sgd, learning_rate: 1.0e30}\n  batch_size: 20\n  epochs: 5\n",
+        ));
+        assert_eq!(r.status, Some(Status::Diverged));
+        assert!(
+            !r.epochs.is_empty() && r.epochs.len() < 5,
+            "{}",
+            r.epochs.len()
+        );
+    }
+
+    #[test]
+    fn early_stopping_and_restore_best() {
+        let r = train_cpu(&trial(
+            "name: t\ndata: {split: {official: true, val: 0.2}, train_size: 300}\nfixed:\n  optimizer: {kind: sgd, learning_rate: 0.5}\n  batch_size: 10\n  epochs: 30\n  early_stopping: {patience: 2, min_delta: 0.0}\n  restore_best: true\n",
+        ));
+        assert_eq!(r.status, Some(Status::StoppedEarly), "{:?}", r.notes);
+        assert!(r.epochs.len() < 30);
+        assert!(r.notes.iter().any(|n| n.contains("best validation")));
+    }
+
+    #[test]
+    fn cnn_forward_shape_and_one_step_lowers_the_loss() {
+        type B = CpuBackend;
+        let cfg = crate::config::ModelConfig {
+            kind: crate::config::ModelKind::Cnn,
+            hidden: vec![100],
+            ..Default::default()
+        };
+        let dev = burn::backend::flex::FlexDevice;
+        let mut rng = data::rng(1, Stream::Init);
+        let model: Net<B> = Net::new(&cfg, &mut rng, &dev);
+        let s = data::prepare(&Default::default(), 1).unwrap();
+        let n = 64;
+        let x: Tensor<B, 2> = Tensor::from_data(
+            TensorData::new(s.train.x[..n * PIXELS].to_vec(), [n, PIXELS]),
+            &dev,
+        );
+        let ys: Vec<i64> = s.train.y[..n].iter().map(|&v| i64::from(v)).collect();
+        let y: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(ys, [n]), &dev);
+        let loss_of = |m: &Net<B>| {
+            -log_softmax(m.forward(x.clone(), None), 1)
+                .gather(1, y.clone().reshape([n, 1]))
+                .mean()
+        };
+        assert_eq!(model.forward(x.clone(), None).dims(), [n, 10]);
+        let before = loss_of(&model);
+        let b0: f32 = before.clone().into_data().iter::<f32>().next().unwrap();
+        let mut opt = Optim::new(&crate::config::OptimizerConfig {
+            kind: crate::config::OptimizerKind::Adam,
+            ..Default::default()
+        })
+        .into_adaptor::<B, Net<B>>();
+        let grads = GradientsParams::from_grads(before.backward(), &model);
+        let model = opt.step(1e-3, model, grads);
+        let b1: f32 = loss_of(&model).into_data().iter::<f32>().next().unwrap();
+        assert!(b1 < b0, "loss {b0} → {b1}");
+    }
+
+    type F = burn::backend::Flex;
+
+    /// Runs `steps` updates of one optimizer on p = [1, -2] with gradients g_t = [0.5, 0.1] · t.
+    fn steps(kind: crate::config::OptimizerKind, extra: &str, steps: usize) -> Vec<f32> {
+        let mut c: crate::config::OptimizerConfig = serde_json::from_str(&format!(
+            "{{\"kind\": {}{extra}}}",
+            serde_json::to_string(&kind).unwrap()
+        ))
+        .unwrap();
+        c.learning_rate = Some(0.1);
+        let o = Optim::new(&c);
+        let dev = burn::backend::flex::FlexDevice;
+        let mut p: Tensor<F, 1> = Tensor::from_data(TensorData::new(vec![1.0f32, -2.0], [2]), &dev);
+        let mut state: Option<OptimState<F, 1>> = None;
+        for t in 1..=steps {
+            let g: Tensor<F, 1> = Tensor::from_data(
+                TensorData::new(vec![0.5 * t as f32, 0.1 * t as f32], [2]),
+                &dev,
+            );
+            let (np, ns) = <Optim as SimpleOptimizer<F>>::step(&o, 0.1, p, g, state);
+            p = np;
+            state = ns;
+        }
+        p.into_data().iter::<f32>().collect()
+    }
+
+    /// PyTorch's update rules on scalars, written out independently of the tensor code.
+    fn reference(
+        kind: &str,
+        wd: f64,
+        momentum: f64,
+        nesterov: bool,
+        b2: f64,
+        n: usize,
+    ) -> Vec<f64> {
+        let (lr, b1, eps, alpha) = (0.1, 0.9, 1e-8, 0.99);
+        let mut out = vec![];
+        for (mut p, g0) in [(1.0f64, 0.5f64), (-2.0, 0.1)] {
+            let (mut m, mut v, mut buf) = (0.0, 0.0, None::<f64>);
+            for t in 1..=n {
+                let mut g = g0 * t as f64;
+                let tf = t as i32;
+                match kind {
+                    "sgd" => {
+                        g += wd * p;
+                        if momentum > 0.0 {
+                            let b = buf.map_or(g, |b| momentum * b + g);
+                            buf = Some(b);
+                            g = if nesterov { g + momentum * b } else { b };
+                        }
+                        p -= lr * g;
+                    }
+                    "adam" | "adamw" => {
+                        if kind == "adam" {
+                            g += wd * p
+                        } else {
+                            p *= 1.0 - lr * wd
+                        }
+                        m = b1 * m + (1.0 - b1) * g;
+                        v = b2 * v + (1.0 - b2) * g * g;
+                        let mh = m / (1.0 - b1.powi(tf));
+                        let vh = v / (1.0 - b2.powi(tf));
+                        p -= lr * mh / (vh.sqrt() + eps);
+                    }
+                    "radam" => {
+                        p *= 1.0 - lr * wd;
+                        m = b1 * m + (1.0 - b1) * g;
+                        v = b2 * v + (1.0 - b2) * g * g;
+                        let mh = m / (1.0 - b1.powi(tf));
+                        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+                        let rho = rho_inf - 2.0 * t as f64 * b2.powi(tf) / (1.0 - b2.powi(tf));
+                        if rho > 5.0 {
+                            let l = (1.0 - b2.powi(tf)).sqrt() / (v.sqrt() + eps);
+                            let r = ((rho - 4.0) * (rho - 2.0) * rho_inf
+                                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
+                                .sqrt();
+                            p -= lr * mh * r * l;
+                        } else {
+                            p -= lr * mh;
+                        }
+                    }
+                    "rmsprop" => {
+                        g += wd * p;
+                        v = alpha * v + (1.0 - alpha) * g * g;
+                        let s = g / (v.sqrt() + eps);
+                        if momentum > 0.0 {
+                            let b = buf.map_or(s, |b| momentum * b + s);
+                            buf = Some(b);
+                            p -= lr * b;
+                        } else {
+                            p -= lr * s;
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    fn close(a: &[f32], b: &[f64]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (f64::from(*x) - y).abs() < 1e-5 * (1.0 + y.abs()),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn optimizers_match_hand_computed_steps() {
+        use crate::config::OptimizerKind::*;
+        // By hand: SGD momentum 0.9, wd 0.01, lr 0.1, g1 = [0.5, 0.1], g2 = [1.0, 0.2].
+        // step 1: g' = [0.51, 0.08] = buf; p1 = [0.949, -2.008]
+        // step 2: g' = [1.00949, 0.17992]; buf = [1.46849, 0.25192]; p2 = [0.802151, -2.033192]
+        close(
+            &steps(Sgd, ", \"momentum\": 0.9, \"weight_decay\": 0.01", 2),
+            &[0.802151, -2.033192],
+        );
+        // By hand: Adam's first step moves each weight by lr against the gradient's sign.
+        close(&steps(Adam, "", 1), &[0.9, -2.1]);
+        close(
+            &steps(Sgd, "", 2),
+            &reference("sgd", 0.0, 0.0, false, 0.999, 2),
+        );
+        close(
+            &steps(
+                Sgd,
+                ", \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01",
+                2,
+            ),
+            &reference("sgd", 0.01, 0.9, true, 0.999, 2),
+        );
+        close(
+            &steps(Adam, ", \"weight_decay\": 0.1", 2),
+            &reference("adam", 0.1, 0.0, false, 0.999, 2),
+        );
+        close(
+            &steps(Adamw, ", \"weight_decay\": 0.1", 2),
+            &reference("adamw", 0.1, 0.0, false, 0.999, 2),
+        );
+        // RAdam with beta2 0.9 crosses from the plain-momentum phase into the rectified one.
+        close(
+            &steps(Radam, ", \"weight_decay\": 0.1, \"betas\": [0.9, 0.9]", 12),
+            &reference("radam", 0.1, 0.0, false, 0.9, 12),
+        );
+        close(
+            &steps(Rmsprop, "", 2),
+            &reference("rmsprop", 0.0, 0.0, false, 0.999, 2),
+        );
+        close(
+            &steps(Rmsprop, ", \"momentum\": 0.5, \"weight_decay\": 0.01", 2),
+            &reference("rmsprop", 0.01, 0.5, false, 0.999, 2),
+        );
+    }
+}

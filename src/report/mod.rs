@@ -104,6 +104,15 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     })
 }
 
+/// An x value and every y measured there (one per seed).
+type Point = (f64, Vec<f64>);
+/// A plot file stem, its label, and the epoch value it draws.
+type Curve = (
+    &'static str,
+    &'static str,
+    fn(&crate::engine::EpochRow) -> Option<f64>,
+);
+
 fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:.2}%", 100.0 * x))
         .unwrap_or_else(|| "–".into())
@@ -468,7 +477,7 @@ pub fn blocks(l: &Loaded) -> Vec<Block> {
             .iter()
             .filter(|a| *a != axis && *a != "seed")
             .collect();
-        let mut series: Vec<(String, Vec<(f64, Vec<f64>)>)> = vec![];
+        let mut series: Vec<(String, Vec<Point>)> = vec![];
         for r in &finished {
             let label = others
                 .iter()
@@ -537,7 +546,7 @@ pub fn blocks(l: &Loaded) -> Vec<Block> {
 
     // Learning curves.
     b.push(Block::Heading(2, "Learning curves".into()));
-    let curves: [(&str, &str, fn(&crate::engine::EpochRow) -> Option<f64>); 6] = [
+    let curves: [Curve; 6] = [
         ("train-loss", "training loss", |e| Some(e.train_loss)),
         ("val-loss", "validation loss", |e| e.val_loss),
         ("train-accuracy", "training accuracy", |e| {
