@@ -48,6 +48,21 @@ pub enum Command {
         #[arg(long, default_value = "results", value_name = "DIR")]
         out: PathBuf,
     },
+    /// Training throughput of the benchmark models (linear, mlp, cnn) on the bundled data;
+    /// prints one JSON line per model. Used by scripts/bench-cpu.sh.
+    Bench {
+        /// Models to time, comma-separated.
+        #[arg(long, default_value = "linear,mlp,cnn")]
+        models: String,
+        /// CPU threads the trial may use.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Train on this many samples per epoch (default: the 8,000 of the bundled split).
+        #[arg(long)]
+        train_size: Option<usize>,
+    },
     /// Build summary tables (Parquet, CSV) and report.md/report.html from a results directory;
     /// with two or more directories, put the sweeps side by side.
     Report {

@@ -3,6 +3,7 @@
 //! the `store` keeps on disk, and `report` turns into tables and plots.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

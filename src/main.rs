@@ -31,6 +31,23 @@ fn main() -> ExitCode {
                     .map(|p| println!("comparison: {}", p.display()))
             }
         }
+        Command::Bench {
+            models,
+            threads,
+            epochs,
+            train_size,
+        } => models.split(',').try_for_each(|m| {
+            let r = hypersweep::bench::throughput(m.trim(), *threads, *epochs, *train_size)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "side": "hypersweep", "model": r.model, "threads": r.threads, "samples": r.samples,
+                    "seconds": r.seconds, "samples_per_second": r.samples_per_second,
+                    "test_accuracy": r.test_accuracy,
+                })
+            );
+            Ok(())
+        }),
         Command::Run(args) => match app::run(args, &log) {
             Ok(o) if o.interrupted => {
                 eprintln!("interrupted: rerun the same command to finish the remaining trials");

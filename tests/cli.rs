@@ -855,3 +855,60 @@ fn asking_for_a_missing_gpu_is_a_clear_error() {
         assert_eq!(out.status.code(), Some(0), "{err}");
     }
 }
+
+// ---------------------------------------------------------------- studies and benchmark stay runnable
+
+#[test]
+fn every_study_file_trains_in_a_reduced_copy() {
+    use hypersweep::engine::BurnEngine;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("sweeps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for f in files {
+        let spec = hypersweep::spec::Spec::load(&f).unwrap();
+        let plan = hypersweep::plan::expand(&spec).unwrap();
+        for mut t in plan.trials {
+            // Two steps on at most 200 digits: enough to exercise every model, optimizer,
+            // schedule, augmentation and early-stopping path the studies use.
+            t.config.epochs = 2;
+            t.config.steps_per_epoch = Some(2);
+            t.config.data.train_size = Some(t.config.data.train_size.unwrap_or(200).min(200));
+            let r = BurnEngine
+                .run(&t, Device::Cpu, 1, &mut |_| {}, &AtomicBool::new(false))
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", f.display(), t.name));
+            assert!(
+                matches!(r.status, Some(Status::Ok | Status::Diverged | Status::StoppedEarly)),
+                "{}: {}: {:?}",
+                f.display(),
+                t.name,
+                r.status
+            );
+            assert_eq!(r.confusion_matrix.len(), 10, "{}: {}", f.display(), t.name);
+        }
+    }
+}
+
+#[test]
+fn bench_smoke_prints_one_line_per_model() {
+    let out = bin()
+        .args(["bench", "--models", "linear,mlp,cnn", "--epochs", "1", "--train-size", "120", "--threads", "1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert!(l["samples_per_second"].as_f64().unwrap() > 0.0, "{l}");
+        assert_eq!(l["samples"], 120);
+    }
+}
