@@ -67,6 +67,8 @@ def train(model, opt, x, y, batch, epochs, steps_per_epoch=None, seed=1):
             loss.backward()
             opt.step()
             samples += len(idx)
+        if x.is_cuda:
+            torch.cuda.synchronize()
         seconds += time.perf_counter() - t0
     return samples, seconds
 
@@ -87,15 +89,16 @@ def throughput(args):
     for m in args.models.split(","):
         opt_kind, lr, batch, (mean, std) = SETTINGS[m]
         torch.manual_seed(1)
-        x = torch.from_numpy((xtr - mean) / std)
-        y = torch.from_numpy(ytr)
+        dev = torch.device(args.device)
+        x = torch.from_numpy((xtr - mean) / std).to(dev)
+        y = torch.from_numpy(ytr).to(dev)
         if args.train_size:
             x, y = x[:args.train_size], y[:args.train_size]
-        model = model_for(m)
+        model = model_for(m).to(dev)
         opt = make_opt(opt_kind, model.parameters(), lr)
         samples, seconds = train(model, opt, x, y, batch, args.epochs)
-        acc = accuracy(model, torch.from_numpy((xte - mean) / std), torch.from_numpy(yte))
-        print(json.dumps({"side": "pytorch", "model": m, "threads": torch.get_num_threads(), "samples": samples,
+        acc = accuracy(model, torch.from_numpy((xte - mean) / std).to(dev), torch.from_numpy(yte).to(dev))
+        print(json.dumps({"side": "pytorch", "model": m, "device": args.device, "threads": torch.get_num_threads(), "samples": samples,
                           "seconds": seconds, "samples_per_second": samples / seconds, "test_accuracy": acc}))
 
 
@@ -131,6 +134,7 @@ if __name__ == "__main__":
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--train-size", type=int)
+    t.add_argument("--device", default="cpu")
     s = sub.add_parser("sweep")
     s.add_argument("which", choices=["s3", "s2"])
     s.add_argument("--epochs", type=int, default=3)

@@ -57,6 +57,9 @@ pub enum Command {
         /// CPU threads the trial may use.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// `cpu` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
         #[arg(long, default_value_t = 2)]
         epochs: usize,
         /// Train on this many samples per epoch (default: the 8,000 of the bundled split).

@@ -34,14 +34,18 @@ fn main() -> ExitCode {
         Command::Bench {
             models,
             threads,
+            device,
             epochs,
             train_size,
         } => models.split(',').try_for_each(|m| {
-            let r = hypersweep::bench::throughput(m.trim(), *threads, *epochs, *train_size)?;
+            let dev = hypersweep::devices::parse(device, 1, Some(*threads), 1, &hypersweep::devices::cuda_device_count)
+                .map_err(|e| anyhow::Error::from(UserError(e)))?[0]
+                .device;
+            let r = hypersweep::bench::throughput(m.trim(), dev, *threads, *epochs, *train_size)?;
             println!(
                 "{}",
                 serde_json::json!({
-                    "side": "hypersweep", "model": r.model, "threads": r.threads, "samples": r.samples,
+                    "side": "hypersweep", "model": r.model, "device": r.device, "threads": r.threads, "samples": r.samples,
                     "seconds": r.seconds, "samples_per_second": r.samples_per_second,
                     "test_accuracy": r.test_accuracy,
                 })

@@ -127,6 +127,21 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
             .map(|o| (Some(o.pos), o.section.clone()))
             .unwrap_or((None, String::new()))
     };
+    // An error at a key, placed where the key was written and naming its section.
+    let located = |key: String, message: String| {
+        let (pos, section) = locate(&key);
+        let where_ = if section.is_empty() {
+            String::new()
+        } else {
+            format!(" (in {section})")
+        };
+        SpecError {
+            file: spec.file.clone(),
+            pos,
+            key,
+            message: format!("{message}{where_}"),
+        }
+    };
     let config: TrialConfig =
         serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| {
             let mut path = e.path().to_string();
@@ -199,33 +214,11 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
                     message: format!("unknown key `{field}`{where_}:{hint}{expected_list}"),
                 };
             }
-            let (pos, section) = locate(&path);
-            let where_ = if section.is_empty() {
-                String::new()
-            } else {
-                format!(" (in {section})")
-            };
-            SpecError {
-                file: spec.file.clone(),
-                pos,
-                key: path,
-                message: format!("{inner}{where_}"),
-            }
+            located(path, inner)
         })?;
-    config.check().map_err(|inv| {
-        let (pos, section) = locate(&inv.path);
-        let where_ = if section.is_empty() {
-            String::new()
-        } else {
-            format!(" (in {section})")
-        };
-        SpecError {
-            file: spec.file.clone(),
-            pos,
-            key: inv.path,
-            message: format!("{}{where_}", inv.message),
-        }
-    })?;
+    config
+        .check()
+        .map_err(|inv| located(inv.path, inv.message))?;
     Ok(config)
 }
 

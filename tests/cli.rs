@@ -881,7 +881,10 @@ fn every_study_file_trains_in_a_reduced_copy() {
                 .run(&t, Device::Cpu, 1, &mut |_| {}, &AtomicBool::new(false))
                 .unwrap_or_else(|e| panic!("{}: {}: {e}", f.display(), t.name));
             assert!(
-                matches!(r.status, Some(Status::Ok | Status::Diverged | Status::StoppedEarly)),
+                matches!(
+                    r.status,
+                    Some(Status::Ok | Status::Diverged | Status::StoppedEarly)
+                ),
                 "{}: {}: {:?}",
                 f.display(),
                 t.name,
@@ -895,7 +898,17 @@ fn every_study_file_trains_in_a_reduced_copy() {
 #[test]
 fn bench_smoke_prints_one_line_per_model() {
     let out = bin()
-        .args(["bench", "--models", "linear,mlp,cnn", "--epochs", "1", "--train-size", "120", "--threads", "1"])
+        .args([
+            "bench",
+            "--models",
+            "linear,mlp,cnn",
+            "--epochs",
+            "1",
+            "--train-size",
+            "120",
+            "--threads",
+            "1",
+        ])
         .assert()
         .success()
         .get_output()
@@ -910,5 +923,21 @@ fn bench_smoke_prints_one_line_per_model() {
     for l in &lines {
         assert!(l["samples_per_second"].as_f64().unwrap() > 0.0, "{l}");
         assert_eq!(l["samples"], 120);
+    }
+}
+
+#[test]
+fn report_and_status_on_a_non_results_directory_are_user_errors() {
+    let d = tempfile::tempdir().unwrap();
+    for cmd in ["report", "status"] {
+        let out = bin()
+            .args([cmd, d.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a results directory"),
+            "{cmd}"
+        );
     }
 }

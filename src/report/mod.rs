@@ -9,7 +9,7 @@ pub mod tables;
 use crate::engine::{Status, TrialResult};
 use crate::spec::{ReportOptions, Spec};
 use crate::store::Store;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use svg::{LineChart, Series};
@@ -44,12 +44,15 @@ pub enum Block {
 }
 
 pub fn load(dir: &Path) -> Result<Loaded> {
-    let plan_csv = std::fs::read_to_string(dir.join("plan.csv")).with_context(|| {
-        format!(
-            "{} is not a results directory (no plan.csv); run the sweep first",
+    if !dir.join("plan.csv").is_file() {
+        return Err(crate::app::UserError(format!(
+            "{} is not a results directory (no plan.csv): run the sweep first",
             dir.display()
-        )
-    })?;
+        ))
+        .into());
+    }
+    let plan_csv = std::fs::read_to_string(dir.join("plan.csv"))
+        .with_context(|| format!("cannot read {}", dir.join("plan.csv").display()))?;
     let mut lines = plan_csv.lines();
     let header: Vec<String> = lines
         .next()
@@ -711,7 +714,11 @@ pub fn blocks(l: &Loaded) -> Vec<Block> {
 pub fn write(dir: &Path) -> Result<PathBuf> {
     let l = load(dir)?;
     if l.rows.is_empty() {
-        bail!("{} holds no finished trial yet", dir.display());
+        return Err(crate::app::UserError(format!(
+            "{} holds no finished trial yet",
+            dir.display()
+        ))
+        .into());
     }
     let mut summary = tables::summary(&l)?;
     tables::write_parquet(&mut summary, &dir.join("summary.parquet"))?;
@@ -760,7 +767,13 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             }
         }
     }
-    rows.sort_by(|a, c| c[3].cmp(&a[3]));
+    // Best test accuracy first (the percentage text is parsed back; "–" sorts last).
+    let key = |r: &Vec<String>| {
+        r[3].trim_end_matches('%')
+            .parse::<f64>()
+            .unwrap_or(f64::NEG_INFINITY)
+    };
+    rows.sort_by(|a, c| key(c).total_cmp(&key(a)));
     bars.sort_by(|a, c| c.1.total_cmp(&a.1));
     b.push(Block::Table(
         [
