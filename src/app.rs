@@ -239,7 +239,17 @@ pub fn run_with(
         .filter(|r| r.status == Some(Status::Failed))
         .count();
     let interrupted = cancel.stop_new.load(std::sync::atomic::Ordering::SeqCst);
-    if !args.quiet {
+    if args.quiet {
+        // The one line --quiet keeps: what happened and where it is.
+        println!(
+            "{}: {} trained ({} failed), {} already done — {}",
+            plan.name,
+            results.len(),
+            failed,
+            skipped,
+            store.dir.display()
+        );
+    } else {
         print!("{}", results_table(&store, &plan)?);
     }
     if !args.no_report {

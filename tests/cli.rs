@@ -731,10 +731,14 @@ fn a_killed_run_resumes_without_retraining_finished_trials() {
     let f = write(
         d.path(),
         "k.yaml",
-        &TINY.replace("name: tiny", "name: k").replace(
-            "[1, 2, 3, 4, 5, 6]",
-            "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]",
-        ),
+        &TINY
+            .replace("name: tiny", "name: k")
+            .replace(
+                "[1, 2, 3, 4, 5, 6]",
+                "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]",
+            )
+            // Long enough per trial that the kill lands mid-sweep on a fast machine too.
+            .replace("epochs: 2", "epochs: 6"),
     );
     let out = d.path().join("results");
     let exe = assert_cmd::cargo::cargo_bin("hypersweep");
