@@ -318,13 +318,7 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
     } else {
         path.to_path_buf()
     };
-    if !dir.join("plan.csv").exists() {
-        return Err(user(format!(
-            "{} is not a results directory (no plan.csv): run the sweep first",
-            dir.display()
-        )));
-    }
-    let store = Store { dir: dir.clone() };
+    let store = Store::open(&dir)?;
     let planned: Vec<(String, String)> = std::fs::read_to_string(dir.join("plan.csv"))?
         .lines()
         .skip(1)

@@ -110,6 +110,20 @@ impl Store {
         }
     }
 
+    /// An existing results directory (one holding the `plan.csv` that `run` writes first).
+    pub fn open(dir: &Path) -> Result<Store> {
+        if !dir.join("plan.csv").is_file() {
+            return Err(crate::app::UserError(format!(
+                "{} is not a results directory (no plan.csv): run the sweep first",
+                dir.display()
+            ))
+            .into());
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
     pub fn trial_dir(&self, id: &str) -> PathBuf {
         self.dir.join("trials").join(id)
     }

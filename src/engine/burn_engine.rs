@@ -2,6 +2,7 @@
 //! run on Flex inside their own rayon pool (so `threads` bounds them); CUDA trials on burn's
 //! Cuda backend when the `cuda` feature is built in.
 
+use super::cnn_ops::CnnOps;
 use super::model::Net;
 use super::optim::Optim;
 use super::schedule::lr_at;
@@ -98,7 +99,7 @@ impl<B: Backend> DeviceSet<B> {
     }
 }
 
-fn evaluate<B: Backend>(model: &Net<B>, set: &DeviceSet<B>) -> Option<Eval> {
+fn evaluate<B: CnnOps>(model: &Net<B>, set: &DeviceSet<B>) -> Option<Eval> {
     let x = set.x.as_ref()?;
     let n = set.y.len();
     let mut loss = 0f64;
@@ -168,13 +169,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: AutodiffBackend + CnnOps>(
     trial: &Trial,
     device: B::Device,
     label: Device,
     progress: &mut (dyn FnMut(Progress) + Send),
     cancel: &AtomicBool,
-) -> Result<TrialResult, String> {
+) -> Result<TrialResult, String>
+where
+    B::InnerBackend: CnnOps,
+{
     let cfg = &trial.config;
     let started = Instant::now();
     let splits = data::prepare(&cfg.data, cfg.seed)?;

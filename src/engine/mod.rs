@@ -3,6 +3,8 @@
 //! over the backend, so one binary trains on CPU (Flex) and on CUDA GPUs.
 
 pub mod burn_engine;
+pub mod cnn_ops;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod schedule;

@@ -1,11 +1,11 @@
 //! The networks (linear, mlp, cnn) as one burn module, and their initialisation from the
 //! trial's own generator (never the backend's process-wide one, so parallel trials reproduce).
 
+use super::cnn_ops::CnnOps;
 use crate::config::{Activation, BiasInit, Init, ModelConfig, ModelKind};
 use crate::data::{CLASSES, PIXELS};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
@@ -20,12 +20,14 @@ pub struct Shape {
     pub dropout: f64,
     pub input_dropout: f64,
     pub cnn: bool,
+    /// Convolution padding and pooling window (CNN only).
+    pub padding: usize,
+    pub pool: usize,
 }
 
 #[derive(Module, Debug)]
 pub struct Net<B: Backend> {
     pub convs: Vec<Conv2d<B>>,
-    pub pools: Vec<MaxPool2d>,
     /// Hidden layers then the output layer.
     pub linears: Vec<Linear<B>>,
     /// One per hidden layer when batch norm is on.
@@ -102,7 +104,6 @@ fn linear<B: Backend>(
 impl<B: Backend> Net<B> {
     pub fn new(cfg: &ModelConfig, rng: &mut ChaCha8Rng, device: &B::Device) -> Self {
         let mut convs = vec![];
-        let mut pools = vec![];
         let mut inputs = PIXELS;
         if cfg.kind == ModelKind::Cnn {
             let (mut side, mut ch) = (28usize, 1usize);
@@ -129,7 +130,6 @@ impl<B: Backend> Net<B> {
                     device,
                 )));
                 convs.push(conv);
-                pools.push(MaxPool2dConfig::new([cfg.pool, cfg.pool]).init());
                 side = (side + 2 * cfg.padding + 1 - k) / cfg.pool;
                 ch = c;
             }
@@ -152,7 +152,6 @@ impl<B: Backend> Net<B> {
         linears.push(linear(inputs, CLASSES, cfg, rng, device));
         Net {
             convs,
-            pools,
             linears,
             norms,
             shape: Shape {
@@ -164,6 +163,8 @@ impl<B: Backend> Net<B> {
                     0.0
                 },
                 cnn: cfg.kind == ModelKind::Cnn,
+                padding: cfg.padding,
+                pool: cfg.pool,
             },
         }
     }
@@ -201,15 +202,19 @@ impl<B: Backend> Net<B> {
         let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, d]), &x.device());
         x * mask
     }
+}
 
+impl<B: CnnOps> Net<B> {
     /// Logits for a batch of flattened images `[n, 784]`.
     pub fn forward(&self, x: Tensor<B, 2>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 2> {
         let mut x = x;
         if self.shape.cnn {
             let n = x.dims()[0];
             let mut img: Tensor<B, 4> = x.reshape([n, 1, 28, 28]);
-            for (conv, pool) in self.convs.iter().zip(&self.pools) {
-                img = self.act(pool.forward(conv.forward(img)));
+            for conv in &self.convs {
+                let bias = conv.bias.as_ref().expect("convolutions have a bias").val();
+                img = B::cnn_conv2d(img, conv.weight.val(), bias, self.shape.padding);
+                img = self.act(B::cnn_max_pool(img, self.shape.pool));
             }
             x = img.flatten(1, 3);
         }

@@ -44,13 +44,7 @@ pub enum Block {
 }
 
 pub fn load(dir: &Path) -> Result<Loaded> {
-    if !dir.join("plan.csv").is_file() {
-        return Err(crate::app::UserError(format!(
-            "{} is not a results directory (no plan.csv): run the sweep first",
-            dir.display()
-        ))
-        .into());
-    }
+    let store = Store::open(dir)?;
     let plan_csv = std::fs::read_to_string(dir.join("plan.csv"))
         .with_context(|| format!("cannot read {}", dir.join("plan.csv").display()))?;
     let mut lines = plan_csv.lines();
@@ -66,9 +60,6 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         .filter(|s| !s.is_empty())
         .collect();
     let spec = Spec::load(&dir.join("sweep.yaml")).ok();
-    let store = Store {
-        dir: dir.to_path_buf(),
-    };
     let mut rows = vec![];
     for id in &ids {
         if let Some(result) = store.load(id)? {

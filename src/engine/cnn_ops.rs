@@ -1,0 +1,322 @@
+//! The CNN's convolution and pooling as a backend extension: burn's own ops by default (Cuda),
+//! the kernels of [`super::kernels`] on Flex, with their own backward pass under autodiff.
+
+use super::kernels::{self, ConvDims};
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive, module};
+use std::sync::Arc;
+
+type AdFlex = burn::backend::Autodiff<Flex>;
+
+/// Stride-1 convolution with bias and max pooling with stride = window, as the CNN uses them.
+pub trait CnnOps: Backend {
+    fn cnn_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        bias: Tensor<Self, 1>,
+        pad: usize,
+    ) -> Tensor<Self, 4> {
+        module::conv2d(
+            x,
+            weight,
+            Some(bias),
+            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+        )
+    }
+
+    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize) -> Tensor<Self, 4> {
+        module::max_pool2d(x, [k, k], [k, k], [0, 0], [1, 1], false)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl CnnOps for burn::backend::Cuda {}
+#[cfg(feature = "cuda")]
+impl CnnOps for burn::backend::Autodiff<burn::backend::Cuda> {}
+
+/// The `f32` values of a tensor in row-major order (copied only when strided).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => s.into(),
+        None => t.to_contiguous().as_slice::<f32>().unwrap().to_vec().into(),
+    }
+}
+
+fn flex(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v, shape.into()))
+}
+
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    use burn::tensor::TensorMetadata;
+    t.shape().to_vec()
+}
+
+fn conv_dims(x: &FlexTensor, w: &FlexTensor, pad: usize) -> ConvDims {
+    let (xd, wd) = (dims(x), dims(w));
+    ConvDims {
+        n: xd[0],
+        c: xd[1],
+        h: xd[2],
+        w: xd[3],
+        o: wd[0],
+        k: wd[2],
+        pad,
+    }
+}
+
+/// Whether the kernels handle these tensors (f32, square kernel, matching channels).
+fn conv_supported(x: &FlexTensor, w: &FlexTensor, pad: usize) -> bool {
+    let (xd, wd) = (dims(x), dims(w));
+    x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && xd.len() == 4
+        && wd.len() == 4
+        && wd[1] == xd[1]
+        && wd[2] == wd[3]
+        && xd[2] + 2 * pad >= wd[2]
+        && xd[3] + 2 * pad >= wd[2]
+}
+
+fn conv_forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, pad: usize) -> FlexTensor {
+    let d = conv_dims(x, w, pad);
+    let out = kernels::conv2d_forward(&values(x), &values(w), &values(b), &d);
+    flex(out, [d.n, d.o, d.oh(), d.ow()])
+}
+
+/// Pooled output, argmax offsets and the input's shape.
+fn pool_forward(x: &FlexTensor, k: usize) -> (FlexTensor, Vec<u32>, [usize; 4]) {
+    let d = dims(x);
+    let (out, idx) = kernels::max_pool_forward(&values(x), d[0] * d[1], d[2], d[3], k);
+    (
+        flex(out, [d[0], d[1], d[2] / k, d[3] / k]),
+        idx,
+        [d[0], d[1], d[2], d[3]],
+    )
+}
+
+fn pool_supported(x: &FlexTensor, k: usize) -> bool {
+    let d = dims(x);
+    x.dtype() == DType::F32 && d.len() == 4 && k >= 1 && d[2] >= k && d[3] >= k
+}
+
+fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+    t.into_primitive().tensor()
+}
+
+fn wrap<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+impl CnnOps for Flex {
+    fn cnn_conv2d(
+        x: Tensor<Self, 4>,
+        w: Tensor<Self, 4>,
+        b: Tensor<Self, 1>,
+        pad: usize,
+    ) -> Tensor<Self, 4> {
+        let (x, w, b) = (prim(x), prim(w), prim(b));
+        if !conv_supported(&x, &w, pad) {
+            return module::conv2d(
+                wrap(x),
+                wrap(w),
+                Some(wrap(b)),
+                ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+            );
+        }
+        wrap(conv_forward(&x, &w, &b, pad))
+    }
+
+    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize) -> Tensor<Self, 4> {
+        let x = prim(x);
+        if !pool_supported(&x, k) {
+            return module::max_pool2d(wrap(x), [k, k], [k, k], [0, 0], [1, 1], false);
+        }
+        wrap(pool_forward(&x, k).0)
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    /// Input, weight, padding.
+    type State = (FlexTensor, FlexTensor, usize);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (x, w, pad) = ops.state;
+        let d = conv_dims(&x, &w, pad);
+        let (dx, dw, db) =
+            kernels::conv2d_backward(&values(&x), &values(&w), &values(&g), &d, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex(dx, [d.n, d.c, d.h, d.w]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex(dw, [d.o, d.c, d.k, d.k]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex(db, [d.o]));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    /// Argmax offsets and the input's shape.
+    type State = (Arc<Vec<u32>>, [usize; 4]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (idx, [n, c, h, w]) = ops.state;
+        if let Some(node) = node_x {
+            let dx = kernels::max_pool_backward(&values(&g), &idx, n * c, h, w);
+            grads.register::<Flex>(node.id, flex(dx, [n, c, h, w]));
+        }
+    }
+}
+
+impl CnnOps for AdFlex {
+    fn cnn_conv2d(
+        x: Tensor<Self, 4>,
+        w: Tensor<Self, 4>,
+        b: Tensor<Self, 1>,
+        pad: usize,
+    ) -> Tensor<Self, 4> {
+        let (x, w, b) = (prim(x), prim(w), prim(b));
+        if !conv_supported(&x.primitive, &w.primitive, pad) {
+            return module::conv2d(
+                wrap(x),
+                wrap(w),
+                Some(wrap(b)),
+                ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+            );
+        }
+        let out = conv_forward(&x.primitive, &w.primitive, &b.primitive, pad);
+        let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
+        let t = match ConvBackward
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive, pad), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap(t)
+    }
+
+    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize) -> Tensor<Self, 4> {
+        let x = prim(x);
+        if !pool_supported(&x.primitive, k) {
+            return module::max_pool2d(wrap(x), [k, k], [k, k], [0, 0], [1, 1], false);
+        }
+        let (out, idx, shape) = pool_forward(&x.primitive, k);
+        let t = match PoolBackward
+            .prepare::<NoCheckpointing>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((Arc::new(idx), shape), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::flex::FlexDevice;
+
+    fn rand<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<AdFlex, D> {
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(7);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(v, shape), &FlexDevice)
+    }
+
+    fn assert_close<const D: usize>(a: Tensor<Flex, D>, b: Tensor<Flex, D>) {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (a.into_data(), b.into_data());
+        for (x, y) in a.iter::<f32>().zip(b.iter::<f32>()) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    /// conv → pool → loss through our ops and through burn's: same values, same gradients for
+    /// the input, the weights and the bias.
+    #[test]
+    fn matches_burns_ops_forward_and_backward() {
+        let x0 = rand::<4>([5, 3, 10, 10], 1);
+        let w0 = rand::<4>([4, 3, 5, 5], 2);
+        let b0 = rand::<1>([4], 3);
+        let g0 = rand::<4>([5, 4, 5, 5], 4);
+        let run = |ours: bool| {
+            let (x, w, b) = (
+                x0.clone().require_grad(),
+                w0.clone().require_grad(),
+                b0.clone().require_grad(),
+            );
+            let y = if ours {
+                AdFlex::cnn_max_pool(AdFlex::cnn_conv2d(x.clone(), w.clone(), b.clone(), 2), 2)
+            } else {
+                module::max_pool2d(
+                    module::conv2d(
+                        x.clone(),
+                        w.clone(),
+                        Some(b.clone()),
+                        ConvOptions::new([1, 1], [2, 2], [1, 1], 1),
+                    ),
+                    [2, 2],
+                    [2, 2],
+                    [0, 0],
+                    [1, 1],
+                    false,
+                )
+            };
+            let loss = (y.clone() * g0.clone()).sum();
+            let grads = loss.backward();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                w.grad(&grads).unwrap(),
+                b.grad(&grads).unwrap(),
+            )
+        };
+        let (ya, xa, wa, ba) = run(true);
+        let (yb, xb, wb, bb) = run(false);
+        let (yc, ..) = run(false);
+        assert_close(ya, yb);
+        assert_close(xa, xb);
+        assert_close(wa, wb);
+        assert_close(ba, bb);
+        // The inner backend's forward agrees too.
+        let inner = Flex::cnn_max_pool(
+            Flex::cnn_conv2d(
+                x0.clone().inner(),
+                w0.clone().inner(),
+                b0.clone().inner(),
+                2,
+            ),
+            2,
+        );
+        assert_close(inner, yc);
+    }
+}

@@ -1,0 +1,485 @@
+//! CPU kernels for the CNN's convolution and max pooling, on plain `f32` slices in NCHW order.
+//!
+//! burn-flex runs a 2-D convolution as a 3-D one (im2col tiles, permutes, copies to contiguous)
+//! and its max pooling through strided 3-D iteration; on the S4 network that cost 5× PyTorch's
+//! time (see `benches/RESULTS.md`). These kernels do the same arithmetic directly: im2col per
+//! sample into a buffer that stays in L2, one `gemm` call per sample, the batch split into
+//! fixed chunks of samples across the trial's rayon pool. Chunks are fixed in size (not in
+//! number), and partial weight gradients are summed in chunk order, so the result does not
+//! depend on how many threads run it.
+
+use rayon::prelude::*;
+
+/// Samples per parallel work item.
+const CHUNK: usize = 8;
+
+/// Shapes of one stride-1, dilation-1, single-group convolution with symmetric zero padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvDims {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub k: usize,
+    pub pad: usize,
+}
+
+impl ConvDims {
+    pub fn oh(&self) -> usize {
+        self.h + 2 * self.pad + 1 - self.k
+    }
+    pub fn ow(&self) -> usize {
+        self.w + 2 * self.pad + 1 - self.k
+    }
+    /// Rows of the im2col matrix.
+    fn kk(&self) -> usize {
+        self.c * self.k * self.k
+    }
+    /// Columns of the im2col matrix (output pixels).
+    fn p(&self) -> usize {
+        self.oh() * self.ow()
+    }
+    fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+}
+
+/// `col[(ci·k + ky)·k + kx][oy·ow + ox] = x[ci][oy + ky − pad][ox + kx − pad]` (0 outside).
+fn im2col(x: &[f32], d: &ConvDims, col: &mut [f32]) {
+    let (oh, ow, p) = (d.oh(), d.ow(), d.p());
+    for ci in 0..d.c {
+        let plane = &x[ci * d.h * d.w..(ci + 1) * d.h * d.w];
+        for ky in 0..d.k {
+            for kx in 0..d.k {
+                let row = (ci * d.k + ky) * d.k + kx;
+                let dst = &mut col[row * p..(row + 1) * p];
+                // ox range where ix = ox + kx − pad falls inside [0, w).
+                let ox0 = d.pad.saturating_sub(kx);
+                let ox1 = (d.w + d.pad).saturating_sub(kx).min(ow);
+                for oy in 0..oh {
+                    let out = &mut dst[oy * ow..(oy + 1) * ow];
+                    let iy = (oy + ky) as isize - d.pad as isize;
+                    if iy < 0 || iy >= d.h as isize || ox0 >= ox1 {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * d.w..(iy as usize + 1) * d.w];
+                    out[..ox0].fill(0.0);
+                    out[ox0..ox1].copy_from_slice(&src[ox0 + kx - d.pad..ox1 + kx - d.pad]);
+                    out[ox1..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every column entry back onto the input pixel it came from.
+fn col2im_add(col: &[f32], d: &ConvDims, x: &mut [f32]) {
+    let (oh, ow, p) = (d.oh(), d.ow(), d.p());
+    for ci in 0..d.c {
+        let plane = &mut x[ci * d.h * d.w..(ci + 1) * d.h * d.w];
+        for ky in 0..d.k {
+            for kx in 0..d.k {
+                let row = (ci * d.k + ky) * d.k + kx;
+                let src = &col[row * p..(row + 1) * p];
+                let ox0 = d.pad.saturating_sub(kx);
+                let ox1 = (d.w + d.pad).saturating_sub(kx).min(ow);
+                if ox0 >= ox1 {
+                    continue;
+                }
+                for oy in 0..oh {
+                    let iy = (oy + ky) as isize - d.pad as isize;
+                    if iy < 0 || iy >= d.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * d.w..(iy as usize + 1) * d.w];
+                    let dst = &mut dst[ox0 + kx - d.pad..ox1 + kx - d.pad];
+                    for (a, b) in dst.iter_mut().zip(&src[oy * ow + ox0..oy * ow + ox1]) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major matrix view for [`matmul`]: element (i, j) at `i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+/// `dst[m×n] (row-major) = (accumulate ? dst : 0) + a[m×k] · b[k×n]`, single-threaded.
+fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumulate: bool) {
+    assert!(dst.len() >= m * n);
+    // SAFETY: `dst` holds m·n elements (checked above); the callers build `a` and `b` from
+    // slices holding m·k and k·n elements with the strides given.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn row_major(s: &[f32], cols: usize) -> Mat {
+    Mat {
+        ptr: s.as_ptr(),
+        rs: cols as isize,
+        cs: 1,
+    }
+}
+
+/// The transpose of a row-major `rows × cols` matrix held in `s`.
+fn transposed(s: &[f32], cols: usize) -> Mat {
+    Mat {
+        ptr: s.as_ptr(),
+        rs: 1,
+        cs: cols as isize,
+    }
+}
+
+/// Forward convolution: `x [n,c,h,w]`, `weight [o,c,k,k]`, `bias [o]` → `[n,o,oh,ow]`.
+pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims) -> Vec<f32> {
+    let (kk, p, inl) = (d.kk(), d.p(), d.in_len());
+    assert_eq!(x.len(), d.n * inl);
+    assert_eq!(weight.len(), d.o * kk);
+    assert_eq!(bias.len(), d.o);
+    let out_len = d.o * p;
+    let mut out = vec![0f32; d.n * out_len];
+    out.par_chunks_mut(CHUNK * out_len)
+        .zip(x.par_chunks(CHUNK * inl))
+        .for_each(|(out, x)| {
+            let mut col = vec![0f32; kk * p];
+            for (out, x) in out.chunks_mut(out_len).zip(x.chunks(inl)) {
+                im2col(x, d, &mut col);
+                for (row, &b) in out.chunks_mut(p).zip(bias) {
+                    row.fill(b);
+                }
+                matmul(
+                    out,
+                    d.o,
+                    p,
+                    kk,
+                    row_major(weight, kk),
+                    row_major(&col, p),
+                    true,
+                );
+            }
+        });
+    out
+}
+
+/// Gradients of [`conv2d_forward`] given the output gradient `gout [n,o,oh,ow]`:
+/// `(input gradient if asked, weight gradient [o,c,k,k], bias gradient [o])`.
+pub fn conv2d_backward(
+    x: &[f32],
+    weight: &[f32],
+    gout: &[f32],
+    d: &ConvDims,
+    want_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (kk, p, inl) = (d.kk(), d.p(), d.in_len());
+    let out_len = d.o * p;
+    assert_eq!(x.len(), d.n * inl);
+    assert_eq!(gout.len(), d.n * out_len);
+    // One chunk of samples: adds its input gradients into `dx` and returns its partial
+    // weight and bias gradients.
+    let chunk = |x: &[f32], g: &[f32], mut dx: Option<&mut [f32]>| {
+        let mut dw = vec![0f32; d.o * kk];
+        let mut db = vec![0f32; d.o];
+        let mut col = vec![0f32; kk * p];
+        for (s, (x, g)) in x.chunks(inl).zip(g.chunks(out_len)).enumerate() {
+            im2col(x, d, &mut col);
+            // dW += g [o×p] · colᵀ [p×kk]
+            matmul(
+                &mut dw,
+                d.o,
+                kk,
+                p,
+                row_major(g, p),
+                transposed(&col, p),
+                true,
+            );
+            for (b, row) in db.iter_mut().zip(g.chunks(p)) {
+                *b += row.iter().sum::<f32>();
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                // gcol [kk×p] = Wᵀ [kk×o] · g [o×p]
+                matmul(
+                    &mut col,
+                    kk,
+                    p,
+                    d.o,
+                    transposed(weight, kk),
+                    row_major(g, p),
+                    false,
+                );
+                col2im_add(&col, d, &mut dx[s * inl..(s + 1) * inl]);
+            }
+        }
+        (dw, db)
+    };
+    let mut dx = want_dx.then(|| vec![0f32; d.n * inl]);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
+        Some(dx) => dx
+            .par_chunks_mut(CHUNK * inl)
+            .zip(x.par_chunks(CHUNK * inl))
+            .zip(gout.par_chunks(CHUNK * out_len))
+            .map(|((dx, x), g)| chunk(x, g, Some(dx)))
+            .collect(),
+        None => x
+            .par_chunks(CHUNK * inl)
+            .zip(gout.par_chunks(CHUNK * out_len))
+            .map(|(x, g)| chunk(x, g, None))
+            .collect(),
+    };
+    let mut dw = vec![0f32; d.o * kk];
+    let mut db = vec![0f32; d.o];
+    for (pw, pb) in &partials {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    (dx, dw, db)
+}
+
+/// Max pooling with a square window `k` and stride `k`, no padding, floor mode, over `planes`
+/// planes of `h × w`. Returns the output and, per output value, the offset of the chosen input
+/// inside its plane. NaN wins (so a diverging network shows NaN, as PyTorch does).
+pub fn max_pool_forward(
+    x: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+) -> (Vec<f32>, Vec<u32>) {
+    let (oh, ow) = (h / k, w / k);
+    assert_eq!(x.len(), planes * h * w);
+    let mut out = vec![0f32; planes * oh * ow];
+    let mut idx = vec![0u32; planes * oh * ow];
+    let per = 64; // planes per work item
+    out.par_chunks_mut(per * oh * ow)
+        .zip(idx.par_chunks_mut(per * oh * ow))
+        .zip(x.par_chunks(per * h * w))
+        .for_each(|((out, idx), x)| {
+            for ((out, idx), x) in out
+                .chunks_mut(oh * ow)
+                .zip(idx.chunks_mut(oh * ow))
+                .zip(x.chunks(h * w))
+            {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let first = oy * k * w + ox * k;
+                        let (mut best, mut at) = (x[first], first);
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let i = first + ky * w + kx;
+                                let v = x[i];
+                                if v > best || (v.is_nan() && !best.is_nan()) {
+                                    best = v;
+                                    at = i;
+                                }
+                            }
+                        }
+                        out[oy * ow + ox] = best;
+                        idx[oy * ow + ox] = at as u32;
+                    }
+                }
+            }
+        });
+    (out, idx)
+}
+
+/// Gradient of [`max_pool_forward`]: each output gradient goes to the input it came from.
+pub fn max_pool_backward(gout: &[f32], idx: &[u32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let per_out = gout.len() / planes.max(1);
+    let mut dx = vec![0f32; planes * h * w];
+    dx.par_chunks_mut(h * w)
+        .zip(gout.par_chunks(per_out))
+        .zip(idx.par_chunks(per_out))
+        .for_each(|((dx, g), idx)| {
+            for (&g, &i) in g.iter().zip(idx) {
+                dx[i as usize] += g;
+            }
+        });
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct 7-loop convolution, the definition the kernels must match.
+    fn conv_ref(x: &[f32], wt: &[f32], b: &[f32], d: &ConvDims) -> Vec<f32> {
+        let (oh, ow) = (d.oh(), d.ow());
+        let mut out = vec![0f32; d.n * d.o * oh * ow];
+        for n in 0..d.n {
+            for o in 0..d.o {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = b[o] as f64;
+                        for c in 0..d.c {
+                            for ky in 0..d.k {
+                                for kx in 0..d.k {
+                                    let iy = (oy + ky) as isize - d.pad as isize;
+                                    let ix = (ox + kx) as isize - d.pad as isize;
+                                    if iy < 0 || ix < 0 || iy >= d.h as isize || ix >= d.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv =
+                                        x[((n * d.c + c) * d.h + iy as usize) * d.w + ix as usize];
+                                    let wv = wt[((o * d.c + c) * d.k + ky) * d.k + kx];
+                                    s += (xv * wv) as f64;
+                                }
+                            }
+                        }
+                        out[((n * d.o + o) * oh + oy) * ow + ox] = s as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-3 * (1.0 + y.abs()),
+                "at {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    const SHAPES: [ConvDims; 3] = [
+        ConvDims {
+            n: 3,
+            c: 2,
+            h: 7,
+            w: 6,
+            o: 4,
+            k: 3,
+            pad: 1,
+        },
+        ConvDims {
+            n: 10,
+            c: 1,
+            h: 9,
+            w: 9,
+            o: 3,
+            k: 5,
+            pad: 2,
+        },
+        ConvDims {
+            n: 2,
+            c: 3,
+            h: 5,
+            w: 8,
+            o: 2,
+            k: 3,
+            pad: 0,
+        },
+    ];
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for d in SHAPES {
+            let x = values(d.n * d.c * d.h * d.w, 1);
+            let wt = values(d.o * d.c * d.k * d.k, 2);
+            let b = values(d.o, 3);
+            close(&conv2d_forward(&x, &wt, &b, &d), &conv_ref(&x, &wt, &b, &d));
+        }
+    }
+
+    /// Gradients checked as the adjoint identities of a linear map: for the loss
+    /// L = Σ g ⊙ conv(x, w, b), dL/dw·δw = L(w + δw) − L(w) exactly (the map is linear in w),
+    /// and likewise for x and b.
+    #[test]
+    fn backward_matches_the_forward_map() {
+        for d in SHAPES {
+            let x = values(d.n * d.c * d.h * d.w, 4);
+            let wt = values(d.o * d.c * d.k * d.k, 5);
+            let g = values(d.n * d.o * d.oh() * d.ow(), 7);
+            let dot = |a: &[f32], b: &[f32]| -> f64 {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (*x as f64) * (*y as f64))
+                    .sum()
+            };
+            let zero_b = vec![0f32; d.o];
+            let zero_w = vec![0f32; wt.len()];
+            let (dx, dw, db) = conv2d_backward(&x, &wt, &g, &d, true);
+            // Linear in x (bias off): <g, conv(δx, w)> = <dx, δx>.
+            let dxp = values(x.len(), 8);
+            let lhs = dot(&g, &conv_ref(&dxp, &wt, &zero_b, &d));
+            assert!((lhs - dot(&dx.unwrap(), &dxp)).abs() < 1e-3 * (1.0 + lhs.abs()));
+            // Linear in w.
+            let dwp = values(wt.len(), 9);
+            let lhs = dot(&g, &conv_ref(&x, &dwp, &zero_b, &d));
+            assert!((lhs - dot(&dw, &dwp)).abs() < 1e-3 * (1.0 + lhs.abs()));
+            // Bias.
+            let dbp = values(d.o, 10);
+            let lhs = dot(&g, &conv_ref(&x, &zero_w, &dbp, &d));
+            assert!((lhs - dot(&db, &dbp)).abs() < 1e-3 * (1.0 + lhs.abs()));
+            let (none, dw2, _) = conv2d_backward(&x, &wt, &g, &d, false);
+            assert!(none.is_none());
+            assert_eq!(dw, dw2);
+        }
+    }
+
+    #[test]
+    fn max_pool_picks_the_maximum_and_routes_its_gradient() {
+        // One 4×5 plane (last column dropped by floor mode), window 2.
+        let x = [
+            1.0, 5.0, 2.0, 0.0, 9.0, //
+            3.0, 4.0, 8.0, 1.0, 9.0, //
+            0.0, -1.0, 6.0, 6.5, 9.0, //
+            -2.0, -3.0, 7.0, 2.0, 9.0,
+        ];
+        let (out, idx) = max_pool_forward(&x, 1, 4, 5, 2);
+        assert_eq!(out, vec![5.0, 8.0, 0.0, 7.0]);
+        assert_eq!(idx, vec![1, 7, 10, 17]);
+        let dx = max_pool_backward(&[1.0, 2.0, 3.0, 4.0], &idx, 1, 4, 5);
+        let mut want = vec![0f32; 20];
+        want[1] = 1.0;
+        want[7] = 2.0;
+        want[10] = 3.0;
+        want[17] = 4.0;
+        assert_eq!(dx, want);
+        let (out, _) = max_pool_forward(&[1.0, f32::NAN, 3.0, 2.0], 1, 2, 2, 2);
+        assert!(out[0].is_nan());
+    }
+}
