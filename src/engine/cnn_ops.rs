@@ -10,7 +10,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive, module};
+use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive, activation, module};
 use std::sync::Arc;
 
 type AdFlex = burn::backend::Autodiff<Flex>;
@@ -31,9 +31,15 @@ pub trait CnnOps: Backend {
         )
     }
 
-    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize) -> Tensor<Self, 4> {
-        module::max_pool2d(x, [k, k], [k, k], [0, 0], [1, 1], false)
+    /// Max pooling, then ReLU when `relu` (fused on Flex).
+    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize, relu: bool) -> Tensor<Self, 4> {
+        burn_pool(x, k, relu)
     }
+}
+
+fn burn_pool<B: Backend>(x: Tensor<B, 4>, k: usize, relu: bool) -> Tensor<B, 4> {
+    let y = module::max_pool2d(x, [k, k], [k, k], [0, 0], [1, 1], false);
+    if relu { activation::relu(y) } else { y }
 }
 
 #[cfg(feature = "cuda")]
@@ -91,9 +97,9 @@ fn conv_forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor, pad: usize) -> F
 }
 
 /// Pooled output, argmax offsets and the input's shape.
-fn pool_forward(x: &FlexTensor, k: usize) -> (FlexTensor, Vec<u32>, [usize; 4]) {
+fn pool_forward(x: &FlexTensor, k: usize, relu: bool) -> (FlexTensor, Vec<u32>, [usize; 4]) {
     let d = dims(x);
-    let (out, idx) = kernels::max_pool_forward(&values(x), d[0] * d[1], d[2], d[3], k);
+    let (out, idx) = kernels::max_pool_forward(&values(x), d[0] * d[1], d[2], d[3], k, relu);
     (
         flex(out, [d[0], d[1], d[2] / k, d[3] / k]),
         idx,
@@ -133,12 +139,12 @@ impl CnnOps for Flex {
         wrap(conv_forward(&x, &w, &b, pad))
     }
 
-    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize) -> Tensor<Self, 4> {
+    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize, relu: bool) -> Tensor<Self, 4> {
         let x = prim(x);
         if !pool_supported(&x, k) {
-            return module::max_pool2d(wrap(x), [k, k], [k, k], [0, 0], [1, 1], false);
+            return burn_pool(wrap(x), k, relu);
         }
-        wrap(pool_forward(&x, k).0)
+        wrap(pool_forward(&x, k, relu).0)
     }
 }
 
@@ -215,12 +221,12 @@ impl CnnOps for AdFlex {
         wrap(t)
     }
 
-    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize) -> Tensor<Self, 4> {
+    fn cnn_max_pool(x: Tensor<Self, 4>, k: usize, relu: bool) -> Tensor<Self, 4> {
         let x = prim(x);
         if !pool_supported(&x.primitive, k) {
-            return module::max_pool2d(wrap(x), [k, k], [k, k], [0, 0], [1, 1], false);
+            return burn_pool(wrap(x), k, relu);
         }
-        let (out, idx, shape) = pool_forward(&x.primitive, k);
+        let (out, idx, shape) = pool_forward(&x.primitive, k, relu);
         let t = match PoolBackward
             .prepare::<NoCheckpointing>([x.node.clone()])
             .compute_bound()
@@ -268,55 +274,56 @@ mod tests {
         let w0 = rand::<4>([4, 3, 5, 5], 2);
         let b0 = rand::<1>([4], 3);
         let g0 = rand::<4>([5, 4, 5, 5], 4);
-        let run = |ours: bool| {
-            let (x, w, b) = (
-                x0.clone().require_grad(),
-                w0.clone().require_grad(),
-                b0.clone().require_grad(),
-            );
-            let y = if ours {
-                AdFlex::cnn_max_pool(AdFlex::cnn_conv2d(x.clone(), w.clone(), b.clone(), 2), 2)
-            } else {
-                module::max_pool2d(
-                    module::conv2d(
+        for relu in [false, true] {
+            let run = |ours: bool| {
+                let (x, w, b) = (
+                    x0.clone().require_grad(),
+                    w0.clone().require_grad(),
+                    b0.clone().require_grad(),
+                );
+                let y = if ours {
+                    AdFlex::cnn_max_pool(
+                        AdFlex::cnn_conv2d(x.clone(), w.clone(), b.clone(), 2),
+                        2,
+                        relu,
+                    )
+                } else {
+                    let conv = module::conv2d(
                         x.clone(),
                         w.clone(),
                         Some(b.clone()),
                         ConvOptions::new([1, 1], [2, 2], [1, 1], 1),
-                    ),
-                    [2, 2],
-                    [2, 2],
-                    [0, 0],
-                    [1, 1],
-                    false,
+                    );
+                    burn_pool(conv, 2, relu)
+                };
+                let loss = (y.clone() * g0.clone()).sum();
+                let grads = loss.backward();
+                (
+                    y.inner(),
+                    x.grad(&grads).unwrap(),
+                    w.grad(&grads).unwrap(),
+                    b.grad(&grads).unwrap(),
                 )
             };
-            let loss = (y.clone() * g0.clone()).sum();
-            let grads = loss.backward();
-            (
-                y.inner(),
-                x.grad(&grads).unwrap(),
-                w.grad(&grads).unwrap(),
-                b.grad(&grads).unwrap(),
-            )
-        };
-        let (ya, xa, wa, ba) = run(true);
-        let (yb, xb, wb, bb) = run(false);
-        let (yc, ..) = run(false);
-        assert_close(ya, yb);
-        assert_close(xa, xb);
-        assert_close(wa, wb);
-        assert_close(ba, bb);
-        // The inner backend's forward agrees too.
-        let inner = Flex::cnn_max_pool(
-            Flex::cnn_conv2d(
-                x0.clone().inner(),
-                w0.clone().inner(),
-                b0.clone().inner(),
+            let (ya, xa, wa, ba) = run(true);
+            let (yb, xb, wb, bb) = run(false);
+            let (yc, ..) = run(false);
+            assert_close(ya, yb);
+            assert_close(xa, xb);
+            assert_close(wa, wb);
+            assert_close(ba, bb);
+            // The inner backend's forward agrees too.
+            let inner = Flex::cnn_max_pool(
+                Flex::cnn_conv2d(
+                    x0.clone().inner(),
+                    w0.clone().inner(),
+                    b0.clone().inner(),
+                    2,
+                ),
                 2,
-            ),
-            2,
-        );
-        assert_close(inner, yc);
+                relu,
+            );
+            assert_close(inner, yc);
+        }
     }
 }

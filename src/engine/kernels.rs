@@ -57,6 +57,21 @@ fn im2col(x: &[f32], d: &ConvDims, col: &mut [f32]) {
                 // ox range where ix = ox + kx − pad falls inside [0, w).
                 let ox0 = d.pad.saturating_sub(kx);
                 let ox1 = (d.w + d.pad).saturating_sub(kx).min(ow);
+                if ow == d.w && oh == d.h {
+                    // "Same" padding: the whole row is the plane shifted by one offset, so
+                    // one long copy, then zeros where the shift wrapped or left the plane.
+                    shifted_copy(
+                        plane,
+                        dst,
+                        (ky * d.w + kx) as isize - (d.pad * d.w + d.pad) as isize,
+                    );
+                    let z0 = ox0.min(ow);
+                    for out in dst.chunks_mut(ow) {
+                        out[..z0].fill(0.0);
+                        out[ox1.max(z0)..].fill(0.0);
+                    }
+                    continue;
+                }
                 for oy in 0..oh {
                     let out = &mut dst[oy * ow..(oy + 1) * ow];
                     let iy = (oy + ky) as isize - d.pad as isize;
@@ -72,6 +87,19 @@ fn im2col(x: &[f32], d: &ConvDims, col: &mut [f32]) {
             }
         }
     }
+}
+
+/// `dst[i] = src[i + shift]`, 0 where `i + shift` falls outside `src` (same lengths).
+fn shifted_copy(src: &[f32], dst: &mut [f32], shift: isize) {
+    let n = dst.len() as isize;
+    let lo = (-shift).clamp(0, n) as usize;
+    let hi = (n - shift).clamp(0, n) as usize;
+    dst[..lo].fill(0.0);
+    if lo < hi {
+        let s = (lo as isize + shift) as usize;
+        dst[lo..hi].copy_from_slice(&src[s..s + hi - lo]);
+    }
+    dst[hi.max(lo)..].fill(0.0);
 }
 
 /// The adjoint of [`im2col`]: adds every column entry back onto the input pixel it came from.
@@ -222,7 +250,7 @@ pub fn conv2d_backward(
                 true,
             );
             for (b, row) in db.iter_mut().zip(g.chunks(p)) {
-                *b += row.iter().sum::<f32>();
+                *b += lane_sum(row);
             }
             if let Some(dx) = dx.as_deref_mut() {
                 // gcol [kk×p] = Wᵀ [kk×o] · g [o×p]
@@ -263,15 +291,31 @@ pub fn conv2d_backward(
     (dx, dw, db)
 }
 
+/// Marks an output whose gradient is zero (fused ReLU cut it to 0).
+const NO_GRAD: u32 = u32::MAX;
+
+/// The larger of two values with its index; NaN wins, the first wins ties (as PyTorch).
+#[inline(always)]
+fn pick(a: (f32, u32), b: (f32, u32)) -> (f32, u32) {
+    if b.0 > a.0 || (b.0.is_nan() && !a.0.is_nan()) {
+        b
+    } else {
+        a
+    }
+}
+
 /// Max pooling with a square window `k` and stride `k`, no padding, floor mode, over `planes`
-/// planes of `h × w`. Returns the output and, per output value, the offset of the chosen input
-/// inside its plane. NaN wins (so a diverging network shows NaN, as PyTorch does).
+/// planes of `h × w`, optionally followed by ReLU (`relu`), fused so that neither pass writes a
+/// tensor the other reads. Returns the output and, per output value, the offset of the chosen
+/// input inside its plane (or [`NO_GRAD`] where ReLU cut the value). NaN wins, so a diverging
+/// network shows NaN, as PyTorch's does.
 pub fn max_pool_forward(
     x: &[f32],
     planes: usize,
     h: usize,
     w: usize,
     k: usize,
+    relu: bool,
 ) -> (Vec<f32>, Vec<u32>) {
     let (oh, ow) = (h / k, w / k);
     assert_eq!(x.len(), planes * h * w);
@@ -288,21 +332,46 @@ pub fn max_pool_forward(
                 .zip(x.chunks(h * w))
             {
                 for oy in 0..oh {
-                    for ox in 0..ow {
-                        let first = oy * k * w + ox * k;
-                        let (mut best, mut at) = (x[first], first);
-                        for ky in 0..k {
-                            for kx in 0..k {
-                                let i = first + ky * w + kx;
-                                let v = x[i];
-                                if v > best || (v.is_nan() && !best.is_nan()) {
-                                    best = v;
-                                    at = i;
+                    let out = &mut out[oy * ow..(oy + 1) * ow];
+                    let idx = &mut idx[oy * ow..(oy + 1) * ow];
+                    let top = oy * k * w;
+                    let fast = k == 2 && {
+                        let r = &x[top..top + w + 2 * ow];
+                        !lane_sum(r).is_nan()
+                    };
+                    if fast {
+                        let r0 = &x[top..top + 2 * ow];
+                        let r1 = &x[top + w..top + w + 2 * ow];
+                        // The common case, branch-free (selects, no mispredicted jumps); rows
+                        // holding a NaN (or infinities) take the general path below.
+                        for (ox, (o, i)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
+                            let (a, b, c, d) =
+                                (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                            let at = (top + 2 * ox) as u32;
+                            let (m1, i1) = if b > a { (b, at + 1) } else { (a, at) };
+                            let below = at + w as u32;
+                            let (m2, i2) = if d > c { (d, below + 1) } else { (c, below) };
+                            (*o, *i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+                        }
+                    } else {
+                        for (ox, (o, i)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
+                            let first = top + ox * k;
+                            let mut best = (x[first], first as u32);
+                            for ky in 0..k {
+                                let row = first + ky * w;
+                                for (kx, &v) in x[row..row + k].iter().enumerate() {
+                                    best = pick(best, (v, (row + kx) as u32));
                                 }
                             }
+                            (*o, *i) = best;
                         }
-                        out[oy * ow + ox] = best;
-                        idx[oy * ow + ox] = at as u32;
+                    }
+                    if relu {
+                        for (o, i) in out.iter_mut().zip(idx.iter_mut()) {
+                            let cut = *o <= 0.0;
+                            *o = if cut { 0.0 } else { *o };
+                            *i = if cut { NO_GRAD } else { *i };
+                        }
                     }
                 }
             }
@@ -319,10 +388,25 @@ pub fn max_pool_backward(gout: &[f32], idx: &[u32], planes: usize, h: usize, w: 
         .zip(idx.par_chunks(per_out))
         .for_each(|((dx, g), idx)| {
             for (&g, &i) in g.iter().zip(idx) {
-                dx[i as usize] += g;
+                if i != NO_GRAD {
+                    dx[i as usize] += g;
+                }
             }
         });
     dx
+}
+
+/// Sum in 16 independent lanes, so the compiler can vectorise it (a plain `sum()` of `f32` is
+/// one serial chain of additions).
+fn lane_sum(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = v.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 #[cfg(test)]
@@ -384,7 +468,16 @@ mod tests {
         }
     }
 
-    const SHAPES: [ConvDims; 3] = [
+    const SHAPES: [ConvDims; 5] = [
+        ConvDims {
+            n: 2,
+            c: 1,
+            h: 2,
+            w: 2,
+            o: 2,
+            k: 7,
+            pad: 3,
+        },
         ConvDims {
             n: 3,
             c: 2,
@@ -393,6 +486,15 @@ mod tests {
             o: 4,
             k: 3,
             pad: 1,
+        },
+        ConvDims {
+            n: 2,
+            c: 2,
+            h: 4,
+            w: 3,
+            o: 2,
+            k: 5,
+            pad: 2,
         },
         ConvDims {
             n: 10,
@@ -469,7 +571,7 @@ mod tests {
             0.0, -1.0, 6.0, 6.5, 9.0, //
             -2.0, -3.0, 7.0, 2.0, 9.0,
         ];
-        let (out, idx) = max_pool_forward(&x, 1, 4, 5, 2);
+        let (out, idx) = max_pool_forward(&x, 1, 4, 5, 2, false);
         assert_eq!(out, vec![5.0, 8.0, 0.0, 7.0]);
         assert_eq!(idx, vec![1, 7, 10, 17]);
         let dx = max_pool_backward(&[1.0, 2.0, 3.0, 4.0], &idx, 1, 4, 5);
@@ -479,7 +581,55 @@ mod tests {
         want[10] = 3.0;
         want[17] = 4.0;
         assert_eq!(dx, want);
-        let (out, _) = max_pool_forward(&[1.0, f32::NAN, 3.0, 2.0], 1, 2, 2, 2);
+        let (out, _) = max_pool_forward(&[1.0, f32::NAN, 3.0, 2.0], 1, 2, 2, 2, false);
         assert!(out[0].is_nan());
+    }
+
+    /// Both code paths (k = 2 and general k), with and without the fused ReLU, against the
+    /// definition; the gradient reaches exactly the chosen inputs of positive outputs.
+    #[test]
+    fn max_pool_matches_the_definition_with_and_without_relu() {
+        let (planes, h, w) = (3, 7, 9);
+        let x = values(planes * h * w, 11);
+        for k in [2, 3] {
+            for relu in [false, true] {
+                let (oh, ow) = (h / k, w / k);
+                let (out, idx) = max_pool_forward(&x, planes, h, w, k, relu);
+                let g = values(out.len(), 12);
+                let dx = max_pool_backward(&g, &idx, planes, h, w);
+                let mut want_dx = vec![0f32; x.len()];
+                for p in 0..planes {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut best = (f32::NEG_INFINITY, 0);
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let i = (oy * k + ky) * w + ox * k + kx;
+                                    if x[p * h * w + i] > best.0 {
+                                        best = (x[p * h * w + i], i);
+                                    }
+                                }
+                            }
+                            let o = (p * oh + oy) * ow + ox;
+                            let want = if relu { best.0.max(0.0) } else { best.0 };
+                            assert_eq!(out[o], want, "k {k} relu {relu} at {o}");
+                            if !relu || best.0 > 0.0 {
+                                want_dx[p * h * w + best.1] += g[o];
+                            }
+                        }
+                    }
+                }
+                assert_eq!(dx, want_dx, "k {k} relu {relu}");
+            }
+        }
+    }
+
+    #[test]
+    fn lane_sum_adds_everything() {
+        for n in [0, 1, 15, 16, 17, 100, 784] {
+            let v = values(n, 13);
+            let want: f64 = v.iter().map(|&x| f64::from(x)).sum();
+            assert!((f64::from(lane_sum(&v)) - want).abs() < 1e-3, "n {n}");
+        }
     }
 }

@@ -214,7 +214,12 @@ impl<B: CnnOps> Net<B> {
             for conv in &self.convs {
                 let bias = conv.bias.as_ref().expect("convolutions have a bias").val();
                 img = B::cnn_conv2d(img, conv.weight.val(), bias, self.shape.padding);
-                img = self.act(B::cnn_max_pool(img, self.shape.pool));
+                // ReLU commutes with max pooling and is fused into it; others follow it.
+                img = if self.shape.activation == Activation::Relu {
+                    B::cnn_max_pool(img, self.shape.pool, true)
+                } else {
+                    self.act(B::cnn_max_pool(img, self.shape.pool, false))
+                };
             }
             x = img.flatten(1, 3);
         }
