@@ -12,6 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// The non-learned settings of a network.
 #[derive(Debug, Clone)]
@@ -99,6 +100,33 @@ fn linear<B: Backend>(
             device,
         ))),
     }
+}
+
+/// `n` values, each `scale` with probability `keep` and 0 otherwise, from one `f64` draw per
+/// value in order. Generated in parallel chunks, each from a copy of `rng` moved to the chunk's
+/// place in the stream, so the values (and `rng` afterwards) are exactly those of drawing them
+/// one after another.
+pub fn dropout_mask(rng: &mut ChaCha8Rng, n: usize, keep: f64, scale: f32) -> Vec<f32> {
+    const CHUNK: usize = 16 * 1024;
+    let draw = |r: &mut ChaCha8Rng, out: &mut [f32]| {
+        for m in out {
+            *m = if r.random::<f64>() < keep { scale } else { 0.0 };
+        }
+    };
+    let mut mask = vec![0f32; n];
+    let base = rng.get_word_pos();
+    // One f64 draw takes two 32-bit words; seeking is exact from an even word position.
+    if n <= CHUNK || base % 2 == 1 {
+        draw(rng, &mut mask);
+        return mask;
+    }
+    mask.par_chunks_mut(CHUNK).enumerate().for_each(|(i, out)| {
+        let mut r = rng.clone();
+        r.set_word_pos(base + 2 * (i * CHUNK) as u128);
+        draw(&mut r, out);
+    });
+    rng.set_word_pos(base + 2 * n as u128);
+    mask
 }
 
 impl<B: Backend> Net<B> {
@@ -189,16 +217,7 @@ impl<B: Backend> Net<B> {
         }
         let [n, d] = x.dims();
         let keep = 1.0 - p;
-        let scale = (1.0 / keep) as f32;
-        let mask: Vec<f32> = (0..n * d)
-            .map(|_| {
-                if rng.random::<f64>() < keep {
-                    scale
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let mask = dropout_mask(rng, n * d, keep, (1.0 / keep) as f32);
         let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, d]), &x.device());
         x * mask
     }
@@ -236,5 +255,36 @@ impl<B: CnnOps> Net<B> {
             }
         }
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn parallel_dropout_mask_is_the_sequential_stream() {
+        for n in [10, 16 * 1024, 100_000] {
+            let mut a = ChaCha8Rng::seed_from_u64(7);
+            let mut b = a.clone();
+            // Start mid-stream, as after earlier batches.
+            for _ in 0..3 {
+                let _: f64 = a.random();
+                let _: f64 = b.random();
+            }
+            let fast = dropout_mask(&mut a, n, 0.8, 1.25);
+            let slow: Vec<f32> = (0..n)
+                .map(|_| if b.random::<f64>() < 0.8 { 1.25 } else { 0.0 })
+                .collect();
+            assert_eq!(fast, slow, "n {n}");
+            assert_eq!(
+                a.random::<u64>(),
+                b.random::<u64>(),
+                "stream position after n {n}"
+            );
+            let kept = fast.iter().filter(|&&m| m > 0.0).count() as f64 / n as f64;
+            assert!((kept - 0.8).abs() < 0.1, "kept {kept}");
+        }
     }
 }
