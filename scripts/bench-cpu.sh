@@ -42,14 +42,16 @@ $PY - "$out" <<'PY'
 import json, statistics, sys
 d = sys.argv[1]
 rows = [json.loads(l) for f in ("rs.jsonl", "py.jsonl") for l in open(f"{d}/{f}")]
-print(f"\n| model | hypersweep samples/s | PyTorch samples/s | ratio | threads | test acc (hs / pt) |")
+print(f"\n| model | hypersweep samples/s, median (min–max) | PyTorch samples/s, median (min–max) | ratio | threads | test acc (hs / pt) |")
 print("|---|---|---|---|---|---|")
 for m in ["linear", "mlp", "cnn"]:
     hs = [r for r in rows if r["model"] == m and r["side"] == "hypersweep"]
     pt = [r for r in rows if r["model"] == m and r["side"] == "pytorch"]
-    a = statistics.median(r["samples_per_second"] for r in hs)
-    b = statistics.median(r["samples_per_second"] for r in pt)
-    print(f"| {m} | {a:,.0f} | {b:,.0f} | {a / b:.2f}× | {hs[0]['threads']} / {pt[0]['threads']} | "
+    sa = [r["samples_per_second"] for r in hs]
+    sb = [r["samples_per_second"] for r in pt]
+    a, b = statistics.median(sa), statistics.median(sb)
+    span = lambda v: f"{min(v):,.0f}–{max(v):,.0f}"
+    print(f"| {m} | {a:,.0f} ({span(sa)}) | {b:,.0f} ({span(sb)}) | {a / b:.2f}× | {hs[0]['threads']} / {pt[0]['threads']} | "
           f"{hs[-1]['test_accuracy']:.3f} / {pt[-1]['test_accuracy']:.3f} |")
 sw = [json.loads(l) for l in open(f"{d}/sweeps.jsonl")]
 for r in sw:

@@ -23,18 +23,27 @@ pub trait CnnOps: Backend {
         bias: Tensor<Self, 1>,
         pad: usize,
     ) -> Tensor<Self, 4> {
-        module::conv2d(
-            x,
-            weight,
-            Some(bias),
-            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-        )
+        burn_conv(x, weight, bias, pad)
     }
 
     /// Max pooling, then ReLU when `relu` (fused on Flex).
     fn cnn_max_pool(x: Tensor<Self, 4>, k: usize, relu: bool) -> Tensor<Self, 4> {
         burn_pool(x, k, relu)
     }
+}
+
+fn burn_conv<B: Backend>(
+    x: Tensor<B, 4>,
+    w: Tensor<B, 4>,
+    b: Tensor<B, 1>,
+    pad: usize,
+) -> Tensor<B, 4> {
+    module::conv2d(
+        x,
+        w,
+        Some(b),
+        ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+    )
 }
 
 fn burn_pool<B: Backend>(x: Tensor<B, 4>, k: usize, relu: bool) -> Tensor<B, 4> {
@@ -129,12 +138,7 @@ impl CnnOps for Flex {
     ) -> Tensor<Self, 4> {
         let (x, w, b) = (prim(x), prim(w), prim(b));
         if !conv_supported(&x, &w, pad) {
-            return module::conv2d(
-                wrap(x),
-                wrap(w),
-                Some(wrap(b)),
-                ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-            );
+            return burn_conv(wrap(x), wrap(w), wrap(b), pad);
         }
         wrap(conv_forward(&x, &w, &b, pad))
     }
@@ -201,12 +205,7 @@ impl CnnOps for AdFlex {
     ) -> Tensor<Self, 4> {
         let (x, w, b) = (prim(x), prim(w), prim(b));
         if !conv_supported(&x.primitive, &w.primitive, pad) {
-            return module::conv2d(
-                wrap(x),
-                wrap(w),
-                Some(wrap(b)),
-                ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-            );
+            return burn_conv(wrap(x), wrap(w), wrap(b), pad);
         }
         let out = conv_forward(&x.primitive, &w.primitive, &b.primitive, pad);
         let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
