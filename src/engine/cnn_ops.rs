@@ -86,13 +86,14 @@ fn conv_dims(x: &FlexTensor, w: &FlexTensor, pad: usize) -> ConvDims {
     }
 }
 
-/// Whether the kernels handle these tensors (f32, square kernel, matching channels).
+/// Whether the kernels handle these tensors (f32, non-empty, square kernel, matching channels).
 fn conv_supported(x: &FlexTensor, w: &FlexTensor, pad: usize) -> bool {
     let (xd, wd) = (dims(x), dims(w));
     x.dtype() == DType::F32
         && w.dtype() == DType::F32
         && xd.len() == 4
         && wd.len() == 4
+        && xd.iter().chain(&wd).all(|&v| v > 0)
         && wd[1] == xd[1]
         && wd[2] == wd[3]
         && xd[2] + 2 * pad >= wd[2]
@@ -118,7 +119,12 @@ fn pool_forward(x: &FlexTensor, k: usize, relu: bool) -> (FlexTensor, Vec<u32>, 
 
 fn pool_supported(x: &FlexTensor, k: usize) -> bool {
     let d = dims(x);
-    x.dtype() == DType::F32 && d.len() == 4 && k >= 1 && d[2] >= k && d[3] >= k
+    x.dtype() == DType::F32
+        && d.len() == 4
+        && d.iter().all(|&v| v > 0)
+        && k >= 1
+        && d[2] >= k
+        && d[3] >= k
 }
 
 fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {

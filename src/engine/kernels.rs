@@ -230,6 +230,7 @@ pub fn conv2d_backward(
     let (kk, p, inl) = (d.kk(), d.p(), d.in_len());
     let out_len = d.o * p;
     assert_eq!(x.len(), d.n * inl);
+    assert_eq!(weight.len(), d.o * kk);
     assert_eq!(gout.len(), d.n * out_len);
     // One chunk of samples: adds its input gradients into `dx` and returns its partial
     // weight and bias gradients.
@@ -381,8 +382,11 @@ pub fn max_pool_forward(
 
 /// Gradient of [`max_pool_forward`]: each output gradient goes to the input it came from.
 pub fn max_pool_backward(gout: &[f32], idx: &[u32], planes: usize, h: usize, w: usize) -> Vec<f32> {
-    let per_out = gout.len() / planes.max(1);
     let mut dx = vec![0f32; planes * h * w];
+    if gout.is_empty() || dx.is_empty() {
+        return dx;
+    }
+    let per_out = gout.len() / planes;
     dx.par_chunks_mut(h * w)
         .zip(gout.par_chunks(per_out))
         .zip(idx.par_chunks(per_out))
