@@ -43,6 +43,12 @@ impl ConvDims {
     fn in_len(&self) -> usize {
         self.c * self.h * self.w
     }
+    /// The output columns `ox0..ox1` whose input column `ox + kx − pad` lies inside `[0, w)`.
+    fn valid_cols(&self, kx: usize) -> (usize, usize) {
+        let ox0 = self.pad.saturating_sub(kx);
+        let ox1 = (self.w + self.pad).saturating_sub(kx).min(self.ow());
+        (ox0, ox1)
+    }
 }
 
 /// `col[(ci·k + ky)·k + kx][oy·ow + ox] = x[ci][oy + ky − pad][ox + kx − pad]` (0 outside).
@@ -54,9 +60,7 @@ fn im2col(x: &[f32], d: &ConvDims, col: &mut [f32]) {
             for kx in 0..d.k {
                 let row = (ci * d.k + ky) * d.k + kx;
                 let dst = &mut col[row * p..(row + 1) * p];
-                // ox range where ix = ox + kx − pad falls inside [0, w).
-                let ox0 = d.pad.saturating_sub(kx);
-                let ox1 = (d.w + d.pad).saturating_sub(kx).min(ow);
+                let (ox0, ox1) = d.valid_cols(kx);
                 if ow == d.w && oh == d.h {
                     // "Same" padding: the whole row is the plane shifted by one offset, so
                     // one long copy, then zeros where the shift wrapped or left the plane.
@@ -111,8 +115,7 @@ fn col2im_add(col: &[f32], d: &ConvDims, x: &mut [f32]) {
             for kx in 0..d.k {
                 let row = (ci * d.k + ky) * d.k + kx;
                 let src = &col[row * p..(row + 1) * p];
-                let ox0 = d.pad.saturating_sub(kx);
-                let ox1 = (d.w + d.pad).saturating_sub(kx).min(ow);
+                let (ox0, ox1) = d.valid_cols(kx);
                 if ox0 >= ox1 {
                     continue;
                 }
