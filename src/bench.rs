@@ -2,10 +2,9 @@
 //! through the same engine a sweep uses, for the side-by-side comparison with PyTorch
 //! (scripts/bench-cpu.sh). Times only the training steps, not evaluation.
 
-use crate::engine::{BurnEngine, Device, Engine};
-use crate::plan::Trial;
+use crate::engine::{BurnEngine, Device, Engine, TrialContext};
+use crate::error::{Error, Result};
 use crate::spec::Spec;
-use anyhow::{Result, anyhow};
 use std::sync::atomic::AtomicBool;
 
 /// The models of the benchmark, as sweep snippets (the settings STUDIES.md names).
@@ -41,24 +40,28 @@ pub fn throughput(
     epochs: usize,
     train_size: Option<usize>,
 ) -> Result<BenchResult> {
-    let snippet = model_yaml(model)
-        .ok_or_else(|| anyhow!("unknown bench model `{model}`: linear, mlp or cnn"))?;
+    let snippet = model_yaml(model).ok_or_else(|| {
+        Error::Input(format!("unknown bench model `{model}`: linear, mlp or cnn"))
+    })?;
     let size = train_size
         .map(|n| format!(", train_size: {n}"))
         .unwrap_or_default();
     let yaml = format!(
         "name: bench\ndata: {{split: official, normalize: mnist{size}}}\nfixed:\n  {snippet}\n  epochs: {epochs}\n  seed: 1\n"
     );
-    let plan = crate::plan::expand(&Spec::parse("bench", &yaml).map_err(|e| anyhow!("{e}"))?)
-        .map_err(|e| anyhow!("{e}"))?;
-    let trial: &Trial = &plan.trials[0];
-    let r = BurnEngine
-        .run(trial, device, threads, &mut |_| {}, &AtomicBool::new(false))
-        .map_err(|e| anyhow!(e))?;
+    let plan = crate::plan::expand(&Spec::parse("bench", &yaml)?)?;
+    let cancel = AtomicBool::new(false);
+    let mut ctx = TrialContext {
+        device,
+        threads,
+        progress: &mut |_| {},
+        cancel: &cancel,
+    };
+    let r = BurnEngine.run(&plan.trials[0].config, &mut ctx)?;
     let samples = (r.samples_per_second.unwrap_or(0.0) * r.train_seconds).round() as usize;
     Ok(BenchResult {
         model: model.into(),
-        device: r.device.clone(),
+        device: device.to_string(),
         threads,
         samples,
         seconds: r.train_seconds,

@@ -3,11 +3,13 @@
 //! (except with `auto`).
 
 use crate::engine::Device;
+use crate::error::{Error, Result};
 use crate::scheduler::Slot;
 
+/// The CPU cores this process may use.
 pub fn cores() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get())
+        .map(std::num::NonZero::get)
         .unwrap_or(1)
 }
 
@@ -40,6 +42,16 @@ pub fn cuda_device_count() -> Result<usize, String> {
 
 /// Parses a device spec into slots. `pending` is how many trials will run (to share cores).
 pub fn parse(
+    spec: &str,
+    per_device: usize,
+    threads: Option<usize>,
+    pending: usize,
+    gpu_count: &dyn Fn() -> Result<usize, String>,
+) -> Result<Vec<Slot>> {
+    slots(spec, per_device, threads, pending, gpu_count).map_err(Error::Devices)
+}
+
+fn slots(
     spec: &str,
     per_device: usize,
     threads: Option<usize>,
@@ -154,16 +166,21 @@ mod tests {
         let s = parse("cuda:1", 3, None, 10, &two_gpus).unwrap();
         assert_eq!(s.len(), 3);
         assert!(s.iter().all(|s| s.device == Device::Cuda(1)));
-        let e = parse("cuda:0,cuda:2", 1, None, 10, &two_gpus).unwrap_err();
+        let e = parse("cuda:0,cuda:2", 1, None, 10, &two_gpus)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("cuda:2 does not exist") && e.contains("2 GPU"),
             "{e}"
         );
-        let e = parse("cuda:0", 1, None, 10, &no_driver).unwrap_err();
+        let e = parse("cuda:0", 1, None, 10, &no_driver)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("libcuda.so"), "{e}");
         assert!(
             parse("gpu:0", 1, None, 10, &two_gpus)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown device")
         );
     }

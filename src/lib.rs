@@ -1,6 +1,9 @@
 //! hypersweep: a declarative hyperparameter sweep orchestrator. A YAML file (`spec`) expands
 //! into trials (`plan`), which the `scheduler` runs over a device pool with the burn `engine`,
-//! the `store` keeps on disk, and `report` turns into tables and plots.
+//! the `store` keeps on disk, and `report` turns into tables and plots. `trial` holds the
+//! vocabulary they share and `error` the one error type.
+
+pub use error::{Error, Result};
 
 pub mod app;
 pub mod bench;
@@ -9,7 +12,9 @@ pub mod config;
 pub mod data;
 pub mod devices;
 pub mod engine;
+pub mod error;
 pub mod events;
+pub mod format;
 pub mod logging;
 pub mod plan;
 pub mod progress;
@@ -17,3 +22,4 @@ pub mod report;
 pub mod scheduler;
 pub mod spec;
 pub mod store;
+pub mod trial;

@@ -1,7 +1,7 @@
 //! tracing set-up: stderr at the level of -v/-vv (RUST_LOG overrides), and a log file in the
 //! results directory at info level once a run knows where that is.
 
-use anyhow::{Context, Result};
+use crate::error::{IoContext, Result};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -21,7 +21,7 @@ impl LogFile {
             .create(true)
             .append(true)
             .open(path)
-            .with_context(|| format!("cannot open the log {}", path.display()))?;
+            .at("open the log", path)?;
         *self.0.lock().expect("log file") = Some(f);
         Ok(())
     }
@@ -76,32 +76,4 @@ pub fn init(verbose: u8) -> LogFile {
         .with(file_layer)
         .try_init();
     file
-}
-
-/// Names of trials the log shows started but not finished (for `status` during a run).
-pub fn running_trials(log: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(log) else {
-        return vec![];
-    };
-    let mut running: Vec<String> = vec![];
-    for line in text.lines() {
-        let field = |k: &str| -> Option<String> {
-            let start = line.find(&format!(" {k}="))? + k.len() + 2;
-            let rest = &line[start..];
-            let end = rest.find(' ').unwrap_or(rest.len());
-            Some(rest[..end].to_string())
-        };
-        if line.contains("sweep started") {
-            running.clear();
-        } else if line.contains("trial started") {
-            if let Some(n) = field("name") {
-                running.push(n);
-            }
-        } else if line.contains("trial finished")
-            && let Some(n) = field("name")
-        {
-            running.retain(|r| *r != n);
-        }
-    }
-    running
 }

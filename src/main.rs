@@ -2,7 +2,7 @@
 //! exit with a code that says whose problem it was.
 
 use clap::Parser;
-use hypersweep::app::{self, UserError};
+use hypersweep::app;
 use hypersweep::cli::{Cli, Command};
 use std::process::ExitCode;
 
@@ -62,8 +62,7 @@ fn main() -> ExitCode {
             epochs,
             train_size,
         } => models.split(',').try_for_each(|m| {
-            let dev = hypersweep::devices::parse(device, 1, Some(*threads), 1, &hypersweep::devices::cuda_device_count)
-                .map_err(|e| anyhow::Error::from(UserError(e)))?[0]
+            let dev = hypersweep::devices::parse(device, 1, Some(*threads), 1, &hypersweep::devices::cuda_device_count)?[0]
                 .device;
             let r = hypersweep::bench::throughput(m.trim(), dev, *threads, *epochs, *train_size)?;
             println!(
@@ -94,13 +93,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<UserError>().is_some() => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
         Err(e) => {
-            eprintln!("internal error: {e:#}");
-            ExitCode::from(2)
+            let code = e.exit_code();
+            if code == 2 {
+                eprintln!("internal error: {e}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(code)
         }
     }
 }

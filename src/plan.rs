@@ -3,18 +3,9 @@
 
 use crate::config::TrialConfig;
 use crate::spec::{Override, Pos, Spec, SpecError, closest, leaf_paths, set_path};
-use serde::Serialize;
+pub use crate::trial::Trial;
+use crate::trial::TrialId;
 use serde_json::{Map, Value};
-
-/// One trial to run: its stable id, readable name, the values that vary, and the resolved config.
-#[derive(Debug, Clone, Serialize)]
-pub struct Trial {
-    pub id: String,
-    pub name: String,
-    /// Only the keys the sweep varies (grid, zip, named-trial overrides, seed), in axis order.
-    pub varied: Vec<(String, Value)>,
-    pub config: TrialConfig,
-}
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -323,7 +314,7 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
                         (None, false) => generated,
                         (None, true) => spec.name.clone(),
                     };
-                    if let Some(prev) = trials.iter().find(|t| t.id == id) {
+                    if let Some(prev) = trials.iter().find(|t| t.id.0 == id) {
                         return Err(SpecError {
                             file: spec.file.clone(),
                             pos: None,
@@ -335,7 +326,7 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
                         });
                     }
                     trials.push(Trial {
-                        id,
+                        id: TrialId(id),
                         name,
                         varied,
                         config,

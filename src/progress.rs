@@ -3,6 +3,8 @@
 //! to the tracing log.
 
 use crate::events::SweepEvent;
+use crate::format::pct;
+use crate::trial::TrialId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -10,14 +12,9 @@ use std::io::IsTerminal;
 pub struct Display {
     quiet: bool,
     bars: Option<(MultiProgress, ProgressBar)>,
-    running: HashMap<String, ProgressBar>,
+    running: HashMap<TrialId, ProgressBar>,
     total: usize,
     done: usize,
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.2}%", v * 100.0))
-        .unwrap_or_else(|| "-".into())
 }
 
 impl Display {
@@ -115,8 +112,8 @@ impl Display {
                     ));
                 }
             }
-            SweepEvent::TrialFinished(r) => {
-                let status = r.status.map(|s| s.as_str()).unwrap_or("?");
+            SweepEvent::TrialFinished { result: r, .. } => {
+                let status = r.status.as_str();
                 if let Some(e) = &r.error {
                     tracing::warn!(id = %r.id, name = %r.name, status, error = %e, "trial finished");
                 } else {

@@ -2,9 +2,9 @@
 //! trials first, failure isolation (a panic or error fails one trial), and cancellation. It
 //! never prints: everything it does goes out as `SweepEvent`s.
 
-use crate::engine::{Device, Engine, Progress, Status, TrialResult};
+use crate::engine::{Device, Engine, Progress, TrialContext};
 use crate::events::SweepEvent;
-use crate::plan::Trial;
+use crate::trial::{Trial, TrialResult};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,9 +52,9 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// every event, in order. Returns the results of the trials that ran.
 pub fn run(
     trials: Vec<(Trial, f64)>,
-    engine: Arc<dyn Engine>,
+    engine: &Arc<dyn Engine>,
     slots: &[Slot],
-    cancel: Arc<Cancel>,
+    cancel: &Arc<Cancel>,
     mut on_event: impl FnMut(&SweepEvent),
 ) -> Vec<TrialResult> {
     let started = Instant::now();
@@ -64,55 +64,22 @@ pub fn run(
         Arc::new(Mutex::new(ordered.into_iter().map(|(t, _)| t).collect()));
     let (tx, rx) = mpsc::channel::<SweepEvent>();
     let mut handles = vec![];
-    for slot in slots.iter().cloned() {
+    for slot in slots {
+        let slot = slot.clone();
         let queue = queue.clone();
         let tx = tx.clone();
         let engine = engine.clone();
         let cancel = cancel.clone();
         handles.push(std::thread::spawn(move || {
-            loop {
-                if cancel.stop_new.load(Ordering::SeqCst) {
-                    break;
-                }
+            while !cancel.stop_new.load(Ordering::SeqCst) {
                 let Some(trial) = queue.lock().expect("queue").pop_front() else {
                     break;
                 };
-                let device = slot.device.to_string();
-                let _ = tx.send(SweepEvent::TrialStarted {
-                    id: trial.id.clone(),
-                    name: trial.name.clone(),
-                    device: device.clone(),
-                    epochs: trial.config.epochs,
+                let result = run_one(&trial, &*engine, &slot, &cancel.stop_running, &tx);
+                let _ = tx.send(SweepEvent::TrialFinished {
+                    trial: Box::new(trial),
+                    result: Box::new(result),
                 });
-                let t0 = Instant::now();
-                let mut progress = |p: Progress| match p {
-                    Progress::Epoch(row) => {
-                        let _ = tx.send(SweepEvent::TrialEpoch {
-                            id: trial.id.clone(),
-                            name: trial.name.clone(),
-                            device: device.clone(),
-                            row,
-                        });
-                    }
-                };
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    engine.run(
-                        &trial,
-                        slot.device,
-                        slot.threads,
-                        &mut progress,
-                        &cancel.stop_running,
-                    )
-                }));
-                let result = match outcome {
-                    Ok(Ok(mut r)) => {
-                        r.device = device.clone();
-                        r
-                    }
-                    Ok(Err(e)) => failed(&trial, &device, e, t0),
-                    Err(p) => failed(&trial, &device, format!("panic: {}", panic_text(&*p)), t0),
-                };
-                let _ = tx.send(SweepEvent::TrialFinished(Box::new(result)));
             }
         }));
     }
@@ -126,8 +93,8 @@ pub fn run(
                 hard: cancel.stop_running.load(Ordering::SeqCst),
             });
         }
-        if let SweepEvent::TrialFinished(r) = &ev {
-            results.push((**r).clone());
+        if let SweepEvent::TrialFinished { result, .. } = &ev {
+            results.push((**result).clone());
         }
         on_event(&ev);
     }
@@ -140,14 +107,49 @@ pub fn run(
     results
 }
 
-fn failed(trial: &Trial, device: &str, error: String, t0: Instant) -> TrialResult {
-    TrialResult {
+/// One trial on one slot: announces it, forwards its progress, and turns an error or a panic
+/// into a failed result. The result carries the trial's id, name and the slot's device.
+fn run_one(
+    trial: &Trial,
+    engine: &dyn Engine,
+    slot: &Slot,
+    cancel: &AtomicBool,
+    tx: &mpsc::Sender<SweepEvent>,
+) -> TrialResult {
+    let device = slot.device.to_string();
+    let _ = tx.send(SweepEvent::TrialStarted {
         id: trial.id.clone(),
         name: trial.name.clone(),
-        status: Some(Status::Failed),
-        error: Some(error),
-        device: device.into(),
-        total_seconds: t0.elapsed().as_secs_f64(),
-        ..Default::default()
+        device: device.clone(),
+        epochs: trial.config.epochs,
+    });
+    let t0 = Instant::now();
+    let mut progress = |p: Progress| match p {
+        Progress::Epoch(row) => {
+            let _ = tx.send(SweepEvent::TrialEpoch {
+                id: trial.id.clone(),
+                name: trial.name.clone(),
+                device: device.clone(),
+                row,
+            });
+        }
+    };
+    let mut ctx = TrialContext {
+        device: slot.device,
+        threads: slot.threads,
+        progress: &mut progress,
+        cancel,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(&trial.config, &mut ctx)));
+    let seconds = t0.elapsed().as_secs_f64();
+    match outcome {
+        Ok(Ok(r)) => r.stamped(trial, &device),
+        Ok(Err(e)) => TrialResult::failed(trial, &device, e.to_string(), seconds),
+        Err(p) => TrialResult::failed(
+            trial,
+            &device,
+            format!("panic: {}", panic_text(&*p)),
+            seconds,
+        ),
     }
 }

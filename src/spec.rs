@@ -2,7 +2,7 @@
 //! `Spec` (what the user said). Expanding it into trials is `plan.rs`; nothing here does I/O
 //! beyond reading the file, and nothing touches a device.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::Path;
@@ -298,7 +298,7 @@ pub struct NamedTrial {
 }
 
 /// Report options; they shape `hypersweep report` and never change a trial.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportOptions {
     /// The metric tables are sorted by (a column of summary.csv).

@@ -246,8 +246,13 @@ fn take(
     taken
 }
 
-/// Splits, subsets and normalises the data for one trial.
-pub fn prepare(cfg: &DataConfig, seed: u64) -> Result<Splits, String> {
+/// Splits, subsets and normalises the data for one trial; a missing or broken file, or a subset
+/// larger than its split, is an `Error::Data` naming the file or the sizes.
+pub fn prepare(cfg: &DataConfig, seed: u64) -> crate::error::Result<Splits> {
+    split(cfg, seed).map_err(crate::error::Error::Data)
+}
+
+fn split(cfg: &DataConfig, seed: u64) -> Result<Splits, String> {
     let src = source(cfg.path.as_deref())?;
     let sets = [&src.train, &src.test];
     let label = |it: &(usize, usize)| sets[it.0].labels[it.1];
@@ -356,7 +361,7 @@ mod tests {
         assert_eq!(a.test.y, b.test.y);
         assert_eq!(a.val.y, b.val.y);
         cfg.train_size = Some(7000);
-        let e = prepare(&cfg, 42).unwrap_err();
+        let e = prepare(&cfg, 42).unwrap_err().to_string();
         assert!(e.contains("7000") && e.contains("6400"), "{e}");
     }
 
@@ -389,7 +394,8 @@ mod tests {
             },
             1,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("/nonexistent/mnist") && e.contains("official"),
             "{e}"
@@ -402,7 +408,8 @@ mod tests {
             },
             1,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("train-images-idx3-ubyte"), "{e}");
     }
 }

@@ -6,10 +6,10 @@ use super::cnn_ops::CnnOps;
 use super::model::Net;
 use super::optim::Optim;
 use super::schedule::lr_at;
-use super::{Device, Engine, EpochRow, Mistake, Progress, Status, TrialResult};
+use super::{Device, Engine, EpochRow, Mistake, Progress, Status, TrialContext, TrialResult};
 use crate::config::{StopMetric, TrialConfig};
 use crate::data::{self, CLASSES, PIXELS, Part, Stream, augment};
-use crate::plan::Trial;
+use crate::error::{Error, Result};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
@@ -32,39 +32,30 @@ pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 pub struct BurnEngine;
 
 impl Engine for BurnEngine {
-    fn run(
-        &self,
-        trial: &Trial,
-        device: Device,
-        threads: usize,
-        progress: &mut (dyn FnMut(Progress) + Send),
-        cancel: &AtomicBool,
-    ) -> Result<TrialResult, String> {
+    fn run(&self, config: &TrialConfig, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
+            .num_threads(ctx.threads.max(1))
             .build()
-            .map_err(|e| format!("cannot start a thread pool: {e}"))?;
+            .map_err(|e| Error::Trial(format!("cannot start a thread pool: {e}")))?;
+        let device = ctx.device;
+        let progress = &mut *ctx.progress;
+        let cancel = ctx.cancel;
         pool.install(|| match device {
-            Device::Cpu => train::<CpuBackend>(
-                trial,
-                burn::backend::flex::FlexDevice,
-                device,
-                progress,
-                cancel,
-            ),
+            Device::Cpu => {
+                train::<CpuBackend>(config, burn::backend::flex::FlexDevice, progress, cancel)
+            }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => train::<CudaBackend>(
-                trial,
+                config,
                 burn::backend::cuda::CudaDevice::new(i),
-                device,
                 progress,
                 cancel,
             ),
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(
+            Device::Cuda(_) => Err(Error::Trial(
                 "this hypersweep was built without the `cuda` feature; rebuild with default features"
                     .into(),
-            ),
+            )),
         })
     }
 }
@@ -158,34 +149,22 @@ fn epoch_batches(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> 
     }
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
-    (m, var.sqrt())
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn train<B: AutodiffBackend + CnnOps>(
-    trial: &Trial,
+    cfg: &TrialConfig,
     device: B::Device,
-    label: Device,
     progress: &mut (dyn FnMut(Progress) + Send),
     cancel: &AtomicBool,
-) -> Result<TrialResult, String>
+) -> Result<TrialResult>
 where
     B::InnerBackend: CnnOps,
 {
-    let cfg = &trial.config;
     let started = Instant::now();
     let splits = data::prepare(&cfg.data, cfg.seed)?;
     let mut out = TrialResult {
-        id: trial.id.clone(),
-        name: trial.name.clone(),
-        device: label.to_string(),
         data: splits.summary.clone(),
         ..Default::default()
     };
@@ -200,7 +179,7 @@ where
         cfg.batch_size
     };
     if cfg.drop_last && cfg.steps_per_epoch.is_none() && n < bs {
-        return Err("drop_last leaves no batch".into());
+        return Err(Error::Trial("drop_last leaves no batch".into()));
     }
 
     let mut init_rng = data::rng(cfg.seed, Stream::Init);
@@ -435,14 +414,14 @@ where
                 pixels: hex(&splits.test.raw[i * PIXELS..(i + 1) * PIXELS]),
             })
             .collect();
-        let (m, s) = mean_std(&ev.batch_ms);
+        let (m, s) = crate::format::mean_std(&ev.batch_ms);
         out.inference_ms_per_batch_mean = Some(m);
         out.inference_ms_per_batch_std = Some(s);
         if !ev.loss.is_finite() && status == Status::Ok {
             status = Status::Diverged;
         }
     }
-    out.status = Some(status);
+    out.status = status;
     out.total_seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }
@@ -452,6 +431,7 @@ mod tests {
     use super::*;
     use crate::engine::optim::OptimState;
     use crate::spec::Spec;
+    use crate::trial::Trial;
     use burn::optim::SimpleOptimizer;
 
     fn trial(yaml: &str) -> Trial {
@@ -462,9 +442,14 @@ mod tests {
     }
 
     fn train_cpu(t: &Trial) -> TrialResult {
-        BurnEngine
-            .run(t, Device::Cpu, 2, &mut |_| {}, &AtomicBool::new(false))
-            .unwrap()
+        let cancel = AtomicBool::new(false);
+        let mut ctx = TrialContext {
+            device: Device::Cpu,
+            threads: 2,
+            progress: &mut |_| {},
+            cancel: &cancel,
+        };
+        BurnEngine.run(&t.config, &mut ctx).unwrap()
     }
 
     #[test]
@@ -472,7 +457,7 @@ mod tests {
         let r = train_cpu(&trial(
             "name: t\ndata: {train_size: 1000, normalize: mnist}\nfixed:\n  optimizer: {kind: sgd, learning_rate: 0.05}\n  batch_size: 32\n  epochs: 3\n  seed: 1\n",
         ));
-        assert_eq!(r.status, Some(Status::Ok));
+        assert_eq!(r.status, Status::Ok);
         assert_eq!(r.data.train, 1000);
         assert!(r.test_accuracy.unwrap() > 0.80, "{:?}", r.test_accuracy);
         assert_eq!(r.epochs.len(), 3);
@@ -514,7 +499,7 @@ mod tests {
         let r = train_cpu(&trial(
             "name: t\ndata: {train_size: 200}\nfixed:\n  model: {kind: mlp, hidden: [16]}\n  optimizer: {kind: sgd, learning_rate: 1.0e30}\n  batch_size: 20\n  epochs: 5\n",
         ));
-        assert_eq!(r.status, Some(Status::Diverged));
+        assert_eq!(r.status, Status::Diverged);
         assert!(
             !r.epochs.is_empty() && r.epochs.len() < 5,
             "{}",
@@ -527,7 +512,7 @@ mod tests {
         let r = train_cpu(&trial(
             "name: t\ndata: {split: {official: true, val: 0.2}, train_size: 300}\nfixed:\n  optimizer: {kind: sgd, learning_rate: 0.5}\n  batch_size: 10\n  epochs: 30\n  early_stopping: {patience: 2, min_delta: 0.0}\n  restore_best: true\n",
         ));
-        assert_eq!(r.status, Some(Status::StoppedEarly), "{:?}", r.notes);
+        assert_eq!(r.status, Status::StoppedEarly, "{:?}", r.notes);
         assert!(r.epochs.len() < 30);
         assert!(r.notes.iter().any(|n| n.contains("best validation")));
     }

@@ -3,15 +3,27 @@
 
 use super::Block;
 use super::svg::esc;
-use anyhow::Result;
-use std::path::Path;
+use crate::error::Result;
+use crate::store::{create_dir, write_atomic};
+use std::path::{Path, PathBuf};
 
-pub trait Exporter {
-    /// Renders the blocks to the document text, writing any side files under `dir`.
-    fn render(&self, blocks: &[Block], dir: &Path) -> Result<String>;
+/// A rendered document and the side files it links to (paths relative to the document).
+pub struct Rendered {
+    /// The document's text.
+    pub text: String,
+    /// Files the document refers to, with their contents.
+    pub files: Vec<(PathBuf, String)>,
 }
 
+/// One output format.
+pub trait Exporter {
+    /// Renders the blocks; writes nothing.
+    fn render(&self, blocks: &[Block]) -> Rendered;
+}
+
+/// report.md, with plots linked as files under plots/.
 pub struct Markdown;
+/// report.html, self-contained (plots inlined).
 pub struct Html;
 
 fn md_cell(s: &str) -> String {
@@ -19,8 +31,9 @@ fn md_cell(s: &str) -> String {
 }
 
 impl Exporter for Markdown {
-    fn render(&self, blocks: &[Block], dir: &Path) -> Result<String> {
+    fn render(&self, blocks: &[Block]) -> Rendered {
         let mut s = String::new();
+        let mut files = vec![];
         for b in blocks {
             match b {
                 Block::Heading(level, t) => s += &format!("{} {t}\n\n", "#".repeat(*level)),
@@ -47,16 +60,12 @@ impl Exporter for Markdown {
                     s.push('\n');
                 }
                 Block::Plot(stem, svg) => {
-                    std::fs::create_dir_all(dir.join("plots"))?;
-                    crate::store::write_atomic(
-                        &dir.join("plots").join(format!("{stem}.svg")),
-                        svg.as_bytes(),
-                    )?;
+                    files.push((Path::new("plots").join(format!("{stem}.svg")), svg.clone()));
                     s += &format!("![{stem}](plots/{stem}.svg)\n\n");
                 }
             }
         }
-        Ok(s)
+        Rendered { text: s, files }
     }
 }
 
@@ -88,7 +97,7 @@ fn inline(t: &str) -> String {
 }
 
 impl Exporter for Html {
-    fn render(&self, blocks: &[Block], _dir: &Path) -> Result<String> {
+    fn render(&self, blocks: &[Block]) -> Rendered {
         let title = blocks
             .iter()
             .find_map(|b| match b {
@@ -143,19 +152,25 @@ impl Exporter for Html {
             }
         }
         s += "<p style=\"color:#888\">made by hypersweep</p></body></html>\n";
-        Ok(s)
+        Rendered {
+            text: s,
+            files: vec![],
+        }
     }
 }
 
-/// Writes `<stem>.md` and `<stem>.html`.
+/// Writes `<stem>.md` and `<stem>.html` into `dir`, with their side files.
 pub fn write_named(blocks: &[Block], dir: &Path, stem: &str) -> Result<()> {
-    let md = Markdown.render(blocks, dir)?;
-    crate::store::write_atomic(&dir.join(format!("{stem}.md")), md.as_bytes())?;
-    let html = Html.render(blocks, dir)?;
-    crate::store::write_atomic(&dir.join(format!("{stem}.html")), html.as_bytes())?;
+    for (exporter, ext) in [(&Markdown as &dyn Exporter, "md"), (&Html, "html")] {
+        let doc = exporter.render(blocks);
+        for (rel, text) in &doc.files {
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                create_dir(parent)?;
+            }
+            write_atomic(&path, text.as_bytes())?;
+        }
+        write_atomic(&dir.join(format!("{stem}.{ext}")), doc.text.as_bytes())?;
+    }
     Ok(())
-}
-
-pub fn write_all(blocks: &[Block], dir: &Path) -> Result<()> {
-    write_named(blocks, dir, "report")
 }

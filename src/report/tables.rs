@@ -2,10 +2,10 @@
 //! (long format) and, when seeds repeat, mean ± std over seeds per setting.
 
 use super::{Loaded, TrialRow};
-use anyhow::Result;
+use crate::error::Result;
+use crate::store::write_atomic;
 use polars::prelude::*;
 use serde_json::Value;
-use std::fs::File;
 use std::path::Path;
 
 /// A varied parameter as a typed column: integers, floats, booleans, or text (lists, names).
@@ -87,7 +87,7 @@ pub fn summary(l: &Loaded) -> Result<DataFrame> {
     let mut cols = vec![
         Column::new(
             "id".into(),
-            rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            rows.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(),
         ),
         Column::new(
             "name".into(),
@@ -96,13 +96,7 @@ pub fn summary(l: &Loaded) -> Result<DataFrame> {
         Column::new(
             "status".into(),
             rows.iter()
-                .map(|r| {
-                    r.result
-                        .status
-                        .map(|s| s.as_str())
-                        .unwrap_or("?")
-                        .to_string()
-                })
+                .map(|r| r.result.status.to_string())
                 .collect::<Vec<_>>(),
         ),
     ];
@@ -181,7 +175,7 @@ pub fn summary(l: &Loaded) -> Result<DataFrame> {
 }
 
 pub fn epochs(l: &Loaded) -> Result<DataFrame> {
-    let flat: Vec<(&TrialRow, &crate::engine::EpochRow)> = l
+    let flat: Vec<(&TrialRow, &crate::trial::EpochRow)> = l
         .rows
         .iter()
         .flat_map(|r| r.result.epochs.iter().map(move |e| (r, e)))
@@ -190,7 +184,9 @@ pub fn epochs(l: &Loaded) -> Result<DataFrame> {
     let mut cols = vec![
         Column::new(
             "id".into(),
-            flat.iter().map(|(r, _)| r.id.clone()).collect::<Vec<_>>(),
+            flat.iter()
+                .map(|(r, _)| r.id.to_string())
+                .collect::<Vec<_>>(),
         ),
         Column::new(
             "name".into(),
@@ -198,7 +194,7 @@ pub fn epochs(l: &Loaded) -> Result<DataFrame> {
         ),
     ];
     cols.extend(axis_columns(l, &trial_rows));
-    let f = |g: fn(&crate::engine::EpochRow) -> Option<f64>| -> Vec<Option<f64>> {
+    let f = |g: fn(&crate::trial::EpochRow) -> Option<f64>| -> Vec<Option<f64>> {
         flat.iter().map(|(_, e)| g(e)).collect()
     };
     cols.extend([
@@ -251,16 +247,16 @@ pub fn by_setting(l: &Loaded, summary: &DataFrame) -> Result<Option<DataFrame>> 
     Ok(Some(out))
 }
 
+/// Writes a table as Parquet, atomically.
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("parquet.tmp");
-    ParquetWriter::new(File::create(&tmp)?).finish(df)?;
-    std::fs::rename(tmp, path)?;
-    Ok(())
+    let mut bytes = vec![];
+    ParquetWriter::new(&mut bytes).finish(df)?;
+    write_atomic(path, &bytes)
 }
 
+/// Writes a table as CSV, atomically.
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("csv.tmp");
-    CsvWriter::new(File::create(&tmp)?).finish(df)?;
-    std::fs::rename(tmp, path)?;
-    Ok(())
+    let mut bytes = vec![];
+    CsvWriter::new(&mut bytes).finish(df)?;
+    write_atomic(path, &bytes)
 }

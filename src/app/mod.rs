@@ -1,0 +1,72 @@
+//! What each command does, in order: read and check the sweep, plan, run, store, report. Each
+//! command is a function from what the user said to text for the terminal or a typed error.
+
+mod run;
+mod status;
+
+pub use run::{RunOutcome, run, run_with};
+pub use status::status;
+
+use crate::error::Result;
+use crate::format::text_table;
+use crate::plan::{self, Plan};
+use crate::spec::{Override, Pos, Spec};
+use std::path::Path;
+
+/// Reads, checks and expands a sweep file; `data_dir` replaces every trial's data.path.
+pub fn load_plan(file: &Path, data_dir: Option<&Path>) -> Result<(Spec, Plan)> {
+    let mut spec = Spec::load(file)?;
+    if let Some(dir) = data_dir {
+        spec.base.push(Override {
+            key: "data.path".into(),
+            value: serde_json::Value::String(dir.display().to_string()),
+            pos: Pos::default(),
+            section: "--data-dir".into(),
+        });
+    }
+    let plan = plan::expand(&spec)?;
+    Ok((spec, plan))
+}
+
+/// `hypersweep validate`: `ok: N trials` or the first error.
+pub fn validate(file: &Path) -> Result<String> {
+    let (_, plan) = load_plan(file, None)?;
+    let n = plan.trials.len();
+    Ok(format!("ok: {n} trial{}", if n == 1 { "" } else { "s" }))
+}
+
+/// `hypersweep plan`: the trials as a table, or as JSON with their full configs.
+pub fn plan_text(file: &Path, json: bool, data_dir: Option<&Path>) -> Result<String> {
+    let (_, plan) = load_plan(file, data_dir)?;
+    if json {
+        let arr: Vec<serde_json::Value> = plan
+            .trials
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id,
+                    "name": t.name,
+                    "varied": t.varied.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+                    "params": t.config,
+                })
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&arr)?);
+    }
+    let mut headers = vec!["id".to_string(), "name".to_string()];
+    headers.extend(plan.axes.iter().cloned());
+    let rows: Vec<Vec<String>> = plan
+        .trials
+        .iter()
+        .map(|t| {
+            let mut r = vec![t.id.to_string(), t.name.clone()];
+            for a in &plan.axes {
+                r.push(t.varied_value(a).map(plan::value_text).unwrap_or_default());
+            }
+            r
+        })
+        .collect();
+    let mut out = text_table(&headers, &rows);
+    out += &format!("{} trials\n", plan.trials.len());
+    Ok(out)
+}

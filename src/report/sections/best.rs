@@ -1,0 +1,80 @@
+//! The best trial in detail: confusion matrix, per-class accuracy, the most confused pairs and
+//! the most confidently wrong test digits.
+
+use super::super::svg;
+use super::super::{Block, TrialRow};
+
+/// The best trial's section, when it has a confusion matrix.
+pub fn section(order: &[&TrialRow]) -> Vec<Block> {
+    let Some(best) = order
+        .first()
+        .filter(|r| !r.result.confusion_matrix.is_empty())
+    else {
+        return vec![];
+    };
+    let x = &best.result;
+    let mut b = vec![
+        Block::Heading(2, format!("Best trial: {}", best.name)),
+        Block::Plot(
+            "confusion".into(),
+            svg::confusion(
+                &format!("Confusion matrix — {}", best.name),
+                &x.confusion_matrix,
+            ),
+        ),
+    ];
+    let headers = std::iter::once("class".to_string())
+        .chain((0..10).map(|d: u8| d.to_string()))
+        .collect();
+    let accuracy = std::iter::once("accuracy".to_string())
+        .chain(
+            x.per_class_accuracy
+                .iter()
+                .map(|a| format!("{:.1}%", a * 100.0)),
+        )
+        .collect();
+    b.push(Block::Table(headers, vec![accuracy], None));
+    if !x.most_confused.is_empty() {
+        b.push(Block::Para(
+            "Most confused pairs (true → predicted):".into(),
+        ));
+        b.push(Block::Table(
+            ["true", "predicted", "count"].map(String::from).to_vec(),
+            x.most_confused
+                .iter()
+                .map(|(t, p, c)| vec![t.to_string(), p.to_string(), c.to_string()])
+                .collect(),
+            None,
+        ));
+    }
+    let wrong: u64 = x
+        .confusion_matrix
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.iter().sum::<u64>() - r[i])
+        .sum();
+    b.push(Block::Para(format!(
+        "{wrong} of {} test digits misclassified. The most confidently wrong:",
+        x.confusion_matrix.iter().flatten().sum::<u64>()
+    )));
+    if !x.mistakes.is_empty() {
+        let digits: Vec<(String, String)> = x
+            .mistakes
+            .iter()
+            .map(|m| {
+                (
+                    m.pixels.clone(),
+                    format!("{}→{} ({:.0}%)", m.truth, m.predicted, m.confidence * 100.0),
+                )
+            })
+            .collect();
+        b.push(Block::Plot(
+            "mistakes".into(),
+            svg::digit_grid(
+                "Misclassified test digits (true → predicted, confidence)",
+                &digits,
+            ),
+        ));
+    }
+    b
+}

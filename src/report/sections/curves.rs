@@ -1,0 +1,100 @@
+//! Learning curves: every trial's per-epoch values (loss, accuracy on each split), and the loss
+//! of every step when trials log steps.
+
+use super::super::svg::{LineChart, Series};
+use super::super::{Block, Loaded};
+use crate::trial::EpochRow;
+
+/// A plot file stem, its label, and the epoch value it draws.
+type Curve = (&'static str, &'static str, fn(&EpochRow) -> Option<f64>);
+
+const CURVES: [Curve; 6] = [
+    ("train-loss", "training loss", |e| Some(e.train_loss)),
+    ("val-loss", "validation loss", |e| e.val_loss),
+    ("train-accuracy", "training accuracy", |e| {
+        Some(e.train_accuracy)
+    }),
+    ("val-accuracy", "validation accuracy", |e| e.val_accuracy),
+    ("test-accuracy-epochs", "test accuracy", |e| e.test_accuracy),
+    ("test-loss-epochs", "test loss", |e| e.test_loss),
+];
+
+/// Steps drawn per line at most; longer runs are thinned evenly.
+const MAX_STEP_POINTS: usize = 2000;
+
+/// The curves heading, one chart per measured epoch value, and the step-loss chart.
+pub fn section(l: &Loaded) -> Vec<Block> {
+    let mut b = vec![Block::Heading(2, "Learning curves".into())];
+    for (stem, label, f) in CURVES {
+        let series: Vec<Series> = l
+            .rows
+            .iter()
+            .map(|r| Series {
+                label: r.name.clone(),
+                points: r
+                    .result
+                    .epochs
+                    .iter()
+                    .filter_map(|e| f(e).map(|v| (e.epoch as f64, v)))
+                    .collect(),
+                errors: vec![],
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let markers = series.iter().all(|s| s.points.len() <= 3);
+        b.push(Block::Plot(
+            format!("curve-{stem}"),
+            LineChart {
+                title: &format!("{label} per epoch"),
+                x_label: "epoch",
+                y_label: label,
+                log_x: false,
+                markers,
+                series,
+            }
+            .render(),
+        ));
+    }
+    b.extend(step_losses(l));
+    b
+}
+
+fn step_losses(l: &Loaded) -> Option<Block> {
+    let series: Vec<Series> = l
+        .rows
+        .iter()
+        .filter(|r| !r.result.step_losses.is_empty())
+        .map(|r| {
+            let s = &r.result.step_losses;
+            let every = s.len().div_ceil(MAX_STEP_POINTS).max(1);
+            Series {
+                label: r.name.clone(),
+                points: s
+                    .iter()
+                    .enumerate()
+                    .step_by(every)
+                    .map(|(i, v)| ((i + 1) as f64, *v))
+                    .collect(),
+                errors: vec![],
+            }
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    Some(Block::Plot(
+        "curve-step-loss".into(),
+        LineChart {
+            title: "training loss per step (iteration t)",
+            x_label: "iteration t",
+            y_label: "minibatch loss",
+            log_x: false,
+            markers: false,
+            series,
+        }
+        .render(),
+    ))
+}

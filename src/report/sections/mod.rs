@@ -1,0 +1,50 @@
+//! The report as sections, each a small function over the loaded sweep that returns its blocks:
+//! the overview, the results table, notes, seeds, the metric against each axis, learning curves
+//! and the best trial in detail. A section with nothing to say returns no blocks.
+
+mod axes;
+mod best;
+mod curves;
+mod notes;
+mod overview;
+mod results;
+mod seeds;
+
+use super::{Block, Loaded, TrialRow, metric_of};
+
+/// Every section of one sweep's report, in reading order.
+pub fn all(l: &Loaded) -> Vec<Block> {
+    let order = ranked(l);
+    let mut b = overview::section(l);
+    b.extend(results::section(l, &order));
+    b.extend(notes::section(l));
+    b.extend(seeds::section(l));
+    b.extend(axes::section(l, &order));
+    b.extend(curves::section(l));
+    b.extend(best::section(&order));
+    b
+}
+
+/// The finished trials, best first by the report's metric (trials without it last).
+fn ranked(l: &Loaded) -> Vec<&TrialRow> {
+    let mut order: Vec<&TrialRow> = l.rows.iter().collect();
+    let key = |r: &TrialRow| metric_of(r, &l.options.metric).unwrap_or(f64::NEG_INFINITY);
+    order.sort_by(|a, c| key(c).total_cmp(&key(a)));
+    order
+}
+
+/// `key=value` of the given axes for one trial, the keys shortened to their last part when
+/// `short` (curve labels) or kept whole (table cells).
+fn setting_label(r: &TrialRow, axes: &[&String], short: bool) -> String {
+    axes.iter()
+        .map(|a| {
+            let k = if short {
+                a.rsplit('.').next().unwrap_or(a)
+            } else {
+                a.as_str()
+            };
+            format!("{k}={}", r.varied_text(a))
+        })
+        .collect::<Vec<_>>()
+        .join(if short { "," } else { ", " })
+}

@@ -1,0 +1,53 @@
+//! Over seeds: mean ± std of each setting when the sweep repeats trials with `seeds`.
+
+use super::super::{Block, Loaded};
+use super::setting_label;
+use crate::format::mean_std;
+
+/// One row per setting (the other varied values): n, test accuracy and training time.
+pub fn section(l: &Loaded) -> Vec<Block> {
+    if !l.axes.iter().any(|a| a == "seed") {
+        return vec![];
+    }
+    let others: Vec<&String> = l.axes.iter().filter(|a| *a != "seed").collect();
+    // (setting, test accuracies, training seconds), in first-seen order.
+    let mut groups: Vec<(String, Vec<f64>, Vec<f64>)> = vec![];
+    for r in &l.rows {
+        let mut key = setting_label(r, &others, false);
+        if key.is_empty() {
+            key = "all".into();
+        }
+        let idx = groups.iter().position(|g| g.0 == key).unwrap_or_else(|| {
+            groups.push((key, vec![], vec![]));
+            groups.len() - 1
+        });
+        if let Some(a) = r.result.test_accuracy {
+            groups[idx].1.push(a);
+        }
+        groups[idx].2.push(r.result.train_seconds);
+    }
+    let rows = groups
+        .iter()
+        .filter(|g| !g.1.is_empty())
+        .map(|g| {
+            let (m, s) = mean_std(&g.1);
+            let (tm, ts) = mean_std(&g.2);
+            vec![
+                g.0.clone(),
+                g.1.len().to_string(),
+                format!("{:.2}% ± {:.2}", m * 100.0, s * 100.0),
+                format!("{tm:.1} ± {ts:.1}"),
+            ]
+        })
+        .collect();
+    vec![
+        Block::Heading(2, "Over seeds (mean ± std)".into()),
+        Block::Table(
+            ["setting", "n", "test acc", "train seconds"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+            None,
+        ),
+    ]
+}

@@ -1,0 +1,108 @@
+//! epochs.csv: one row per epoch of a trial, written and read back without a CSV dependency.
+
+use crate::trial::EpochRow;
+
+/// The header of epochs.csv.
+pub const EPOCH_HEADER: &str =
+    "epoch,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,lr,seconds";
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+/// The text of epochs.csv (non-finite values are written `NaN`, `inf`, and read back as such).
+pub fn epochs_csv(rows: &[EpochRow]) -> String {
+    let mut s = format!("{EPOCH_HEADER}\n");
+    for r in rows {
+        s += &format!(
+            "{},{},{},{},{},{},{},{},{}\n",
+            r.epoch,
+            r.train_loss,
+            r.train_accuracy,
+            opt(r.val_loss),
+            opt(r.val_accuracy),
+            opt(r.test_loss),
+            opt(r.test_accuracy),
+            r.lr,
+            r.seconds
+        );
+    }
+    s
+}
+
+/// Reads epochs.csv back; an error names the line.
+pub fn parse_epochs_csv(text: &str) -> Result<Vec<EpochRow>, String> {
+    let mut rows = vec![];
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line_no = i + 1;
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 9 {
+            return Err(format!(
+                "line {line_no}: expected 9 fields, found {}",
+                f.len()
+            ));
+        }
+        let num = |s: &str| -> Result<f64, String> {
+            s.parse::<f64>()
+                .map_err(|_| format!("line {line_no}: `{s}` is not a number"))
+        };
+        let o = |s: &str| -> Result<Option<f64>, String> {
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                num(s).map(Some)
+            }
+        };
+        rows.push(EpochRow {
+            epoch: f[0]
+                .parse()
+                .map_err(|_| format!("line {line_no}: bad epoch"))?,
+            train_loss: num(f[1])?,
+            train_accuracy: num(f[2])?,
+            val_loss: o(f[3])?,
+            val_accuracy: o(f[4])?,
+            test_loss: o(f[5])?,
+            test_accuracy: o(f[6])?,
+            lr: num(f[7])?,
+            seconds: num(f[8])?,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_round_trip_non_finite_values_included() {
+        let mut rows = vec![
+            EpochRow {
+                epoch: 1,
+                train_loss: 0.5,
+                train_accuracy: 0.8,
+                val_loss: Some(0.4),
+                val_accuracy: None,
+                test_loss: None,
+                test_accuracy: Some(0.9),
+                lr: 0.01,
+                seconds: 1.5,
+            };
+            2
+        ];
+        rows[1].train_loss = f64::INFINITY;
+        assert_eq!(parse_epochs_csv(&epochs_csv(&rows)).unwrap(), rows);
+        let nan = EpochRow {
+            train_loss: f64::NAN,
+            ..rows[0].clone()
+        };
+        assert!(
+            parse_epochs_csv(&epochs_csv(&[nan])).unwrap()[0]
+                .train_loss
+                .is_nan()
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! The results directory, owned by one type: the planned sweep (`plan.json`, with the report
+//! options and description, so no reader re-parses the YAML), finished results, running
+//! markers, the lock, and every write through one atomic, fsynced path. `result.json` is written
+//! last, so its presence means the trial is complete.
+
+mod epochs;
+mod files;
+mod lock;
+
+pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv};
+pub use files::{create_dir, csv_field, write_atomic};
+pub use lock::{Lock, process_alive};
+
+use crate::error::{Error, IoContext, Result};
+use crate::plan::{Plan, value_text};
+use crate::spec::ReportOptions;
+use crate::trial::{Trial, TrialId, TrialResult};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What `run` records about the sweep beside its trials: everything `report` and `status` need.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepInfo {
+    /// The sweep's name (its directory name).
+    pub name: String,
+    /// The sweep's description, for the report.
+    pub description: String,
+    /// How the report is shaped.
+    pub report: ReportOptions,
+    /// The varied keys in display order.
+    pub axes: Vec<String>,
+    /// Every planned trial, in plan order.
+    pub trials: Vec<Trial>,
+}
+
+impl SweepInfo {
+    /// The record of a plan.
+    pub fn new(plan: &Plan, description: &str, report: &ReportOptions) -> SweepInfo {
+        SweepInfo {
+            name: plan.name.clone(),
+            description: description.into(),
+            report: report.clone(),
+            axes: plan.axes.clone(),
+            trials: plan.trials.clone(),
+        }
+    }
+}
+
+/// A planned trial with its stored result.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The trial as planned.
+    pub trial: Trial,
+    /// What it produced, epochs included.
+    pub result: TrialResult,
+}
+
+/// A trial some process is training now (from its running marker).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Running {
+    /// The process training it.
+    pub pid: u32,
+    /// The trial.
+    pub id: TrialId,
+    /// Its name.
+    pub name: String,
+    /// Where it trains.
+    pub device: String,
+}
+
+/// The results directory of one sweep.
+pub struct Store {
+    dir: PathBuf,
+}
+
+const PLAN_JSON: &str = "plan.json";
+
+impl Store {
+    /// The results directory of sweep `sweep` under `root` (it may not exist yet).
+    pub fn new(root: &Path, sweep: &str) -> Store {
+        Store {
+            dir: root.join(sweep),
+        }
+    }
+
+    /// An existing results directory: one holding the `plan.json` that `run` writes first.
+    pub fn open(dir: &Path) -> Result<Store> {
+        if !dir.join(PLAN_JSON).is_file() {
+            let why = if dir.join("plan.csv").is_file() {
+                "it was written by an older hypersweep: run the sweep again to update it; finished trials are kept"
+            } else {
+                "no plan.json: run the sweep first"
+            };
+            return Err(Error::NotResults {
+                path: dir.to_path_buf(),
+                why: why.into(),
+            });
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where one trial's files live.
+    pub fn trial_dir(&self, id: &TrialId) -> PathBuf {
+        self.dir.join("trials").join(id.as_str())
+    }
+
+    fn running_dir(&self) -> PathBuf {
+        self.dir.join("running")
+    }
+
+    /// Moves an existing results directory aside (never deletes), for `--fresh`.
+    pub fn move_aside(&self) -> Result<Option<PathBuf>> {
+        if !self.dir.exists() {
+            return Ok(None);
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let target = self.dir.with_file_name(format!("{name}.old-{stamp}"));
+        fs::rename(&self.dir, &target).at("move aside", &self.dir)?;
+        Ok(Some(target))
+    }
+
+    /// Writes the provenance files: the sweep file as run, the plan as a table (plan.csv, for
+    /// people) and as the record every reader uses (plan.json).
+    pub fn write_plan(&self, source: &str, info: &SweepInfo) -> Result<()> {
+        create_dir(&self.dir.join("trials"))?;
+        write_atomic(&self.dir.join("sweep.yaml"), source.as_bytes())?;
+        write_atomic(&self.dir.join("plan.csv"), plan_csv(info).as_bytes())?;
+        let json = serde_json::to_string_pretty(info)?;
+        write_atomic(&self.dir.join(PLAN_JSON), json.as_bytes())
+    }
+
+    /// The recorded sweep.
+    pub fn read_plan(&self) -> Result<SweepInfo> {
+        let path = self.dir.join(PLAN_JSON);
+        let text = fs::read_to_string(&path).at("read", &path)?;
+        serde_json::from_str(&text).map_err(|e| Error::NotResults {
+            path: self.dir.clone(),
+            why: format!("{} is damaged: {e}", path.display()),
+        })
+    }
+
+    /// Saves a finished trial: config, epochs, then result.json last.
+    pub fn write_trial(&self, trial: &Trial, result: &TrialResult) -> Result<()> {
+        let dir = self.trial_dir(&trial.id);
+        create_dir(&dir)?;
+        let config = serde_json::json!({
+            "id": trial.id,
+            "name": trial.name,
+            "varied": trial.varied.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+            "config": trial.config,
+        });
+        write_atomic(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("epochs.csv"),
+            epochs_csv(&result.epochs).as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("result.json"),
+            serde_json::to_string_pretty(result)?.as_bytes(),
+        )
+    }
+
+    /// The stored result of a trial with its epochs, if it completed writing. A result that
+    /// cannot be read is an error naming its file.
+    pub fn load(&self, id: &TrialId) -> Result<Option<TrialResult>> {
+        let dir = self.trial_dir(id);
+        let path = dir.join("result.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = fs::read_to_string(&path).at("read", &path)?;
+        let mut r: TrialResult = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{} is not a valid result: {e}", path.display())))?;
+        let epochs = dir.join("epochs.csv");
+        if let Ok(text) = fs::read_to_string(&epochs) {
+            r.epochs = parse_epochs_csv(&text)
+                .map_err(|e| Error::Input(format!("{}: {e}", epochs.display())))?;
+        }
+        Ok(Some(r))
+    }
+
+    /// Every planned trial that has a readable result, in plan order. A result that cannot be
+    /// read is skipped with a warning and its trial listed in the second value.
+    pub fn load_finished(&self, info: &SweepInfo) -> (Vec<Finished>, Vec<String>) {
+        let mut done = vec![];
+        let mut unreadable = vec![];
+        for t in &info.trials {
+            match self.load(&t.id) {
+                Ok(Some(result)) => done.push(Finished {
+                    trial: t.clone(),
+                    result,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("skipping trial `{}`: {e}", t.name);
+                    unreadable.push(e.to_string());
+                }
+            }
+        }
+        (done, unreadable)
+    }
+
+    /// Records that this process is training `trial` on `device`.
+    pub fn mark_running(&self, trial: &Trial, device: &str) -> Result<()> {
+        create_dir(&self.running_dir())?;
+        let marker = Running {
+            pid: std::process::id(),
+            id: trial.id.clone(),
+            name: trial.name.clone(),
+            device: device.into(),
+        };
+        let path = self.running_dir().join(format!("{}.json", trial.id));
+        write_atomic(&path, serde_json::to_string(&marker)?.as_bytes())
+    }
+
+    /// Removes the running marker of a trial that ended.
+    pub fn clear_running(&self, id: &TrialId) {
+        let _ = fs::remove_file(self.running_dir().join(format!("{id}.json")));
+    }
+
+    /// Trials whose marker names a live process, and how many markers were left by dead ones.
+    pub fn running(&self) -> (Vec<Running>, usize) {
+        let mut live = vec![];
+        let mut stale = 0;
+        let Ok(entries) = fs::read_dir(self.running_dir()) else {
+            return (live, stale);
+        };
+        for e in entries.filter_map(std::result::Result::ok) {
+            let marker: Option<Running> = fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            match marker {
+                Some(m) if process_alive(m.pid) => live.push(m),
+                _ => stale += 1,
+            }
+        }
+        live.sort_by(|a, b| a.name.cmp(&b.name));
+        (live, stale)
+    }
+
+    /// The pid in the run lock, and whether it is alive, when a lock file exists.
+    pub fn lock_holder(&self) -> Option<(u32, bool)> {
+        let pid = lock::recorded_pid(&self.dir.join(".lock"))?;
+        Some((pid, process_alive(pid)))
+    }
+}
+
+/// plan.csv: one row per trial, its id, name and varied values.
+fn plan_csv(info: &SweepInfo) -> String {
+    let mut s = String::from("id,name");
+    for a in &info.axes {
+        s += &format!(",{}", csv_field(a));
+    }
+    s.push('\n');
+    for t in &info.trials {
+        s += &format!("{},{}", t.id, csv_field(&t.name));
+        for a in &info.axes {
+            let v = t.varied_value(a).map(value_text).unwrap_or_default();
+            s += &format!(",{}", csv_field(&v));
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,228 @@
+//! The trial vocabulary every room shares: a planned `Trial` and its `TrialId`, the `Status` it
+//! ended in, and the `TrialResult` (with its `EpochRow`s and `Mistake`s) that `result.json` holds.
+
+use crate::config::TrialConfig;
+use crate::data::DataSummary;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// A trial's stable id: a short hash of its fully resolved config (see `plan::trial_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrialId(pub String);
+
+impl TrialId {
+    /// The id as text (also the name of its directory under `trials/`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TrialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One trial to run: its stable id, readable name, the values that vary, and the resolved config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Trial {
+    /// Hash of the resolved config.
+    pub id: TrialId,
+    /// Readable name built from the varied values (`batch_size=8,learning_rate=0.1`).
+    pub name: String,
+    /// Only the keys the sweep varies (grid, zip, named-trial overrides, seed), in axis order.
+    pub varied: Vec<(String, Value)>,
+    /// Everything the engine needs.
+    pub config: TrialConfig,
+}
+
+impl Trial {
+    /// The value of a varied key, if the sweep varies it.
+    pub fn varied_value(&self, key: &str) -> Option<&Value> {
+        self.varied.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// How a trial ended.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Trained to the end.
+    Ok,
+    /// The loss became non-finite.
+    Diverged,
+    /// Early stopping ended it.
+    StoppedEarly,
+    /// An error, a panic or a failed write; never trusted as done unless asked.
+    /// Also the default: a result nobody set a status on is not a success.
+    #[default]
+    Failed,
+    /// Stopped by Ctrl-C or SIGTERM; trained again on the next run.
+    Interrupted,
+}
+
+impl Status {
+    /// Finished trials a rerun keeps; failed and interrupted ones are retried on request.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Ok | Status::Diverged | Status::StoppedEarly)
+    }
+
+    /// The name written in tables and result.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Diverged => "diverged",
+            Status::StoppedEarly => "stopped_early",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of epochs.csv.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct EpochRow {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean minibatch loss over the epoch.
+    pub train_loss: f64,
+    /// Fraction of training samples classified right during the epoch.
+    pub train_accuracy: f64,
+    /// Validation loss, when there is a validation split.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy, when there is a validation split.
+    pub val_accuracy: Option<f64>,
+    /// Test loss, with `test_each_epoch`.
+    pub test_loss: Option<f64>,
+    /// Test accuracy, with `test_each_epoch`.
+    pub test_accuracy: Option<f64>,
+    /// Learning rate used in this epoch.
+    pub lr: f64,
+    /// Wall time of the epoch, evaluation included.
+    pub seconds: f64,
+}
+
+/// A misclassified test digit, kept with its pixels so the report can draw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Mistake {
+    /// Position in the trial's test split.
+    pub index: usize,
+    /// The right class.
+    pub truth: u8,
+    /// What the model said.
+    pub predicted: u8,
+    /// Softmax probability of the predicted class.
+    #[serde(deserialize_with = "nan_for_null::one")]
+    pub confidence: f64,
+    /// 784 bytes as hex.
+    pub pixels: String,
+}
+
+/// What a trial produced. Written as result.json; accuracies are fractions in [0, 1].
+/// The engine fills in what it measured; the scheduler stamps `id`, `name` and `device`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TrialResult {
+    pub id: TrialId,
+    pub name: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub device: String,
+    pub epochs_run: usize,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub best_val_loss: Option<f64>,
+    pub best_val_accuracy: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub confusion_matrix: Vec<Vec<u64>>,
+    #[serde(deserialize_with = "nan_for_null::vec")]
+    pub per_class_accuracy: Vec<f64>,
+    /// (true, predicted, count), most frequent first.
+    pub most_confused: Vec<(u8, u8, u64)>,
+    pub mistakes: Vec<Mistake>,
+    pub inference_ms_per_batch_mean: Option<f64>,
+    pub inference_ms_per_batch_std: Option<f64>,
+    #[serde(deserialize_with = "nan_for_null::one")]
+    pub train_seconds: f64,
+    #[serde(deserialize_with = "nan_for_null::one")]
+    pub total_seconds: f64,
+    pub samples_per_second: Option<f64>,
+    pub data: DataSummary,
+    pub notes: Vec<String>,
+    /// Training loss of every step, when `log_steps` is on (non-finite ones are stored as null).
+    #[serde(deserialize_with = "nan_for_null::vec")]
+    pub step_losses: Vec<f64>,
+    /// Kept in epochs.csv, not in result.json.
+    #[serde(skip)]
+    pub epochs: Vec<EpochRow>,
+}
+
+impl TrialResult {
+    /// A trial that could not train: `error` says why.
+    pub fn failed(trial: &Trial, device: &str, error: String, seconds: f64) -> TrialResult {
+        TrialResult {
+            id: trial.id.clone(),
+            name: trial.name.clone(),
+            status: Status::Failed,
+            error: Some(error),
+            device: device.into(),
+            total_seconds: seconds,
+            ..Default::default()
+        }
+    }
+
+    /// Puts the planned trial's identity and the device it ran on into an engine's measurement.
+    pub fn stamped(mut self, trial: &Trial, device: &str) -> TrialResult {
+        self.id = trial.id.clone();
+        self.name = trial.name.clone();
+        self.device = device.into();
+        self
+    }
+}
+
+/// JSON has no NaN or infinity: serde_json writes them as `null`. A number field read back from
+/// `null` is NaN, so a diverged trial's result.json stays readable.
+mod nan_for_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let v = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_numbers_survive_result_json() {
+        let r = TrialResult {
+            status: Status::Diverged,
+            step_losses: vec![2.3, f64::NAN, f64::INFINITY],
+            train_seconds: f64::NAN,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        let back: TrialResult = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.step_losses[0], 2.3);
+        assert!(back.step_losses[1].is_nan() && back.step_losses[2].is_nan());
+        assert!(back.train_seconds.is_nan());
+        assert_eq!(back.status, Status::Diverged);
+    }
+}

@@ -1,0 +1,134 @@
+//! A small builder so each test is a few lines: a sweep file in a temporary directory, its
+//! results root beside it, and ways to run it in-process (with a scripted engine) or through
+//! the binary (scripted with `HYPERSWEEP_ENGINE=scripted`, or the real burn engine).
+
+use assert_cmd::Command;
+use hypersweep::app::{self, RunOutcome};
+use hypersweep::cli::RunArgs;
+use hypersweep::engine::scripted::Scripted;
+use hypersweep::store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The binary, training with the real engine.
+pub fn bin() -> Command {
+    Command::cargo_bin("hypersweep").unwrap()
+}
+
+/// The binary, training with the scripted engine (milliseconds per trial).
+pub fn scripted_bin() -> Command {
+    let mut c = bin();
+    c.env("HYPERSWEEP_ENGINE", "scripted");
+    c
+}
+
+/// A path inside the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A sweep file in its own temporary directory, with results under `<tmp>/results`.
+pub struct Sweep {
+    pub tmp: tempfile::TempDir,
+    pub file: PathBuf,
+    pub out: PathBuf,
+    pub name: String,
+}
+
+impl Sweep {
+    /// A sweep from its YAML; `name:` is read from the text.
+    pub fn new(yaml: &str) -> Sweep {
+        let tmp = tempfile::tempdir().unwrap();
+        let name = yaml
+            .lines()
+            .find_map(|l| l.strip_prefix("name: "))
+            .unwrap_or("sweep")
+            .trim()
+            .to_string();
+        let file = write(tmp.path(), "sweep.yaml", yaml);
+        let out = tmp.path().join("results");
+        Sweep {
+            tmp,
+            file,
+            out,
+            name,
+        }
+    }
+
+    /// Replaces the sweep file's text (same name).
+    pub fn rewrite(&self, yaml: &str) {
+        std::fs::write(&self.file, yaml).unwrap();
+    }
+
+    /// results/<name>.
+    pub fn dir(&self) -> PathBuf {
+        self.out.join(&self.name)
+    }
+
+    /// The store of the results directory.
+    pub fn store(&self) -> Store {
+        Store::new(&self.out, &self.name)
+    }
+
+    /// `run` arguments: two CPU slots of one thread, quiet.
+    pub fn args(&self) -> RunArgs {
+        RunArgs {
+            file: self.file.clone(),
+            out: self.out.clone(),
+            devices: "cpu:2".into(),
+            per_device: 1,
+            threads: Some(1),
+            data_dir: None,
+            rerun_failed: false,
+            fresh: false,
+            quiet: true,
+            no_report: false,
+        }
+    }
+
+    /// Runs in-process with `engine`; returns the outcome (panics on an error).
+    pub fn run(&self, engine: &Arc<Scripted>) -> RunOutcome {
+        self.run_with(engine, |_| {})
+    }
+
+    /// Runs in-process with `engine` after `edit` changes the arguments.
+    pub fn run_with(&self, engine: &Arc<Scripted>, edit: impl FnOnce(&mut RunArgs)) -> RunOutcome {
+        self.try_run(engine, edit).unwrap()
+    }
+
+    /// Runs in-process and returns the error, if any.
+    pub fn try_run(
+        &self,
+        engine: &Arc<Scripted>,
+        edit: impl FnOnce(&mut RunArgs),
+    ) -> hypersweep::Result<RunOutcome> {
+        let mut a = self.args();
+        edit(&mut a);
+        app::run_with(&a, &Default::default(), engine.clone())
+    }
+
+    /// `hypersweep <cmd> <sweep file> --out <results>` on the scripted binary, plus `extra`.
+    pub fn cli(&self, cmd: &str, extra: &[&str]) -> Command {
+        let mut c = scripted_bin();
+        c.args([
+            cmd,
+            self.file.to_str().unwrap(),
+            "--out",
+            self.out.to_str().unwrap(),
+        ]);
+        c.args(extra);
+        c
+    }
+}
+
+/// A fresh scripted engine sleeping `epoch_ms` per epoch.
+pub fn scripted(epoch_ms: u64) -> Arc<Scripted> {
+    Arc::new(Scripted::new(epoch_ms))
+}

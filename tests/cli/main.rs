@@ -1,0 +1,9 @@
+//! The integration tests, one crate (one link of the library): reading sweep files, runs on the
+//! scripted engine, reports, and the few tests that really train. Tiny data, few epochs: the
+//! real studies run in sweeps/.
+
+mod common;
+mod parsing;
+mod reports;
+mod runs;
+mod training;

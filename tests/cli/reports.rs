@@ -1,0 +1,130 @@
+//! Reports from scripted sweeps: the Polars tables and their types, the report's sections, the
+//! side-by-side comparison, and snapshots of the Markdown and of the errors users read.
+
+use super::common::{Sweep, bin, scripted, write};
+use polars::prelude::*;
+
+const REP: &str = "name: rep\ndescription: scripted\nfixed: {epochs: 3}\ngrid:\n  optimizer.learning_rate: [0.1, 0.01]\nseeds: [1, 2]\nreport: {threshold: 0.52, threshold_metric: val_accuracy}\n";
+
+fn parquet(path: &std::path::Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+#[test]
+fn report_tables_and_sections_hold_the_results() {
+    let s = Sweep::new(REP);
+    s.run(&scripted(0));
+    let dir = s.dir();
+    let df = parquet(&dir.join("summary.parquet"));
+    assert_eq!(df.height(), 4);
+    let schema = df.schema();
+    assert_eq!(
+        schema.get("optimizer.learning_rate"),
+        Some(&DataType::Float64)
+    );
+    assert_eq!(schema.get("seed"), Some(&DataType::Int64));
+    assert_eq!(schema.get("test_accuracy"), Some(&DataType::Float64));
+    assert_eq!(schema.get("epochs_run"), Some(&DataType::Int64));
+    assert_eq!(schema.get("status"), Some(&DataType::String));
+    let col = df.column("test_accuracy").unwrap().f64().unwrap().clone();
+    let acc: Vec<Option<f64>> = (0..col.len()).map(|i| col.get(i)).collect();
+    assert!(
+        acc.iter()
+            .all(|a| a.is_some_and(|a| (a - 0.89).abs() < 0.02)),
+        "{acc:?}"
+    );
+    // The first epoch at which val accuracy reaches 0.52: scripted val is 0.5, so never.
+    let reach = df.column("epoch_reaching_threshold").unwrap();
+    assert_eq!(reach.null_count(), 4);
+    assert_eq!(parquet(&dir.join("epochs.parquet")).height(), 12);
+    let grouped = std::fs::read_to_string(dir.join("summary_by_setting.csv")).unwrap();
+    assert!(
+        grouped
+            .lines()
+            .next()
+            .unwrap()
+            .contains("test_accuracy_mean"),
+        "{grouped}"
+    );
+    assert_eq!(grouped.lines().count(), 3);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for section in [
+        "# Sweep `rep`",
+        "## Results",
+        "## Over seeds",
+        "## Learning curves",
+        "## Best trial",
+    ] {
+        assert!(md.contains(section), "report lacks {section}:\n{md}");
+    }
+    let plot = std::fs::read_to_string(dir.join("plots/vs-optimizer-learning_rate.svg")).unwrap();
+    assert!(plot.contains("Test accuracy vs optimizer.learning_rate"));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("class=\"best\""));
+    // Comparison of two sweeps.
+    let out = s.tmp.path().to_str().unwrap();
+    bin()
+        .args([
+            "report",
+            dir.to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--out",
+            out,
+        ])
+        .assert()
+        .success();
+    assert!(s.tmp.path().join("compare.html").exists());
+}
+
+#[test]
+fn report_markdown_snapshot() {
+    let s = Sweep::new(REP);
+    s.run(&scripted(0));
+    let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    let md: String = md
+        .lines()
+        .map(|l| {
+            if l.starts_with("| generated |") {
+                "| generated | <date> |"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(md);
+}
+
+#[test]
+fn error_messages_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        "name: x\nfixed:\n  epochs: 1\ngrid:\n  optimizer.learnig_rate: [0.1]\n",
+        "name: x\nfixd:\n  epochs: 1\n",
+        "name: x\nfixed:\n  optimizer: {kind: sgd, learning_rate: 0}\n",
+        "name: x\nfixed:\n  model: {kind: transformer}\n",
+        "name: x\nfixed: {epochs: 1}\nzip:\n  batch_size: [1, 2]\n  optimizer.learning_rate: [0.1]\n",
+        "name: x\nfixed:\n  epochs: [1\n",
+    ];
+    let mut all = String::new();
+    for (i, yaml) in cases.iter().enumerate() {
+        let f = write(d.path(), &format!("bad{i}.yaml"), yaml);
+        let out = bin()
+            .args(["validate", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).replace(d.path().to_str().unwrap(), "<tmp>");
+        all += &err;
+    }
+    let results = d.path().join("nothing");
+    std::fs::create_dir_all(&results).unwrap();
+    let out = bin()
+        .args(["report", results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    all += &String::from_utf8_lossy(&out.stderr).replace(d.path().to_str().unwrap(), "<tmp>");
+    insta::assert_snapshot!(all);
+}

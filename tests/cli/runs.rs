@@ -1,0 +1,207 @@
+//! Running sweeps on the scripted engine: every trial once, resume, concurrency and order,
+//! failure isolation, the lock, `--fresh`, interrupts, and what `status` shows.
+
+use super::common::{Sweep, scripted, scripted_bin};
+use hypersweep::engine::scripted::Scripted;
+use hypersweep::error::Error;
+use hypersweep::trial::Status;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+const SIX: &str = "name: six\nfixed: {epochs: 2, data: {train_size: 100}}\ngrid:\n  optimizer.learning_rate: [0.1, 0.01, 0.001]\n  batch_size: [8, 16]\n";
+
+fn batch_sizes(e: &Scripted) -> Vec<usize> {
+    e.started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.batch_size)
+        .collect()
+}
+
+#[test]
+fn a_sweep_of_six_gives_six_results_and_resume_trains_nothing() {
+    let s = Sweep::new(SIX);
+    let e = scripted(0);
+    assert_eq!(s.run(&e).failed, 0);
+    assert_eq!(e.started_count(), 6);
+    let trials: Vec<_> = std::fs::read_dir(s.dir().join("trials")).unwrap().collect();
+    assert_eq!(trials.len(), 6);
+    for t in trials {
+        let t = t.unwrap().path();
+        for f in ["config.json", "epochs.csv", "result.json"] {
+            assert!(t.join(f).exists(), "{} lacks {f}", t.display());
+        }
+    }
+    // Rerun: nothing trains. Add a grid value: only the new trials train.
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(e.started_count(), 0);
+    s.rewrite(&SIX.replace("[8, 16]", "[8, 16, 32]"));
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(batch_sizes(&e), vec![32; 3]);
+    // A changed fixed value changes ids: old results stay on disk but are not reused.
+    s.rewrite(&SIX.replace("epochs: 2", "epochs: 3"));
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(e.started_count(), 6);
+    assert_eq!(
+        std::fs::read_dir(s.dir().join("trials")).unwrap().count(),
+        15
+    );
+}
+
+#[test]
+fn concurrency_is_bounded_and_expensive_trials_start_first() {
+    let s = Sweep::new("name: c\nfixed: {epochs: 2}\ngrid:\n  epochs: [1, 3, 2, 5, 4]\n");
+    let e = scripted(30);
+    s.run(&e);
+    assert_eq!(e.max_running.load(Ordering::SeqCst), 2);
+    let epochs: Vec<usize> = e.started.lock().unwrap().iter().map(|c| c.epochs).collect();
+    assert_eq!(epochs[..2], [5, 4], "{epochs:?}");
+}
+
+#[test]
+fn a_failing_or_panicking_trial_is_recorded_and_the_rest_go_on() {
+    let s = Sweep::new(
+        "name: f\nfixed: {epochs: 1}\ngrid:\n  optimizer.learning_rate: [0.5, 0.25, 0.1, 0.01]\n",
+    );
+    assert_eq!(s.run(&scripted(0)).failed, 2);
+    let store = s.store();
+    let (done, unreadable) = store.load_finished(&store.read_plan().unwrap());
+    assert!(unreadable.is_empty());
+    assert_eq!(done.len(), 4);
+    let by = |lr: &str| {
+        let f = done.iter().find(|f| f.trial.name.ends_with(lr)).unwrap();
+        f.result.clone()
+    };
+    assert_eq!(by("=0.5").status, Status::Failed);
+    assert_eq!(by("=0.5").error.as_deref(), Some("scripted failure"));
+    assert_eq!(by("=0.25").status, Status::Failed);
+    assert!(by("=0.25").error.unwrap().contains("scripted panic"));
+    assert_eq!(by("=0.1").status, Status::Ok);
+    // Failed trials are kept on a rerun unless asked, then retried.
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(e.started_count(), 0);
+    let e = scripted(0);
+    s.run_with(&e, |a| a.rerun_failed = true);
+    assert_eq!(e.started_count(), 2);
+    let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    assert!(md.contains("failed: scripted failure"), "{md}");
+}
+
+#[test]
+fn a_live_lock_stops_a_second_run_and_a_stale_one_is_taken_over() {
+    let s = Sweep::new("name: l\nfixed: {epochs: 1}\n");
+    std::fs::create_dir_all(s.dir()).unwrap();
+    // pid 1 is always alive.
+    std::fs::write(s.dir().join(".lock"), "1\n0\n").unwrap();
+    let err = s.try_run(&scripted(0), |_| {}).err().unwrap();
+    assert!(matches!(err, Error::Locked { pid: 1, .. }), "{err}");
+    assert_eq!(err.exit_code(), 1);
+    // --fresh refuses too, and moves nothing.
+    let err = s.try_run(&scripted(0), |a| a.fresh = true).err().unwrap();
+    assert!(matches!(err, Error::Locked { pid: 1, .. }), "{err}");
+    assert!(s.dir().join(".lock").exists());
+    std::fs::write(s.dir().join(".lock"), "999999999\n0\n").unwrap();
+    s.run(&scripted(0));
+    assert!(!s.dir().join(".lock").exists());
+}
+
+#[test]
+fn fresh_moves_old_results_aside() {
+    let s = Sweep::new("name: fr\nfixed: {epochs: 1}\n");
+    s.run(&scripted(0));
+    let e = scripted(0);
+    s.run_with(&e, |a| a.fresh = true);
+    assert_eq!(e.started_count(), 1);
+    let names: Vec<String> = std::fs::read_dir(&s.out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("fr.old-")), "{names:?}");
+}
+
+#[test]
+fn interrupts_stop_new_trials_then_running_ones() {
+    use hypersweep::engine::Device;
+    use hypersweep::events::SweepEvent;
+    use hypersweep::scheduler::{self, Cancel, Slot};
+    let spec = hypersweep::spec::Spec::parse(
+        "i.yaml",
+        "name: i\nfixed: {epochs: 50}\ngrid:\n  seed: [1, 2, 3, 4]\n",
+    )
+    .unwrap();
+    let plan = hypersweep::plan::expand(&spec).unwrap();
+    let cancel = Arc::new(Cancel::default());
+    let c = cancel.clone();
+    let mut presses = 0;
+    let slot = Slot {
+        device: Device::Cpu,
+        threads: 1,
+    };
+    let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
+    let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
+    let results = scheduler::run(trials, &engine, &[slot], &cancel, |ev| {
+        if let SweepEvent::TrialEpoch { row, .. } = ev
+            && (row.epoch == 3 || row.epoch == 4)
+            && presses < 2
+        {
+            presses += 1;
+            c.press();
+        }
+    });
+    // One slot: the first trial was running; the first press kept others from starting, the
+    // second interrupted the running one.
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, Status::Interrupted);
+    assert!(results[0].epochs_run < 50);
+    assert_eq!(results[0].id, plan.trials[0].id);
+}
+
+#[test]
+fn the_binary_runs_resumes_and_reports_status() {
+    let s = Sweep::new(SIX);
+    let out = s.cli("run", &["--devices", "cpu:2"]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("6 to run"), "{text}");
+    let out = s.cli("run", &[]).assert().success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("6 already done, 0 to run"), "{text}");
+    let st = scripted_bin()
+        .args(["status", s.dir().to_str().unwrap()])
+        .assert()
+        .success();
+    let st = String::from_utf8_lossy(&st.get_output().stdout).to_string();
+    assert!(st.contains("ok             6"), "{st}");
+    assert!(st.contains("best so far"), "{st}");
+}
+
+#[test]
+fn a_failing_trial_exits_3_and_the_rest_are_saved() {
+    let s =
+        Sweep::new("name: x3\nfixed: {epochs: 1}\ngrid:\n  optimizer.learning_rate: [0.5, 0.1]\n");
+    let out = s.cli("run", &["--quiet"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 trial(s) failed"));
+    assert_eq!(
+        std::fs::read_dir(s.dir().join("trials")).unwrap().count(),
+        2
+    );
+}
+
+#[test]
+fn report_and_status_on_a_non_results_directory_are_user_errors() {
+    let d = tempfile::tempdir().unwrap();
+    for cmd in ["report", "status"] {
+        let out = scripted_bin()
+            .args([cmd, d.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a results directory"), "{cmd}: {err}");
+    }
+}
