@@ -74,7 +74,7 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: Arc<dyn Engine>) -> Resul
         });
     }
     let results = train(
-        &store, &plan, pending, skipped, engine, &slots, &cancel, args,
+        &store, &plan, pending, skipped, &engine, &slots, &cancel, args,
     )?;
     let failed = results
         .iter()
