@@ -71,55 +71,95 @@ const R: f64 = 170.0;
 const T: f64 = 36.0;
 const B: f64 = 50.0;
 
+/// The plotting area's data range and how data maps to pixels.
+struct Frame {
+    log_x: bool,
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+impl Frame {
+    fn tx(&self, x: f64) -> f64 {
+        if self.log_x { x.max(1e-300).log10() } else { x }
+    }
+    fn px(&self, x: f64) -> f64 {
+        L + (self.tx(x) - self.x0) / (self.x1 - self.x0) * (W - L - R)
+    }
+    fn py(&self, y: f64) -> f64 {
+        H - B - (y - self.y0) / (self.y1 - self.y0) * (H - T - B)
+    }
+    /// Whether a point can be drawn (finite, and positive x on a log axis).
+    fn drawable(&self, p: (f64, f64)) -> bool {
+        p.0.is_finite() && p.1.is_finite() && (!self.log_x || p.0 > 0.0)
+    }
+}
+
 impl LineChart<'_> {
+    /// The chart as a standalone SVG document.
     pub fn render(&self) -> String {
-        let tx = |x: f64| if self.log_x { x.max(1e-300).log10() } else { x };
-        let pts: Vec<(f64, f64)> = self
-            .series
-            .iter()
-            .flat_map(|s| {
-                s.points.iter().enumerate().map(move |(i, p)| {
-                    let e = s.errors.get(i).copied().unwrap_or(0.0);
-                    (p.0, p.1 + e)
-                })
-            })
-            .chain(self.series.iter().flat_map(|s| {
-                s.points
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, p)| (p.0, p.1 - s.errors.get(i).copied().unwrap_or(0.0)))
-            }))
-            .filter(|p| p.0.is_finite() && p.1.is_finite() && (!self.log_x || p.0 > 0.0))
-            .collect();
         let mut svg = format!(
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{}</text>"#,
             (L + W - R) / 2.0,
             esc(self.title)
         );
-        if pts.is_empty() {
+        let Some(f) = self.frame() else {
             svg += r#"<text x="50%" y="50%" text-anchor="middle">no data</text></svg>"#;
             return svg;
+        };
+        self.axes(&mut svg, &f);
+        for (i, s) in self.series.iter().enumerate() {
+            Self::line(&mut svg, &f, s, PALETTE[i % PALETTE.len()], self.markers);
+            Self::legend(&mut svg, i, &s.label);
         }
-        let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |a, p| {
-            (a.0.min(tx(p.0)), a.1.max(tx(p.0)))
-        });
-        let (mut y0, mut y1) = pts
-            .iter()
-            .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.1), a.1.max(p.1)));
-        if x1 - x0 < 1e-12 {
-            x0 -= 0.5;
-            x1 += 0.5;
+        svg += "</svg>";
+        svg
+    }
+
+    /// The range of every drawable point with its error bar, padded; None when nothing is
+    /// drawable.
+    fn frame(&self) -> Option<Frame> {
+        let mut f = Frame {
+            log_x: self.log_x,
+            x0: f64::MAX,
+            x1: f64::MIN,
+            y0: f64::MAX,
+            y1: f64::MIN,
+        };
+        let mut any = false;
+        for s in &self.series {
+            for (i, p) in s.points.iter().enumerate() {
+                let e = s.errors.get(i).copied().unwrap_or(0.0);
+                for y in [p.1 + e, p.1 - e] {
+                    if f.drawable((p.0, y)) {
+                        any = true;
+                        let x = f.tx(p.0);
+                        (f.x0, f.x1) = (f.x0.min(x), f.x1.max(x));
+                        (f.y0, f.y1) = (f.y0.min(y), f.y1.max(y));
+                    }
+                }
+            }
         }
-        if y1 - y0 < 1e-12 {
-            y0 -= 0.01;
-            y1 += 0.01;
+        if !any {
+            return None;
         }
-        let pad = (y1 - y0) * 0.05;
-        y0 -= pad;
-        y1 += pad;
-        let px = |x: f64| L + (tx(x) - x0) / (x1 - x0) * (W - L - R);
-        let py = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
-        // Axes and ticks.
+        if f.x1 - f.x0 < 1e-12 {
+            f.x0 -= 0.5;
+            f.x1 += 0.5;
+        }
+        if f.y1 - f.y0 < 1e-12 {
+            f.y0 -= 0.01;
+            f.y1 += 0.01;
+        }
+        let pad = (f.y1 - f.y0) * 0.05;
+        f.y0 -= pad;
+        f.y1 += pad;
+        Some(f)
+    }
+
+    /// Axis lines, ticks with grid lines, and the axis labels.
+    fn axes(&self, svg: &mut String, f: &Frame) {
         let _ = write!(
             svg,
             r##"<line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{L}" y1="{T}" x2="{L}" y2="{}" stroke="#333"/>"##,
@@ -128,8 +168,8 @@ impl LineChart<'_> {
             H - B,
             H - B
         );
-        for t in nice_ticks(y0, y1, 5) {
-            let y = py(t);
+        for t in nice_ticks(f.y0, f.y1, 5) {
+            let y = f.py(t);
             let _ = write!(
                 svg,
                 r##"<line x1="{L}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -140,15 +180,15 @@ impl LineChart<'_> {
             );
         }
         let xticks: Vec<f64> = if self.log_x {
-            (x0.floor() as i32..=x1.ceil() as i32)
+            (f.x0.floor() as i32..=f.x1.ceil() as i32)
                 .map(|e| 10f64.powi(e))
-                .filter(|v| tx(*v) >= x0 - 1e-9 && tx(*v) <= x1 + 1e-9)
+                .filter(|v| f.tx(*v) >= f.x0 - 1e-9 && f.tx(*v) <= f.x1 + 1e-9)
                 .collect()
         } else {
-            nice_ticks(x0, x1, 6)
+            nice_ticks(f.x0, f.x1, 6)
         };
         for t in xticks {
-            let x = px(t);
+            let x = f.px(t);
             let _ = write!(
                 svg,
                 r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#333"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
@@ -158,72 +198,75 @@ impl LineChart<'_> {
                 fmt_tick(t)
             );
         }
+        let log = if self.log_x { " (log)" } else { "" };
         let _ = write!(
             svg,
             r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
             (L + W - R) / 2.0,
             H - 12.0,
-            esc(&format!(
-                "{}{}",
-                self.x_label,
-                if self.log_x { " (log)" } else { "" }
-            )),
+            esc(&format!("{}{log}", self.x_label)),
             (T + H - B) / 2.0,
             (T + H - B) / 2.0,
             esc(self.y_label)
         );
-        for (i, s) in self.series.iter().enumerate() {
-            let c = PALETTE[i % PALETTE.len()];
-            let path: Vec<String> = s
-                .points
-                .iter()
-                .filter(|p| p.0.is_finite() && p.1.is_finite() && (!self.log_x || p.0 > 0.0))
-                .map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1)))
-                .collect();
-            if path.len() > 1 {
+    }
+
+    /// One series: its polyline, and markers with error bars when asked (or when it is a
+    /// single point).
+    fn line(svg: &mut String, f: &Frame, s: &Series, c: &str, markers: bool) {
+        let path: Vec<String> = s
+            .points
+            .iter()
+            .filter(|p| f.drawable(**p))
+            .map(|p| format!("{:.1},{:.1}", f.px(p.0), f.py(p.1)))
+            .collect();
+        if path.len() > 1 {
+            let _ = write!(
+                svg,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="1.6" points="{}"/>"#,
+                path.join(" ")
+            );
+        }
+        if !(markers || path.len() == 1) {
+            return;
+        }
+        for (j, p) in s.points.iter().enumerate() {
+            if !f.drawable(*p) {
+                continue;
+            }
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#,
+                f.px(p.0),
+                f.py(p.1)
+            );
+            if let Some(e) = s.errors.get(j).filter(|e| **e > 0.0) {
                 let _ = write!(
                     svg,
-                    r#"<polyline fill="none" stroke="{c}" stroke-width="1.6" points="{}"/>"#,
-                    path.join(" ")
-                );
-            }
-            if self.markers || path.len() == 1 {
-                for (j, p) in s.points.iter().enumerate() {
-                    if !(p.0.is_finite() && p.1.is_finite()) || (self.log_x && p.0 <= 0.0) {
-                        continue;
-                    }
-                    let _ = write!(
-                        svg,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#,
-                        px(p.0),
-                        py(p.1)
-                    );
-                    if let Some(e) = s.errors.get(j).filter(|e| **e > 0.0) {
-                        let _ = write!(
-                            svg,
-                            r#"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{c}"/>"#,
-                            py(p.1 - e),
-                            py(p.1 + e),
-                            x = px(p.0)
-                        );
-                    }
-                }
-            }
-            let ly = T + 14.0 + i as f64 * 16.0;
-            if ly < H - 10.0 {
-                let _ = write!(
-                    svg,
-                    r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
-                    W - R + 10.0,
-                    ly - 4.0,
-                    W - R + 26.0,
-                    ly,
-                    esc(&truncate(&s.label, 24))
+                    r#"<line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{:.1}" stroke="{c}"/>"#,
+                    f.py(p.1 - e),
+                    f.py(p.1 + e),
+                    x = f.px(p.0)
                 );
             }
         }
-        svg += "</svg>";
-        svg
+    }
+
+    /// The legend entry of series `i`, while it fits.
+    fn legend(svg: &mut String, i: usize, label: &str) {
+        let c = PALETTE[i % PALETTE.len()];
+        let ly = T + 14.0 + i as f64 * 16.0;
+        if ly < H - 10.0 {
+            let _ = write!(
+                svg,
+                r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
+                W - R + 10.0,
+                ly - 4.0,
+                W - R + 26.0,
+                ly,
+                esc(&truncate(label, 24))
+            );
+        }
     }
 }
 
