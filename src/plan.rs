@@ -104,35 +104,6 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
         })?;
     }
     normalize_shorthands(&mut root);
-    // Where a dotted path was written, for errors found by serde or by the checks.
-    let locate = |path: &str| -> (Option<Pos>, String) {
-        overrides
-            .iter()
-            .rev()
-            .filter(|o| {
-                path == o.key
-                    || path.starts_with(&format!("{}.", o.key))
-                    || o.key.starts_with(&format!("{path}."))
-            })
-            .max_by_key(|o| o.key.len())
-            .map(|o| (Some(o.pos), o.section.clone()))
-            .unwrap_or((None, String::new()))
-    };
-    // An error at a key, placed where the key was written and naming its section.
-    let located = |key: String, message: String| {
-        let (pos, section) = locate(&key);
-        let where_ = if section.is_empty() {
-            String::new()
-        } else {
-            format!(" (in {section})")
-        };
-        SpecError {
-            file: spec.file.clone(),
-            pos,
-            key,
-            message: format!("{message}{where_}"),
-        }
-    };
     let config: TrialConfig =
         serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| {
             let mut path = e.path().to_string();
@@ -140,82 +111,166 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
                 path.clear();
             }
             let inner = e.inner().to_string();
-            if let Some(rest) = inner.strip_prefix("unknown field `") {
-                let field = rest.split('`').next().unwrap_or_default();
-                // serde_path_to_error's path may already end at the unknown field.
-                if path == field {
-                    path.clear();
-                } else if let Some(parent) = path.strip_suffix(&format!(".{field}")) {
-                    path = parent.to_string();
-                }
-                let full = if path.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{path}.{field}")
-                };
-                let (pos, section) = locate(&full);
-                let keys = valid_keys();
-                let expected: Vec<&str> = rest
-                    .split('`')
-                    .skip(1)
-                    .filter(|s| !s.starts_with(',') && !s.trim().is_empty())
-                    .filter(|s| !s.starts_with(" expected"))
-                    .collect();
-                let suggestion = closest(field, expected.iter().copied())
-                    .map(|c| {
-                        if path.is_empty() {
-                            c.to_string()
-                        } else {
-                            format!("{path}.{c}")
-                        }
-                    })
-                    .or_else(|| closest(&full, keys.iter().map(String::as_str)).map(String::from))
-                    .or_else(|| {
-                        keys.iter()
-                            .find(|k| k.rsplit('.').next() == Some(field))
-                            .cloned()
-                    });
-                let hint = suggestion
-                    .map(|c| format!(" did you mean `{c}`?"))
-                    .unwrap_or_default();
-                let where_ = match pos {
-                    Some(p) if !section.is_empty() => format!(" at {section} (line {})", p.line),
-                    _ => String::new(),
-                };
-                let expected_list = if expected.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " Expected one of: {}",
-                        expected
-                            .iter()
-                            .map(|e| if path.is_empty() {
-                                e.to_string()
-                            } else {
-                                format!("{path}.{e}")
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                return SpecError {
-                    file: spec.file.clone(),
-                    pos,
-                    key: full,
-                    message: format!("unknown key `{field}`{where_}:{hint}{expected_list}"),
-                };
+            match inner.strip_prefix("unknown field `") {
+                Some(rest) => unknown_key(spec, overrides, path, rest),
+                None => located(spec, overrides, path, &inner),
             }
-            located(path, inner)
         })?;
     config
         .check()
-        .map_err(|inv| located(inv.path, inv.message))?;
+        .map_err(|inv| located(spec, overrides, inv.path, &inv.message))?;
     Ok(config)
+}
+
+/// Where a dotted path was written, for errors found by serde or by the checks: the override
+/// with the longest key that is the path, a parent of it or a child of it.
+fn locate(overrides: &[&Override], path: &str) -> (Option<Pos>, String) {
+    overrides
+        .iter()
+        .rev()
+        .filter(|o| {
+            path == o.key
+                || path.starts_with(&format!("{}.", o.key))
+                || o.key.starts_with(&format!("{path}."))
+        })
+        .max_by_key(|o| o.key.len())
+        .map(|o| (Some(o.pos), o.section.clone()))
+        .unwrap_or((None, String::new()))
+}
+
+/// An error at a key, placed where the key was written and naming its section.
+fn located(spec: &Spec, overrides: &[&Override], key: String, message: &str) -> SpecError {
+    let (pos, section) = locate(overrides, &key);
+    let where_ = if section.is_empty() {
+        String::new()
+    } else {
+        format!(" (in {section})")
+    };
+    SpecError {
+        file: spec.file.clone(),
+        pos,
+        key,
+        message: format!("{message}{where_}"),
+    }
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into the user's terms: the
+/// full dotted key, where it was written, a likely intended key, and the valid keys beside it.
+/// `rest` is serde's message after "unknown field `"; `path` is where serde was when it failed.
+fn unknown_key(spec: &Spec, overrides: &[&Override], mut path: String, rest: &str) -> SpecError {
+    let field = rest.split('`').next().unwrap_or_default();
+    // serde_path_to_error's path may already end at the unknown field.
+    if path == field {
+        path.clear();
+    } else if let Some(parent) = path.strip_suffix(&format!(".{field}")) {
+        path = parent.to_string();
+    }
+    let full = if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    };
+    let (pos, section) = locate(overrides, &full);
+    let expected: Vec<&str> = rest
+        .split('`')
+        .skip(1)
+        .filter(|s| !s.starts_with(',') && !s.trim().is_empty())
+        .filter(|s| !s.starts_with(" expected"))
+        .collect();
+    let hint = suggest_key(field, &full, &path, &expected)
+        .map(|c| format!(" did you mean `{c}`?"))
+        .unwrap_or_default();
+    let where_ = match pos {
+        Some(p) if !section.is_empty() => format!(" at {section} (line {})", p.line),
+        _ => String::new(),
+    };
+    let expected_list = if expected.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Expected one of: {}",
+            expected
+                .iter()
+                .map(|e| under(&path, e))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    SpecError {
+        file: spec.file.clone(),
+        pos,
+        key: full,
+        message: format!("unknown key `{field}`{where_}:{hint}{expected_list}"),
+    }
+}
+
+/// `key` inside the mapping at dotted `path` (the root when `path` is empty).
+fn under(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The key the user most likely meant: a near sibling first, then a near key anywhere, then a
+/// key anywhere with the same last part (a bare `learning_rate` in a grid).
+fn suggest_key(field: &str, full: &str, path: &str, siblings: &[&str]) -> Option<String> {
+    let keys = valid_keys();
+    closest(field, siblings.iter().copied())
+        .map(|c| under(path, c))
+        .or_else(|| closest(full, keys.iter().map(String::as_str)).map(String::from))
+        .or_else(|| {
+            keys.iter()
+                .find(|k| k.rsplit('.').next() == Some(field))
+                .cloned()
+        })
 }
 
 /// Expands a sweep into its trials, checking every one.
 pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
-    // Cartesian product of the grid, first axis slowest.
+    let combos = grid_combos(spec);
+    let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
+    let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
+        vec![None]
+    } else {
+        spec.trials.iter().map(Some).collect()
+    };
+    let seeds: Vec<Option<u64>> = match &spec.seeds {
+        Some(s) => s.iter().copied().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut trials: Vec<Trial> = vec![];
+    for nt in &named {
+        for combo in &combos {
+            for zi in 0..zip_len {
+                for seed in &seeds {
+                    let trial = build_trial(spec, *nt, combo, zi, *seed)?;
+                    if let Some(prev) = trials.iter().find(|t| t.id == trial.id) {
+                        return Err(SpecError {
+                            file: spec.file.clone(),
+                            pos: None,
+                            key: String::new(),
+                            message: format!(
+                                "trials `{}` and `{}` resolve to the same configuration (id {}); remove one",
+                                prev.name, trial.name, trial.id
+                            ),
+                        });
+                    }
+                    trials.push(trial);
+                }
+            }
+        }
+    }
+    Ok(Plan {
+        name: spec.name.clone(),
+        trials,
+        axes: varied_axes(spec),
+    })
+}
+
+/// Cartesian product of the grid, first axis slowest.
+fn grid_combos(spec: &Spec) -> Vec<Vec<Override>> {
     let mut combos: Vec<Vec<Override>> = vec![vec![]];
     for axis in &spec.grid {
         let mut next = Vec::with_capacity(combos.len() * axis.values.len());
@@ -233,16 +288,11 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
         }
         combos = next;
     }
-    let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
-    let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
-        vec![None]
-    } else {
-        spec.trials.iter().map(Some).collect()
-    };
-    let seeds: Vec<Option<u64>> = match &spec.seeds {
-        Some(s) => s.iter().copied().map(Some).collect(),
-        None => vec![None],
-    };
+    combos
+}
+
+/// The varied keys in display order: named-trial keys, then grid and zip axes, then the seed.
+fn varied_axes(spec: &Spec) -> Vec<String> {
     let mut axes: Vec<String> = vec![];
     for t in &spec.trials {
         for o in &t.overrides {
@@ -259,87 +309,79 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
     if spec.seeds.is_some() && !axes.iter().any(|a| a == "seed") {
         axes.push("seed".into());
     }
+    axes
+}
 
-    let mut trials: Vec<Trial> = vec![];
-    for nt in &named {
-        for combo in &combos {
-            for zi in 0..zip_len {
-                for seed in &seeds {
-                    let mut ov: Vec<&Override> = spec.base.iter().collect();
-                    let mut varied: Vec<(String, Value)> = vec![];
-                    let zip_ov: Vec<Override> = spec
-                        .zip
-                        .iter()
-                        .map(|a| Override {
-                            key: a.key.clone(),
-                            value: a.values[zi].clone(),
-                            pos: a.pos,
-                            section: "zip".into(),
-                        })
-                        .collect();
-                    let seed_ov = seed.map(|s| Override {
-                        key: "seed".into(),
-                        value: Value::from(s),
-                        pos: Pos::default(),
-                        section: "seeds".into(),
-                    });
-                    if let Some(nt) = nt {
-                        ov.extend(nt.overrides.iter());
-                    }
-                    ov.extend(combo.iter());
-                    ov.extend(zip_ov.iter());
-                    ov.extend(seed_ov.iter());
-                    for o in ov
-                        .iter()
-                        .filter(|o| o.section != "fixed" && o.section != "data")
-                    {
-                        varied.retain(|(k, _)| *k != o.key);
-                        varied.push((o.key.clone(), o.value.clone()));
-                    }
-                    let config = resolve(spec, &ov)?;
-                    let id = trial_id(&config);
-                    let generated = varied
-                        .iter()
-                        .filter(|(k, _)| {
-                            nt.is_none() || !nt.unwrap().overrides.iter().any(|o| o.key == *k)
-                        })
-                        .map(|(k, v)| {
-                            format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    let name = match (nt, generated.is_empty()) {
-                        (Some(nt), true) => nt.name.clone(),
-                        (Some(nt), false) => format!("{},{generated}", nt.name),
-                        (None, false) => generated,
-                        (None, true) => spec.name.clone(),
-                    };
-                    if let Some(prev) = trials.iter().find(|t| t.id.0 == id) {
-                        return Err(SpecError {
-                            file: spec.file.clone(),
-                            pos: None,
-                            key: String::new(),
-                            message: format!(
-                                "trials `{}` and `{name}` resolve to the same configuration (id {id}); remove one",
-                                prev.name
-                            ),
-                        });
-                    }
-                    trials.push(Trial {
-                        id: TrialId(id),
-                        name,
-                        varied,
-                        config,
-                    });
-                }
-            }
-        }
+/// One trial: the base, then the named trial, grid combination, zip position `zi` and seed, in
+/// that order of precedence (later wins).
+fn build_trial(
+    spec: &Spec,
+    nt: Option<&crate::spec::NamedTrial>,
+    combo: &[Override],
+    zi: usize,
+    seed: Option<u64>,
+) -> Result<Trial, SpecError> {
+    let mut ov: Vec<&Override> = spec.base.iter().collect();
+    let zip_ov: Vec<Override> = spec
+        .zip
+        .iter()
+        .map(|a| Override {
+            key: a.key.clone(),
+            value: a.values[zi].clone(),
+            pos: a.pos,
+            section: "zip".into(),
+        })
+        .collect();
+    let seed_ov = seed.map(|s| Override {
+        key: "seed".into(),
+        value: Value::from(s),
+        pos: Pos::default(),
+        section: "seeds".into(),
+    });
+    if let Some(nt) = nt {
+        ov.extend(nt.overrides.iter());
     }
-    Ok(Plan {
-        name: spec.name.clone(),
-        trials,
-        axes,
+    ov.extend(combo.iter());
+    ov.extend(zip_ov.iter());
+    ov.extend(seed_ov.iter());
+    let mut varied: Vec<(String, Value)> = vec![];
+    for o in ov
+        .iter()
+        .filter(|o| o.section != "fixed" && o.section != "data")
+    {
+        varied.retain(|(k, _)| *k != o.key);
+        varied.push((o.key.clone(), o.value.clone()));
+    }
+    let config = resolve(spec, &ov)?;
+    let id = trial_id(&config);
+    let name = trial_name(spec, nt, &varied);
+    Ok(Trial {
+        id: TrialId(id),
+        name,
+        varied,
+        config,
     })
+}
+
+/// The named trial's name, followed by `key=value` for each other varied key (last part of the
+/// key only, to stay short); the sweep's name when nothing varies.
+fn trial_name(
+    spec: &Spec,
+    nt: Option<&crate::spec::NamedTrial>,
+    varied: &[(String, Value)],
+) -> String {
+    let generated = varied
+        .iter()
+        .filter(|(k, _)| nt.is_none_or(|nt| !nt.overrides.iter().any(|o| o.key == *k)))
+        .map(|(k, v)| format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    match (nt, generated.is_empty()) {
+        (Some(nt), true) => nt.name.clone(),
+        (Some(nt), false) => format!("{},{generated}", nt.name),
+        (None, false) => generated,
+        (None, true) => spec.name.clone(),
+    }
 }
 
 #[cfg(test)]

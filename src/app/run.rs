@@ -33,11 +33,11 @@ pub fn run(args: &RunArgs, log: &LogFile) -> Result<RunOutcome> {
         Some(s) => Arc::new(s),
         None => Arc::new(BurnEngine),
     };
-    run_with(args, log, engine)
+    run_with(args, log, &engine)
 }
 
 /// Runs a sweep with the given engine.
-pub fn run_with(args: &RunArgs, log: &LogFile, engine: Arc<dyn Engine>) -> Result<RunOutcome> {
+pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Result<RunOutcome> {
     let (spec, plan) = load_plan(&args.file, args.data_dir.as_deref())?;
     let store = Store::new(&args.out, &plan.name);
     let train_sizes = check_data(&plan)?;
@@ -74,7 +74,7 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: Arc<dyn Engine>) -> Resul
         });
     }
     let results = train(
-        &store, &plan, pending, skipped, &engine, &slots, &cancel, args,
+        &store, &plan, pending, skipped, engine, &slots, &cancel, args,
     )?;
     let failed = results
         .iter()

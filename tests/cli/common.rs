@@ -111,7 +111,8 @@ impl Sweep {
     ) -> hypersweep::Result<RunOutcome> {
         let mut a = self.args();
         edit(&mut a);
-        app::run_with(&a, &Default::default(), engine.clone())
+        let engine: Arc<dyn hypersweep::engine::Engine> = engine.clone();
+        app::run_with(&a, &Default::default(), &engine)
     }
 
     /// `hypersweep <cmd> <sweep file> --out <results>` on the scripted binary, plus `extra`.

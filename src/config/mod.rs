@@ -1,6 +1,8 @@
 //! The resolved configuration of one trial: serde types with PyTorch-like defaults, and the
 //! value checks that make an impossible trial an error before anything trains.
 
+mod check;
+
 use serde::{Deserialize, Serialize};
 
 /// Everything one trial needs. A sweep's `data` + `fixed` sections form the base of it; grid, zip
@@ -8,23 +10,33 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrialConfig {
+    /// Where the digits come from and how they are split and scaled.
     pub data: DataConfig,
+    /// The network.
     pub model: ModelConfig,
+    /// The optimizer and its hyperparameters.
     pub optimizer: OptimizerConfig,
+    /// How the learning rate changes over the epochs.
     pub schedule: ScheduleConfig,
+    /// Samples per minibatch.
     pub batch_size: usize,
+    /// Training epochs (the most, when early stopping is on).
     pub epochs: usize,
     /// Sample this many random minibatches (with replacement) per epoch instead of full passes.
     pub steps_per_epoch: Option<usize>,
+    /// Skip the last minibatch of an epoch when it is smaller than `batch_size`.
     pub drop_last: bool,
+    /// Stop when the validation metric stops improving.
     pub early_stopping: EarlyStopping,
     /// Evaluate the test set with the weights of the best validation loss.
     pub restore_best: bool,
+    /// Random distortions of the training images.
     pub augment: Augment,
     /// Record the training loss of every step (the S2 plot against the iteration counter).
     pub log_steps: bool,
     /// Evaluate the test set after every epoch (S2 plots test accuracy per epoch).
     pub test_each_epoch: bool,
+    /// Seeds every random choice of the trial: split, subset, init, batches, dropout, augment.
     pub seed: u64,
 }
 
@@ -49,6 +61,7 @@ impl Default for TrialConfig {
     }
 }
 
+/// The data of a trial.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
@@ -56,9 +69,11 @@ pub struct DataConfig {
     pub source: String,
     /// A directory holding the four official MNIST IDX files (optionally gzipped).
     pub path: Option<String>,
+    /// How the samples are divided into train, validation and test.
     pub split: SplitConfig,
     /// Draw this many training samples uniformly without replacement, after splitting.
     pub train_size: Option<usize>,
+    /// Pixel standardisation; `unit` and `mnist` are shorthands for it.
     pub normalize: Normalize,
 }
 
@@ -80,9 +95,13 @@ impl Default for DataConfig {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitConfig {
+    /// Use the official train/test division instead of pooled fractions.
     pub official: bool,
+    /// Fraction of the pooled samples that trains (pooled split only).
     pub train: f64,
+    /// Fraction held out for validation: of the training part in the official split.
     pub val: f64,
+    /// Fraction of the pooled samples that tests (pooled split only).
     pub test: f64,
     /// Keep class proportions equal across the parts.
     pub stratify: bool,
@@ -100,10 +119,13 @@ impl Default for SplitConfig {
     }
 }
 
+/// Pixel standardisation: (x - mean) / std.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Normalize {
+    /// Subtracted from every pixel (after scaling to [0, 1]).
     pub mean: f64,
+    /// Every pixel is divided by it after the mean is subtracted.
     pub std: f64,
 }
 
@@ -117,61 +139,85 @@ impl Default for Normalize {
     }
 }
 
+/// The architectures.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
+    /// Softmax regression: one linear layer.
     Linear,
+    /// Fully connected hidden layers.
     Mlp,
+    /// Convolutions with max pooling, then fully connected layers.
     Cnn,
 }
 
+/// Non-linearities.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// max(0, x).
     Relu,
+    /// 1 / (1 + e^-x).
     Sigmoid,
+    /// Hyperbolic tangent.
     Tanh,
+    /// Gaussian error linear unit.
     Gelu,
+    /// max(0.01x, x), PyTorch's default slope.
     LeakyRelu,
 }
 
+/// Weight initialisations.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
     /// PyTorch's nn.Linear / nn.Conv2d default: U(±1/sqrt(fan_in)) for weights and biases.
     Default,
+    /// All zeros.
     Zeros,
+    /// Glorot uniform.
     XavierUniform,
+    /// He normal.
     KaimingNormal,
 }
 
+/// Bias initialisations.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum BiasInit {
     /// Zeros, except for `init: default` where PyTorch's U(±1/sqrt(fan_in)) applies.
     Default,
+    /// All zeros.
     Zeros,
     /// The same distribution as the weights (S5's Xavier-uniform biases).
     Same,
 }
 
+/// The network of a trial; the CNN fields are ignored by the other kinds.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// The architecture.
     pub kind: ModelKind,
     /// Hidden widths of an MLP, or the fully connected widths after a CNN's convolutions.
     pub hidden: Vec<usize>,
+    /// The non-linearity after each hidden layer.
     pub activation: Activation,
     /// Dropout after each hidden activation.
     pub dropout: f64,
     /// Dropout on the input pixels (the S1 softmax regulariser).
     pub input_dropout: f64,
+    /// Batch normalisation in the hidden layers.
     pub batch_norm: bool,
+    /// How the weights are initialised.
     pub init: Init,
+    /// How the biases are initialised.
     pub bias_init: BiasInit,
     /// CNN: output channels of each convolution.
     pub channels: Vec<usize>,
+    /// CNN: side of the square convolution kernel.
     pub kernel: usize,
+    /// CNN: zero padding on each side of each convolution's input.
     pub padding: usize,
     /// CNN: max-pool window (and stride) after each convolution; 1 disables pooling.
     pub pool: usize,
@@ -196,27 +242,39 @@ impl Default for ModelConfig {
     }
 }
 
+/// Update rules, as in torch.optim.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
+    /// Stochastic gradient descent, with optional momentum.
     Sgd,
+    /// Adam.
     Adam,
+    /// Adam with decoupled weight decay.
     Adamw,
+    /// Rectified Adam.
     Radam,
+    /// RMSprop.
     Rmsprop,
 }
 
+/// The optimizer of a trial; fields a kind does not use are ignored.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
+    /// Which update rule.
     pub kind: OptimizerKind,
     /// Defaults to PyTorch's: 1e-3 for the adaptive optimizers, 0.01 for SGD and RMSprop.
     pub learning_rate: Option<f64>,
+    /// SGD and RMSprop momentum.
     pub momentum: f64,
+    /// Nesterov momentum (SGD only).
     pub nesterov: bool,
     /// Coupled (L2 added to the gradient) for sgd, adam, rmsprop; decoupled for adamw and radam.
     pub weight_decay: f64,
+    /// Adam-family moment decay rates.
     pub betas: [f64; 2],
+    /// Added to the denominator of the adaptive optimizers.
     pub eps: f64,
     /// RMSprop smoothing constant.
     pub alpha: f64,
@@ -238,6 +296,7 @@ impl Default for OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// The learning rate, given or PyTorch's default for the kind.
     pub fn lr(&self) -> f64 {
         self.learning_rate.unwrap_or(match self.kind {
             OptimizerKind::Sgd | OptimizerKind::Rmsprop => 0.01,
@@ -246,13 +305,19 @@ impl OptimizerConfig {
     }
 }
 
+/// Learning-rate schedules.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
+    /// A constant learning rate.
     None,
+    /// Cosine annealing to `min_lr` over all epochs.
     Cosine,
+    /// Linear warmup, then cosine annealing.
     WarmupCosine,
+    /// Multiplied by `gamma` every epoch.
     Exponential,
+    /// Multiplied by `gamma` every `step_size` epochs.
     Step,
 }
 
@@ -260,14 +325,17 @@ pub enum ScheduleKind {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
+    /// Which schedule.
     pub kind: ScheduleKind,
     /// eta_min of the cosine schedules.
     pub min_lr: f64,
+    /// Epochs of linear warmup of `warmup_cosine`.
     pub warmup_epochs: usize,
     /// The warmup starts at learning_rate × start_factor.
     pub start_factor: f64,
     /// Decay factor of `exponential` (per epoch) and `step` (per step_size epochs).
     pub gamma: f64,
+    /// Epochs between two decays of `step`.
     pub step_size: usize,
 }
 
@@ -284,13 +352,17 @@ impl Default for ScheduleConfig {
     }
 }
 
+/// Early stopping on a validation metric, and which epoch counts as best.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EarlyStopping {
+    /// Stop training when the metric stops improving.
     pub enabled: bool,
+    /// Epochs allowed without improvement before stopping.
     pub patience: usize,
     /// The counter grows only when the metric is worse than best + min_delta (S1's rule).
     pub min_delta: f64,
+    /// The validation metric watched.
     pub metric: StopMetric,
 }
 
@@ -305,10 +377,13 @@ impl Default for EarlyStopping {
     }
 }
 
+/// What early stopping watches.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum StopMetric {
+    /// Validation loss (lower is better).
     ValLoss,
+    /// Validation accuracy (higher is better).
     ValAccuracy,
 }
 
@@ -318,11 +393,13 @@ pub enum StopMetric {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Augment {
+    /// Augment the training images (never validation or test).
     pub enabled: bool,
     /// Maximum rotation in degrees (±).
     pub rotate: f64,
     /// Maximum translation as a fraction of the image size (±).
     pub translate: f64,
+    /// Zoom factor range [low, high].
     pub scale: [f64; 2],
     /// Maximum shear in degrees (±).
     pub shear: f64,
@@ -330,6 +407,7 @@ pub struct Augment {
     pub blur_sigma: [f64; 2],
     /// Elastic distortion strength; 0 disables it.
     pub elastic_alpha: f64,
+    /// Smoothness of the elastic displacement field (Gaussian sigma, pixels).
     pub elastic_sigma: f64,
 }
 
@@ -351,203 +429,13 @@ impl Default for Augment {
 /// A value check that failed: the dotted key and what was expected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invalid {
+    /// The dotted key of the value.
     pub path: String,
+    /// What was expected.
     pub message: String,
 }
 
-fn bad(path: &str, message: impl Into<String>) -> Invalid {
-    Invalid {
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
 impl TrialConfig {
-    /// The first impossible value, if any.
-    pub fn check(&self) -> Result<(), Invalid> {
-        let d = &self.data;
-        if d.source != "mnist" {
-            return Err(bad(
-                "data.source",
-                format!("unknown data source `{}`: expected `mnist`", d.source),
-            ));
-        }
-        let s = &d.split;
-        for (k, v) in [
-            ("data.split.train", s.train),
-            ("data.split.val", s.val),
-            ("data.split.test", s.test),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(bad(
-                    k,
-                    format!("a fraction in [0, 1] was expected, got {v}"),
-                ));
-            }
-        }
-        if s.official {
-            if s.val >= 1.0 {
-                return Err(bad(
-                    "data.split.val",
-                    "val must leave some training data (< 1)",
-                ));
-            }
-        } else {
-            let sum = s.train + s.val + s.test;
-            if (sum - 1.0).abs() > 1e-6 {
-                return Err(bad(
-                    "data.split",
-                    format!(
-                        "split fractions must sum to 1, got {} + {} + {} = {sum}",
-                        s.train, s.val, s.test
-                    ),
-                ));
-            }
-            if s.train <= 0.0 || s.test <= 0.0 {
-                return Err(bad(
-                    "data.split",
-                    "train and test fractions must both be above 0",
-                ));
-            }
-        }
-        if d.train_size == Some(0) {
-            return Err(bad("data.train_size", "must be at least 1"));
-        }
-        if d.normalize.std.is_nan() || d.normalize.std <= 0.0 || !d.normalize.mean.is_finite() {
-            return Err(bad(
-                "data.normalize",
-                "std must be above 0 and mean a finite number",
-            ));
-        }
-        let m = &self.model;
-        for (k, v) in [
-            ("model.dropout", m.dropout),
-            ("model.input_dropout", m.input_dropout),
-        ] {
-            if !(0.0..1.0).contains(&v) {
-                return Err(bad(
-                    k,
-                    format!("a probability in [0, 1) was expected, got {v}"),
-                ));
-            }
-        }
-        if m.hidden.contains(&0) {
-            return Err(bad("model.hidden", "every width must be at least 1"));
-        }
-        if m.kind == ModelKind::Mlp && m.hidden.is_empty() {
-            return Err(bad(
-                "model.hidden",
-                "an mlp needs at least one hidden width (use kind: linear for none)",
-            ));
-        }
-        if m.kind == ModelKind::Cnn {
-            if m.channels.is_empty() || m.channels.contains(&0) {
-                return Err(bad(
-                    "model.channels",
-                    "a cnn needs at least one convolution with at least 1 channel",
-                ));
-            }
-            if m.kernel == 0 || m.pool == 0 {
-                return Err(bad("model.kernel", "kernel and pool must be at least 1"));
-            }
-            let mut side = 28usize;
-            for _ in &m.channels {
-                let out = (side + 2 * m.padding).checked_sub(m.kernel).map(|x| x + 1);
-                side = match out {
-                    Some(o) if o / m.pool >= 1 => o / m.pool,
-                    _ => {
-                        return Err(bad(
-                            "model.channels",
-                            "the convolutions shrink the 28x28 image to nothing: use fewer layers, a smaller kernel or more padding",
-                        ));
-                    }
-                };
-            }
-        }
-        let o = &self.optimizer;
-        let lr = o.lr();
-        if lr.is_nan() || lr <= 0.0 || !lr.is_finite() {
-            return Err(bad(
-                "optimizer.learning_rate",
-                format!("must be above 0, got {lr}"),
-            ));
-        }
-        if !(0.0..1.0).contains(&o.momentum) {
-            return Err(bad("optimizer.momentum", "must be in [0, 1)"));
-        }
-        if o.nesterov && (o.kind != OptimizerKind::Sgd || o.momentum == 0.0) {
-            return Err(bad(
-                "optimizer.nesterov",
-                "nesterov needs kind: sgd and a momentum above 0",
-            ));
-        }
-        if o.weight_decay < 0.0 {
-            return Err(bad("optimizer.weight_decay", "must be 0 or more"));
-        }
-        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            return Err(bad("optimizer.betas", "both betas must be in [0, 1)"));
-        }
-        if o.eps.is_nan() || o.eps <= 0.0 {
-            return Err(bad("optimizer.eps", "must be above 0"));
-        }
-        if !(0.0..1.0).contains(&o.alpha) {
-            return Err(bad("optimizer.alpha", "must be in [0, 1)"));
-        }
-        let sc = &self.schedule;
-        if sc.min_lr < 0.0 {
-            return Err(bad("schedule.min_lr", "must be 0 or more"));
-        }
-        if sc.gamma.is_nan() || sc.gamma <= 0.0 {
-            return Err(bad("schedule.gamma", "must be above 0"));
-        }
-        if sc.kind == ScheduleKind::Step && sc.step_size == 0 {
-            return Err(bad("schedule.step_size", "must be at least 1"));
-        }
-        if !(sc.start_factor > 0.0 && sc.start_factor <= 1.0) {
-            return Err(bad("schedule.start_factor", "must be in (0, 1]"));
-        }
-        if self.batch_size == 0 {
-            return Err(bad("batch_size", "must be at least 1"));
-        }
-        if self.epochs == 0 {
-            return Err(bad("epochs", "must be at least 1"));
-        }
-        if self.steps_per_epoch == Some(0) {
-            return Err(bad("steps_per_epoch", "must be at least 1"));
-        }
-        let needs_val = self.early_stopping.enabled || self.restore_best;
-        if needs_val && self.data.split.val == 0.0 {
-            return Err(bad(
-                if self.early_stopping.enabled {
-                    "early_stopping"
-                } else {
-                    "restore_best"
-                },
-                "needs a validation split: set data.split.val above 0",
-            ));
-        }
-        let a = &self.augment;
-        if a.scale[0] <= 0.0 || a.scale[0] > a.scale[1] {
-            return Err(bad(
-                "augment.scale",
-                "expected [low, high] with 0 < low <= high",
-            ));
-        }
-        if a.blur_sigma[0] < 0.0 || a.blur_sigma[0] > a.blur_sigma[1] {
-            return Err(bad(
-                "augment.blur_sigma",
-                "expected [low, high] with 0 <= low <= high",
-            ));
-        }
-        if a.elastic_alpha < 0.0 || a.elastic_sigma <= 0.0 {
-            return Err(bad(
-                "augment.elastic_alpha",
-                "elastic_alpha must be 0 or more and elastic_sigma above 0",
-            ));
-        }
-        Ok(())
-    }
-
     /// A rough cost in multiply-adds, to start the most expensive trials first.
     pub fn cost_estimate(&self, train_samples: usize) -> f64 {
         let m = &self.model;

@@ -1,0 +1,294 @@
+//! A sweep file: YAML read with the position of every key, checked section by section, into a
+//! `Spec` (what the user said). Expanding it into trials is `plan.rs`; nothing here does I/O
+//! beyond reading the file, and nothing touches a device.
+
+mod keys;
+mod sections;
+mod yaml;
+
+pub use keys::{closest, edit_distance, leaf_paths, set_path};
+pub use sections::{Axis, NamedTrial, Override};
+pub use yaml::{MAX_FILE_BYTES, Node, NodeKind, Pos, parse_yaml};
+
+use sections::{axes, deserialize_section, expect_map, flatten, named_trials};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::path::Path;
+
+/// A problem with the user's sweep file: where, which key, what was expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecError {
+    /// The sweep file, as the user named it.
+    pub file: String,
+    /// Where in it, when one place is to blame.
+    pub pos: Option<Pos>,
+    /// Dotted key path (`grid.optimizer.learning_rate`); empty for the whole file.
+    pub key: String,
+    /// What is wrong and, where possible, what was expected.
+    pub message: String,
+}
+
+impl SpecError {
+    /// An error at one place in the file.
+    pub(crate) fn at(
+        file: &str,
+        pos: Pos,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> SpecError {
+        SpecError {
+            file: file.into(),
+            pos: Some(pos),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the file as a whole (unreadable, too big, not text).
+    fn whole(file: &str, message: String) -> SpecError {
+        SpecError {
+            file: file.into(),
+            pos: None,
+            key: String::new(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(p) = self.pos {
+            write!(f, ":{}:{}", p.line, p.col)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Report options; they shape `hypersweep report` and never change a trial.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportOptions {
+    /// The metric tables are sorted by (a column of summary.csv).
+    pub metric: String,
+    /// First epoch at which each trial reaches this accuracy (S3's "97% at epoch 2").
+    pub threshold: Option<f64>,
+    /// Which accuracy the threshold is read on: `val_accuracy` or `test_accuracy`.
+    pub threshold_metric: String,
+    /// The report's heading; the sweep name when absent.
+    pub title: Option<String>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            metric: "test_accuracy".into(),
+            threshold: None,
+            threshold_metric: "val_accuracy".into(),
+            title: None,
+        }
+    }
+}
+
+/// A validated sweep file.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The file's path, as the user gave it (for error messages).
+    pub file: String,
+    /// The file's text, kept so that a run can store the exact sweep it ran.
+    pub source: String,
+    /// Names the results directory (results/<name>/).
+    pub name: String,
+    /// Free text, for the report.
+    pub description: String,
+    /// `data` and `fixed` flattened into dotted overrides of the default trial.
+    pub base: Vec<Override>,
+    /// Axes crossed with each other, first axis slowest.
+    pub grid: Vec<Axis>,
+    /// Axes walked in step, all of one length.
+    pub zip: Vec<Axis>,
+    /// Hand-written variants, each crossed with the grid and zip.
+    pub trials: Vec<NamedTrial>,
+    /// Every trial repeated once per seed, when given.
+    pub seeds: Option<Vec<u64>>,
+    /// How `hypersweep report` presents the results.
+    pub report: ReportOptions,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "data",
+    "fixed",
+    "grid",
+    "trials",
+    "zip",
+    "seeds",
+    "report",
+];
+
+impl Spec {
+    /// Reads and parses a sweep file; size and encoding are checked before any parsing.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path)
+            .map_err(|e| SpecError::whole(&file, format!("cannot read the sweep file: {e}")))?;
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(SpecError::whole(
+                &file,
+                format!(
+                    "the file is {} bytes; sweep files are limited to {} bytes",
+                    bytes.len(),
+                    MAX_FILE_BYTES
+                ),
+            ));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            SpecError::whole(
+                &file,
+                format!(
+                    "not a text file: invalid UTF-8 at byte {}",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
+        Spec::parse(&file, &text)
+    }
+
+    /// Parses and checks the sweep-level structure. Trial values are checked by `plan::expand`,
+    /// which resolves every trial.
+    pub fn parse(file: &str, text: &str) -> Result<Spec, SpecError> {
+        let root = parse_yaml(file, text)?;
+        let NodeKind::Map(entries) = &root.kind else {
+            return Err(SpecError::at(
+                file,
+                root.pos,
+                "",
+                format!(
+                    "a sweep file must be a mapping with keys {}; found {}",
+                    TOP_KEYS.join(", "),
+                    root.type_name()
+                ),
+            ));
+        };
+        let mut spec = Spec {
+            file: file.into(),
+            source: text.into(),
+            name: String::new(),
+            description: String::new(),
+            base: vec![],
+            grid: vec![],
+            zip: vec![],
+            trials: vec![],
+            seeds: None,
+            report: ReportOptions::default(),
+        };
+        let mut seen_fixed = false;
+        for (key, kpos, node) in entries {
+            seen_fixed |= key == "fixed";
+            spec.read_section(key, *kpos, node)?;
+        }
+        if spec.name.is_empty() {
+            return Err(SpecError::at(
+                file,
+                root.pos,
+                "name",
+                "missing `name`: it names the results directory (results/<name>/)",
+            ));
+        }
+        if !seen_fixed && spec.grid.is_empty() && spec.trials.is_empty() && spec.zip.is_empty() {
+            return Err(SpecError::at(
+                file,
+                root.pos,
+                "fixed",
+                "nothing to run: give at least `fixed`, `grid`, `zip` or `trials`",
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// Reads one top-level section into `self`; no section comes twice, the YAML layer refuses
+    /// duplicate keys.
+    fn read_section(&mut self, key: &str, kpos: Pos, node: &Node) -> Result<(), SpecError> {
+        let file = self.file.as_str();
+        match key {
+            "name" => self.name = sections::sweep_name(file, node)?,
+            "description" => self.description = sections::expect_string(file, key, node)?,
+            "data" => {
+                expect_map(file, key, node)?;
+                flatten(file, "data", node, "data", &mut self.base)?;
+            }
+            "fixed" => {
+                // `fixed:` left empty is allowed: a sweep of one trial with every default.
+                if !matches!(node.kind, NodeKind::Scalar(Value::Null)) {
+                    expect_map(file, key, node)?;
+                    flatten(file, "", node, "fixed", &mut self.base)?;
+                }
+            }
+            "grid" => self.grid = axes(file, "grid", node)?,
+            "zip" => self.zip = sections::zip_axes(file, node)?,
+            "trials" => self.trials = named_trials(file, node)?,
+            "seeds" => self.seeds = Some(sections::seeds(file, node)?),
+            "report" => {
+                expect_map(file, key, node)?;
+                self.report = deserialize_section(file, "report", node)?;
+            }
+            other => return Err(unknown_top_key(file, other, kpos)),
+        }
+        Ok(())
+    }
+}
+
+fn unknown_top_key(file: &str, key: &str, kpos: Pos) -> SpecError {
+    let hint = closest(key, TOP_KEYS.iter().copied())
+        .map(|c| format!(" did you mean `{c}`?"))
+        .unwrap_or_default();
+    SpecError::at(
+        file,
+        kpos,
+        key,
+        format!(
+            "unknown top-level key `{key}` (line {}).{hint} Expected one of: {}",
+            kpos.line,
+            TOP_KEYS.join(", ")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        let e = Spec::parse("f.yaml", "name: x\nfixd: {}\n").unwrap_err();
+        assert_eq!(e.pos, Some(Pos { line: 2, col: 1 }));
+        assert!(e.message.contains("did you mean `fixed`"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,200}") {
+            if let Ok(spec) = Spec::parse("p.yaml", &text) {
+                let _ = crate::plan::expand(&spec);
+            }
+        }
+
+        #[test]
+        fn yaml_like_text_never_panics(lines in proptest::collection::vec(
+            "(name|fixed|grid|zip|trials|seeds|data|report|  epochs|  batch_size|  model|  - name|    optimizer.learning_rate)(: )?(\\[|\\{|1|0.1|-1|x|\\]|\\}|, |\\[1, 2\\]|relu|true|null)*", 0..12)) {
+            let text = lines.join("\n");
+            if let Ok(spec) = Spec::parse("p.yaml", &text) {
+                let _ = crate::plan::expand(&spec);
+            }
+        }
+    }
+}
