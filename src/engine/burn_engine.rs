@@ -3,31 +3,27 @@
 //! Cuda backend when the `cuda` feature is built in.
 
 use super::cnn_ops::CnnOps;
+use super::epochs::Trainer;
+use super::eval::{DeviceSet, evaluate};
+use super::metrics;
 use super::model::Net;
 use super::optim::Optim;
-use super::schedule::lr_at;
-use super::{Device, Engine, EpochRow, Mistake, Progress, Status, TrialContext, TrialResult};
-use crate::config::{StopMetric, TrialConfig};
-use crate::data::{self, CLASSES, PIXELS, Part, Stream, augment};
+use super::{Device, Engine, Progress, Status, TrialContext, TrialResult};
+use crate::config::TrialConfig;
+use crate::data::{self, Stream};
 use crate::error::{Error, Result};
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
-use rand::Rng;
-use rand::seq::SliceRandom;
-use std::sync::atomic::{AtomicBool, Ordering};
+use burn::tensor::backend::AutodiffBackend;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-/// How many misclassified test digits a result keeps for the report.
-const KEEP_MISTAKES: usize = 25;
-const EVAL_BATCH: usize = 1000;
-
+/// The CPU backend: Flex under autodiff.
 pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+/// The CUDA backend: burn's Cuda under autodiff.
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 
+/// The engine that really trains, on the device of the trial's slot.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BurnEngine;
 
@@ -42,12 +38,12 @@ impl Engine for BurnEngine {
         let cancel = ctx.cancel;
         pool.install(|| match device {
             Device::Cpu => {
-                train::<CpuBackend>(config, burn::backend::flex::FlexDevice, progress, cancel)
+                train::<CpuBackend>(config, &burn::backend::flex::FlexDevice, progress, cancel)
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => train::<CudaBackend>(
                 config,
-                burn::backend::cuda::CudaDevice::new(i),
+                &burn::backend::cuda::CudaDevice::new(i),
                 progress,
                 cancel,
             ),
@@ -60,102 +56,29 @@ impl Engine for BurnEngine {
     }
 }
 
-/// Loss and accuracy over a whole set, plus per-sample predictions when asked.
-struct Eval {
-    loss: f64,
-    accuracy: f64,
-    predictions: Vec<u8>,
-    confidence: Vec<f32>,
-    batch_ms: Vec<f64>,
-}
-
-/// A split held on the device, ready for evaluation.
-struct DeviceSet<B: Backend> {
-    x: Option<Tensor<B, 2>>,
-    y: Vec<u8>,
-}
-
-impl<B: Backend> DeviceSet<B> {
-    fn new(part: &Part, device: &B::Device) -> Self {
-        let x = (!part.is_empty()).then(|| {
-            Tensor::from_data(
-                TensorData::new(part.x.clone(), [part.len(), PIXELS]),
-                device,
-            )
-        });
-        DeviceSet {
-            x,
-            y: part.y.clone(),
-        }
+/// The batch size a trial trains with: the configured one, clamped (with a note) to the size
+/// of the training set.
+fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<usize> {
+    let bs = if cfg.batch_size > n {
+        notes.push(format!(
+            "batch_size {} is larger than the {n} training samples: clamped to {n}",
+            cfg.batch_size
+        ));
+        n
+    } else {
+        cfg.batch_size
+    };
+    if cfg.drop_last && cfg.steps_per_epoch.is_none() && n < bs {
+        return Err(Error::Trial("drop_last leaves no batch".into()));
     }
+    Ok(bs)
 }
 
-fn evaluate<B: CnnOps>(model: &Net<B>, set: &DeviceSet<B>) -> Option<Eval> {
-    let x = set.x.as_ref()?;
-    let n = set.y.len();
-    let mut loss = 0f64;
-    let mut correct = 0usize;
-    let mut predictions = Vec::with_capacity(n);
-    let mut confidence = Vec::with_capacity(n);
-    let mut batch_ms = vec![];
-    let mut start = 0;
-    while start < n {
-        let len = EVAL_BATCH.min(n - start);
-        let t = Instant::now();
-        let logp = log_softmax(model.forward(x.clone().narrow(0, start, len), None), 1);
-        let values: Vec<f32> = logp.into_data().iter::<f32>().collect();
-        batch_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        for (row, &truth) in values.chunks(CLASSES).zip(&set.y[start..start + len]) {
-            loss -= f64::from(row[usize::from(truth)]);
-            let (pred, best) =
-                row.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |acc, (i, &v)| {
-                            if v > acc.1 { (i, v) } else { acc }
-                        },
-                    );
-            correct += usize::from(pred == usize::from(truth));
-            predictions.push(pred as u8);
-            confidence.push(best.exp());
-        }
-        start += len;
-    }
-    Some(Eval {
-        loss: loss / n as f64,
-        accuracy: correct as f64 / n as f64,
-        predictions,
-        confidence,
-        batch_ms,
-    })
-}
-
-/// The index lists of one epoch's minibatches.
-fn epoch_batches(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
-    match cfg.steps_per_epoch {
-        Some(k) => (0..k)
-            .map(|_| (0..bs).map(|_| rng.random_range(0..n)).collect())
-            .collect(),
-        None => {
-            let mut order: Vec<usize> = (0..n).collect();
-            order.shuffle(rng);
-            order
-                .chunks(bs)
-                .filter(|c| !(cfg.drop_last && c.len() < bs))
-                .map(<[usize]>::to_vec)
-                .collect()
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+/// Trains one trial on `device` and evaluates it: the setup, the epochs, the summary of the
+/// epoch rows, then the test set with the final (or restored best) weights.
 pub fn train<B: AutodiffBackend + CnnOps>(
     cfg: &TrialConfig,
-    device: B::Device,
+    device: &B::Device,
     progress: &mut (dyn FnMut(Progress) + Send),
     cancel: &AtomicBool,
 ) -> Result<TrialResult>
@@ -168,179 +91,51 @@ where
         data: splits.summary.clone(),
         ..Default::default()
     };
-    let n = splits.train.len();
-    let bs = if cfg.batch_size > n {
-        out.notes.push(format!(
-            "batch_size {} is larger than the {n} training samples: clamped to {n}",
-            cfg.batch_size
-        ));
-        n
-    } else {
-        cfg.batch_size
-    };
-    if cfg.drop_last && cfg.steps_per_epoch.is_none() && n < bs {
-        return Err(Error::Trial("drop_last leaves no batch".into()));
-    }
+    let bs = batch_size(cfg, splits.train.len(), &mut out.notes)?;
+    let model: Net<B> = Net::new(&cfg.model, &mut data::rng(cfg.seed, Stream::Init), device);
+    let optim = Optim::new(&cfg.optimizer).into_adaptor::<B, Net<B>>();
+    let mut trainer = Trainer::new(cfg, &splits.train, bs, optim, device);
+    let val = DeviceSet::<B::InnerBackend>::new(&splits.val, device);
+    let test = DeviceSet::<B::InnerBackend>::new(&splits.test, device);
 
-    let mut init_rng = data::rng(cfg.seed, Stream::Init);
-    let mut model: Net<B> = Net::new(&cfg.model, &mut init_rng, &device);
-    let mut optim = Optim::new(&cfg.optimizer).into_adaptor::<B, Net<B>>();
-    let mut batch_rng = data::rng(cfg.seed, Stream::Batches);
-    let mut drop_rng = data::rng(cfg.seed, Stream::Dropout);
-    let mut aug_rng = data::rng(cfg.seed, Stream::Augment);
-
-    let x_train: Tensor<B::InnerBackend, 2> = Tensor::from_data(
-        TensorData::new(splits.train.x.clone(), [n, PIXELS]),
-        &device,
-    );
-    let val = DeviceSet::<B::InnerBackend>::new(&splits.val, &device);
-    let test = DeviceSet::<B::InnerBackend>::new(&splits.test, &device);
-    let (mean, std) = (
-        cfg.data.normalize.mean as f32,
-        cfg.data.normalize.std as f32,
-    );
-    let base_lr = cfg.optimizer.lr();
-
-    let mut best: Option<(f64, usize, Option<Net<B>>)> = None;
-    let mut patience_left = cfg.early_stopping.patience;
-    let mut status = Status::Ok;
-    let mut samples_seen = 0usize;
-    let mut train_seconds = 0f64;
-
-    'epochs: for epoch in 0..cfg.epochs {
-        let t_epoch = Instant::now();
-        let lr = lr_at(base_lr, &cfg.schedule, epoch, cfg.epochs);
-        let batches = epoch_batches(cfg, n, bs, &mut batch_rng);
-        let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
-        let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
-        let mut step_losses: Vec<Tensor<B::InnerBackend, 1>> = vec![];
-        let mut epoch_samples = 0usize;
-        for idx in &batches {
-            if cancel.load(Ordering::Relaxed) {
-                status = Status::Interrupted;
-                break 'epochs;
-            }
-            let b = idx.len();
-            let x_inner = if cfg.augment.enabled {
-                let mut xs = Vec::with_capacity(b * PIXELS);
-                for &i in idx {
-                    augment::augment_into(
-                        &splits.train.raw[i * PIXELS..(i + 1) * PIXELS],
-                        &cfg.augment,
-                        mean,
-                        std,
-                        &mut aug_rng,
-                        &mut xs,
-                    );
-                }
-                Tensor::from_data(TensorData::new(xs, [b, PIXELS]), &device)
-            } else {
-                let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-                x_train
-                    .clone()
-                    .select(0, Tensor::from_data(TensorData::new(ids, [b]), &device))
-            };
-            let ys: Vec<i64> = idx.iter().map(|&i| i64::from(splits.train.y[i])).collect();
-            let y: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(ys, [b]), &device);
-            let logits = model.forward(Tensor::from_inner(x_inner), Some(&mut drop_rng));
-            let loss = -log_softmax(logits.clone(), 1)
-                .gather(1, y.clone().reshape([b, 1]))
-                .mean();
-            let l = loss.clone().inner();
-            let correct = logits
-                .inner()
-                .argmax(1)
-                .reshape([b])
-                .equal(y.inner())
-                .int()
-                .sum();
-            if cfg.log_steps {
-                step_losses.push(l.clone());
-            }
-            loss_sum = Some(match loss_sum {
-                Some(s) => s + l,
-                None => l,
-            });
-            correct_sum = Some(match correct_sum {
-                Some(s) => s + correct,
-                None => correct,
-            });
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            epoch_samples += b;
-        }
-        let steps = batches.len().max(1) as f64;
-        let read = |t: Option<Tensor<B::InnerBackend, 1>>| -> f64 {
-            t.map(|t| f64::from(t.into_data().iter::<f32>().next().unwrap_or(f32::NAN)))
-                .unwrap_or(f64::NAN)
-        };
-        let train_loss = read(loss_sum) / steps;
-        let correct = correct_sum
-            .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0))
-            .unwrap_or(0);
-        if cfg.log_steps && !step_losses.is_empty() {
-            let all = Tensor::cat(step_losses, 0).into_data();
-            out.step_losses.extend(all.iter::<f32>().map(f64::from));
-        }
-        samples_seen += epoch_samples;
-        train_seconds += t_epoch.elapsed().as_secs_f64();
-
-        let valid = model.valid();
-        let v = evaluate(&valid, &val);
-        let te = if cfg.test_each_epoch {
-            evaluate(&valid, &test)
-        } else {
-            None
-        };
-        let row = EpochRow {
-            epoch: epoch + 1,
-            train_loss,
-            train_accuracy: correct as f64 / epoch_samples.max(1) as f64,
-            val_loss: v.as_ref().map(|e| e.loss),
-            val_accuracy: v.as_ref().map(|e| e.accuracy),
-            test_loss: te.as_ref().map(|e| e.loss),
-            test_accuracy: te.as_ref().map(|e| e.accuracy),
-            lr,
-            seconds: t_epoch.elapsed().as_secs_f64(),
-        };
-        out.epochs.push(row.clone());
-        progress(Progress::Epoch(row));
-        if !train_loss.is_finite() {
-            status = Status::Diverged;
+    let trained = trainer.run(model, (&val, &test), &mut out, progress, cancel);
+    summarise(&mut out, trained.samples_seen, trained.train_seconds);
+    let mut status = trained.status;
+    let final_model = match trained.best {
+        Some((epoch, m)) => {
             out.notes.push(format!(
-                "training loss became {train_loss} in epoch {}: stopped",
-                epoch + 1
+                "test metrics use the weights of epoch {epoch} (best validation)"
             ));
-            break;
+            m
         }
-        if let Some(v) = &v {
-            let score = match cfg.early_stopping.metric {
-                StopMetric::ValLoss => v.loss,
-                StopMetric::ValAccuracy => -v.accuracy,
-            };
-            let improved = best.as_ref().is_none_or(|(s, _, _)| score < *s);
-            let worse = best
-                .as_ref()
-                .is_some_and(|(s, _, _)| score > *s + cfg.early_stopping.min_delta);
-            if improved {
-                // The weights are kept only when the test set will use them.
-                best = Some((score, epoch + 1, cfg.restore_best.then(|| model.clone())));
-                patience_left = cfg.early_stopping.patience;
-            } else if worse {
-                patience_left = patience_left.saturating_sub(1);
-            }
-            if cfg.early_stopping.enabled && patience_left == 0 && epoch + 1 < cfg.epochs {
-                status = Status::StoppedEarly;
-                out.notes.push(format!(
-                    "early stopping after epoch {} (no improvement beyond min_delta {} for {} epochs)",
-                    epoch + 1,
-                    cfg.early_stopping.min_delta,
-                    cfg.early_stopping.patience
-                ));
-                break;
-            }
+        None => trained.model,
+    };
+    if status != Status::Interrupted
+        && let Some(ev) = evaluate(&final_model.valid(), &test)
+    {
+        out.test_loss = Some(ev.loss);
+        out.test_accuracy = Some(ev.accuracy);
+        let a = metrics::analyse(&ev.predictions, &ev.confidence, &test.y, &splits.test.raw);
+        out.confusion_matrix = a.confusion_matrix;
+        out.per_class_accuracy = a.per_class_accuracy;
+        out.most_confused = a.most_confused;
+        out.mistakes = a.mistakes;
+        let (m, s) = crate::format::mean_std(&ev.batch_ms);
+        out.inference_ms_per_batch_mean = Some(m);
+        out.inference_ms_per_batch_std = Some(s);
+        if !ev.loss.is_finite() && status == Status::Ok {
+            status = Status::Diverged;
         }
     }
+    out.status = status;
+    out.total_seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Fills the result's totals from its epoch rows: epochs run, training time and throughput,
+/// the last epoch's training metrics, and the best validation loss (with its epoch) and
+/// accuracy.
+fn summarise(out: &mut TrialResult, samples_seen: usize, train_seconds: f64) {
     out.epochs_run = out.epochs.len();
     out.train_seconds = train_seconds;
     if train_seconds > 0.0 {
@@ -364,75 +159,18 @@ where
         .iter()
         .filter_map(|e| e.val_accuracy)
         .max_by(f64::total_cmp);
-
-    let final_model = match (cfg.restore_best, best) {
-        (true, Some((_, epoch, Some(m)))) => {
-            out.notes.push(format!(
-                "test metrics use the weights of epoch {epoch} (best validation)"
-            ));
-            m
-        }
-        _ => model,
-    };
-    if status != Status::Interrupted
-        && let Some(ev) = evaluate(&final_model.valid(), &test)
-    {
-        out.test_loss = Some(ev.loss);
-        out.test_accuracy = Some(ev.accuracy);
-        let mut cm = vec![vec![0u64; CLASSES]; CLASSES];
-        for (p, t) in ev.predictions.iter().zip(&test.y) {
-            cm[usize::from(*t)][usize::from(*p)] += 1;
-        }
-        out.per_class_accuracy = cm
-            .iter()
-            .enumerate()
-            .map(|(i, row)| row[i] as f64 / row.iter().sum::<u64>().max(1) as f64)
-            .collect();
-        let mut pairs: Vec<(u8, u8, u64)> = (0..CLASSES)
-            .flat_map(|t| (0..CLASSES).map(move |p| (t, p)))
-            .filter(|(t, p)| t != p)
-            .map(|(t, p)| (t as u8, p as u8, cm[t][p]))
-            .filter(|x| x.2 > 0)
-            .collect();
-        pairs.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
-        pairs.truncate(5);
-        out.most_confused = pairs;
-        out.confusion_matrix = cm;
-        let mut wrong: Vec<usize> = (0..test.y.len())
-            .filter(|&i| ev.predictions[i] != test.y[i])
-            .collect();
-        // Most confidently wrong first (S5's "25 most confidently wrong").
-        wrong.sort_by(|&a, &b| ev.confidence[b].total_cmp(&ev.confidence[a]));
-        out.mistakes = wrong
-            .iter()
-            .take(KEEP_MISTAKES)
-            .map(|&i| Mistake {
-                index: i,
-                truth: test.y[i],
-                predicted: ev.predictions[i],
-                confidence: f64::from(ev.confidence[i]),
-                pixels: hex(&splits.test.raw[i * PIXELS..(i + 1) * PIXELS]),
-            })
-            .collect();
-        let (m, s) = crate::format::mean_std(&ev.batch_ms);
-        out.inference_ms_per_batch_mean = Some(m);
-        out.inference_ms_per_batch_std = Some(s);
-        if !ev.loss.is_finite() && status == Status::Ok {
-            status = Status::Diverged;
-        }
-    }
-    out.status = status;
-    out.total_seconds = started.elapsed().as_secs_f64();
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::optim::OptimState;
+    use crate::data::PIXELS;
+    use crate::engine::EpochRow;
     use crate::spec::Spec;
     use crate::trial::Trial;
-    use burn::optim::SimpleOptimizer;
+    use burn::optim::{GradientsParams, Optimizer};
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, Tensor, TensorData};
 
     fn trial(yaml: &str) -> Trial {
         crate::plan::expand(&Spec::parse("t.yaml", yaml).unwrap())
@@ -450,6 +188,42 @@ mod tests {
             cancel: &cancel,
         };
         BurnEngine.run(&t.config, &mut ctx).unwrap()
+    }
+
+    #[test]
+    fn summary_takes_the_last_training_row_and_the_best_validation() {
+        let row = |epoch, train_loss, val_loss, val_accuracy| EpochRow {
+            epoch,
+            train_loss,
+            train_accuracy: train_loss / 10.0,
+            val_loss,
+            val_accuracy,
+            ..Default::default()
+        };
+        let mut out = TrialResult {
+            epochs: vec![
+                row(1, 2.0, Some(0.9), Some(0.7)),
+                row(2, 1.0, Some(0.5), Some(0.8)),
+                row(3, 0.5, Some(0.6), Some(0.9)),
+            ],
+            ..Default::default()
+        };
+        summarise(&mut out, 300, 2.0);
+        assert_eq!(out.epochs_run, 3);
+        assert_eq!(out.samples_per_second, Some(150.0));
+        assert_eq!(
+            (out.train_loss, out.train_accuracy),
+            (Some(0.5), Some(0.05))
+        );
+        assert_eq!((out.best_val_loss, out.best_epoch), (Some(0.5), Some(2)));
+        assert_eq!(out.best_val_accuracy, Some(0.9));
+        let mut none = TrialResult {
+            epochs: vec![row(1, 2.0, None, None)],
+            ..Default::default()
+        };
+        summarise(&mut none, 0, 0.0);
+        assert_eq!(none.samples_per_second, None);
+        assert_eq!((none.best_val_loss, none.best_epoch), (None, None));
     }
 
     #[test]
@@ -553,162 +327,5 @@ mod tests {
         let model = opt.step(1e-3, model, grads);
         let b1: f32 = loss_of(&model).into_data().iter::<f32>().next().unwrap();
         assert!(b1 < b0, "loss {b0} → {b1}");
-    }
-
-    type F = burn::backend::Flex;
-
-    /// Runs `steps` updates of one optimizer on p = [1, -2] with gradients g_t = [0.5, 0.1] · t.
-    fn steps(kind: crate::config::OptimizerKind, extra: &str, steps: usize) -> Vec<f32> {
-        let mut c: crate::config::OptimizerConfig = serde_json::from_str(&format!(
-            "{{\"kind\": {}{extra}}}",
-            serde_json::to_string(&kind).unwrap()
-        ))
-        .unwrap();
-        c.learning_rate = Some(0.1);
-        let o = Optim::new(&c);
-        let dev = burn::backend::flex::FlexDevice;
-        let mut p: Tensor<F, 1> = Tensor::from_data(TensorData::new(vec![1.0f32, -2.0], [2]), &dev);
-        let mut state: Option<OptimState<F, 1>> = None;
-        for t in 1..=steps {
-            let g: Tensor<F, 1> = Tensor::from_data(
-                TensorData::new(vec![0.5 * t as f32, 0.1 * t as f32], [2]),
-                &dev,
-            );
-            let (np, ns) = <Optim as SimpleOptimizer<F>>::step(&o, 0.1, p, g, state);
-            p = np;
-            state = ns;
-        }
-        p.into_data().iter::<f32>().collect()
-    }
-
-    /// PyTorch's update rules on scalars, written out independently of the tensor code.
-    fn reference(
-        kind: &str,
-        wd: f64,
-        momentum: f64,
-        nesterov: bool,
-        b2: f64,
-        n: usize,
-    ) -> Vec<f64> {
-        let (lr, b1, eps, alpha) = (0.1, 0.9, 1e-8, 0.99);
-        let mut out = vec![];
-        for (mut p, g0) in [(1.0f64, 0.5f64), (-2.0, 0.1)] {
-            let (mut m, mut v, mut buf) = (0.0, 0.0, None::<f64>);
-            for t in 1..=n {
-                let mut g = g0 * t as f64;
-                let tf = t as i32;
-                match kind {
-                    "sgd" => {
-                        g += wd * p;
-                        if momentum > 0.0 {
-                            let b = buf.map_or(g, |b| momentum * b + g);
-                            buf = Some(b);
-                            g = if nesterov { g + momentum * b } else { b };
-                        }
-                        p -= lr * g;
-                    }
-                    "adam" | "adamw" => {
-                        if kind == "adam" {
-                            g += wd * p
-                        } else {
-                            p *= 1.0 - lr * wd
-                        }
-                        m = b1 * m + (1.0 - b1) * g;
-                        v = b2 * v + (1.0 - b2) * g * g;
-                        let mh = m / (1.0 - b1.powi(tf));
-                        let vh = v / (1.0 - b2.powi(tf));
-                        p -= lr * mh / (vh.sqrt() + eps);
-                    }
-                    "radam" => {
-                        p *= 1.0 - lr * wd;
-                        m = b1 * m + (1.0 - b1) * g;
-                        v = b2 * v + (1.0 - b2) * g * g;
-                        let mh = m / (1.0 - b1.powi(tf));
-                        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
-                        let rho = rho_inf - 2.0 * t as f64 * b2.powi(tf) / (1.0 - b2.powi(tf));
-                        if rho > 5.0 {
-                            let l = (1.0 - b2.powi(tf)).sqrt() / (v.sqrt() + eps);
-                            let r = ((rho - 4.0) * (rho - 2.0) * rho_inf
-                                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
-                                .sqrt();
-                            p -= lr * mh * r * l;
-                        } else {
-                            p -= lr * mh;
-                        }
-                    }
-                    "rmsprop" => {
-                        g += wd * p;
-                        v = alpha * v + (1.0 - alpha) * g * g;
-                        let s = g / (v.sqrt() + eps);
-                        if momentum > 0.0 {
-                            let b = buf.map_or(s, |b| momentum * b + s);
-                            buf = Some(b);
-                            p -= lr * b;
-                        } else {
-                            p -= lr * s;
-                        }
-                    }
-                    _ => unreachable!(),
-                }
-            }
-            out.push(p);
-        }
-        out
-    }
-
-    fn close(a: &[f32], b: &[f64]) {
-        for (x, y) in a.iter().zip(b) {
-            assert!(
-                (f64::from(*x) - y).abs() < 1e-5 * (1.0 + y.abs()),
-                "{a:?} vs {b:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn optimizers_match_hand_computed_steps() {
-        use crate::config::OptimizerKind::*;
-        // By hand: SGD momentum 0.9, wd 0.01, lr 0.1, g1 = [0.5, 0.1], g2 = [1.0, 0.2].
-        // step 1: g' = [0.51, 0.08] = buf; p1 = [0.949, -2.008]
-        // step 2: g' = [1.00949, 0.17992]; buf = [1.46849, 0.25192]; p2 = [0.802151, -2.033192]
-        close(
-            &steps(Sgd, ", \"momentum\": 0.9, \"weight_decay\": 0.01", 2),
-            &[0.802151, -2.033192],
-        );
-        // By hand: Adam's first step moves each weight by lr against the gradient's sign.
-        close(&steps(Adam, "", 1), &[0.9, -2.1]);
-        close(
-            &steps(Sgd, "", 2),
-            &reference("sgd", 0.0, 0.0, false, 0.999, 2),
-        );
-        close(
-            &steps(
-                Sgd,
-                ", \"momentum\": 0.9, \"nesterov\": true, \"weight_decay\": 0.01",
-                2,
-            ),
-            &reference("sgd", 0.01, 0.9, true, 0.999, 2),
-        );
-        close(
-            &steps(Adam, ", \"weight_decay\": 0.1", 2),
-            &reference("adam", 0.1, 0.0, false, 0.999, 2),
-        );
-        close(
-            &steps(Adamw, ", \"weight_decay\": 0.1", 2),
-            &reference("adamw", 0.1, 0.0, false, 0.999, 2),
-        );
-        // RAdam with beta2 0.9 crosses from the plain-momentum phase into the rectified one.
-        close(
-            &steps(Radam, ", \"weight_decay\": 0.1, \"betas\": [0.9, 0.9]", 12),
-            &reference("radam", 0.1, 0.0, false, 0.9, 12),
-        );
-        close(
-            &steps(Rmsprop, "", 2),
-            &reference("rmsprop", 0.0, 0.0, false, 0.999, 2),
-        );
-        close(
-            &steps(Rmsprop, ", \"momentum\": 0.5, \"weight_decay\": 0.01", 2),
-            &reference("rmsprop", 0.01, 0.5, false, 0.999, 2),
-        );
     }
 }

@@ -4,9 +4,15 @@
 
 pub mod burn_engine;
 pub mod cnn_ops;
+pub mod early_stop;
+pub mod epochs;
+pub mod eval;
 pub mod kernels;
+pub mod metrics;
 pub mod model;
 pub mod optim;
+#[cfg(test)]
+mod optim_tests;
 pub mod schedule;
 pub mod scripted;
 

@@ -1,0 +1,342 @@
+//! The epoch loop of one trial: each epoch's minibatches and optimizer steps, its validation
+//! and row, and the reasons to stop early (cancellation, divergence, the early-stopping policy).
+
+use super::cnn_ops::CnnOps;
+use super::early_stop::{Action, EarlyStop};
+use super::eval::{DeviceSet, Eval, evaluate};
+use super::model::Net;
+use super::schedule::lr_at;
+use super::{EpochRow, Progress, Status, TrialResult};
+use crate::config::TrialConfig;
+use crate::data::{self, PIXELS, Part, Stream, augment};
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The index lists of one epoch's minibatches.
+fn epoch_batches(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
+    match cfg.steps_per_epoch {
+        Some(k) => (0..k)
+            .map(|_| (0..bs).map(|_| rng.random_range(0..n)).collect())
+            .collect(),
+        None => {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(rng);
+            order
+                .chunks(bs)
+                .filter(|c| !(cfg.drop_last && c.len() < bs))
+                .map(<[usize]>::to_vec)
+                .collect()
+        }
+    }
+}
+
+/// What stays with a trial's training from epoch to epoch: its config, the training split (on
+/// the device and raw, for augmentation), the optimizer and the random streams of batches,
+/// dropout and augmentation.
+pub struct Trainer<'a, B: AutodiffBackend, O> {
+    cfg: &'a TrialConfig,
+    device: &'a B::Device,
+    train: &'a Part,
+    x_train: Tensor<B::InnerBackend, 2>,
+    batch_size: usize,
+    optim: O,
+    batch_rng: ChaCha8Rng,
+    drop_rng: ChaCha8Rng,
+    aug_rng: ChaCha8Rng,
+}
+
+/// One batch's forward pass.
+struct BatchLoss<B: AutodiffBackend> {
+    /// The mean loss, on the autodiff graph.
+    loss: Tensor<B, 1>,
+    /// The same loss off the graph, for the epoch's sums.
+    value: Tensor<B::InnerBackend, 1>,
+    /// How many samples of the batch the model got right.
+    correct: Tensor<B::InnerBackend, 1, Int>,
+}
+
+/// What one epoch's steps measured.
+struct EpochSteps {
+    /// Mean of the steps' losses.
+    loss: f64,
+    correct: i64,
+    samples: usize,
+    /// Every step's loss, when the config logs them.
+    step_losses: Vec<f64>,
+}
+
+impl<'a, B, O> Trainer<'a, B, O>
+where
+    B: AutodiffBackend + CnnOps,
+    B::InnerBackend: CnnOps,
+    O: Optimizer<Net<B>, B>,
+{
+    /// A trainer for `cfg` on the split `train`, which it copies to `device`.
+    pub fn new(
+        cfg: &'a TrialConfig,
+        train: &'a Part,
+        batch_size: usize,
+        optim: O,
+        device: &'a B::Device,
+    ) -> Self {
+        let x_train = Tensor::from_data(
+            TensorData::new(train.x.clone(), [train.len(), PIXELS]),
+            device,
+        );
+        Trainer {
+            cfg,
+            device,
+            train,
+            x_train,
+            batch_size,
+            optim,
+            batch_rng: data::rng(cfg.seed, Stream::Batches),
+            drop_rng: data::rng(cfg.seed, Stream::Dropout),
+            aug_rng: data::rng(cfg.seed, Stream::Augment),
+        }
+    }
+
+    /// The epoch loop: trains, validates and reports each epoch, adds its row (and step losses
+    /// and notes) to `out`, and stops on cancellation, divergence or early stopping.
+    pub fn run(
+        &mut self,
+        mut model: Net<B>,
+        (val, test): (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
+        out: &mut TrialResult,
+        progress: &mut (dyn FnMut(Progress) + Send),
+        cancel: &AtomicBool,
+    ) -> Trained<B> {
+        let cfg = self.cfg;
+        let mut stopper = EarlyStop::new(&cfg.early_stopping, cfg.epochs);
+        let mut best = None;
+        let mut status = Status::Ok;
+        let (mut samples_seen, mut train_seconds) = (0usize, 0f64);
+        for epoch in 0..cfg.epochs {
+            let t_epoch = Instant::now();
+            let lr = lr_at(cfg.optimizer.lr(), &cfg.schedule, epoch, cfg.epochs);
+            let (next, steps) = self.epoch(model, lr, cancel);
+            model = next;
+            let Some(steps) = steps else {
+                status = Status::Interrupted;
+                break;
+            };
+            out.step_losses.extend(&steps.step_losses);
+            samples_seen += steps.samples;
+            train_seconds += t_epoch.elapsed().as_secs_f64();
+
+            let (row, v) = self.epoch_row(&model, epoch, lr, &steps, (val, test), t_epoch);
+            out.epochs.push(row.clone());
+            progress(Progress::Epoch(row));
+            if !steps.loss.is_finite() {
+                status = Status::Diverged;
+                out.notes.push(format!(
+                    "training loss became {} in epoch {}: stopped",
+                    steps.loss,
+                    epoch + 1
+                ));
+                break;
+            }
+            let Some(v) = v else { continue };
+            // The weights are cloned only when the test set will use them.
+            let mut keep_best = || {
+                if cfg.restore_best {
+                    best = Some((epoch + 1, model.clone()));
+                }
+            };
+            match stopper.observe(stopper.score(v.loss, v.accuracy), epoch + 1) {
+                Action::Continue => {}
+                Action::KeepBest => keep_best(),
+                Action::Stop {
+                    note,
+                    keep_best: also_best,
+                } => {
+                    if also_best {
+                        keep_best();
+                    }
+                    status = Status::StoppedEarly;
+                    out.notes.push(note);
+                    break;
+                }
+            }
+        }
+        Trained {
+            model,
+            best,
+            status,
+            samples_seen,
+            train_seconds,
+        }
+    }
+
+    /// One epoch's batches and steps at learning rate `lr`. `None` when cancelled: the partial
+    /// epoch is dropped.
+    fn epoch(
+        &mut self,
+        mut model: Net<B>,
+        lr: f64,
+        cancel: &AtomicBool,
+    ) -> (Net<B>, Option<EpochSteps>) {
+        let batches = epoch_batches(
+            self.cfg,
+            self.train.len(),
+            self.batch_size,
+            &mut self.batch_rng,
+        );
+        // Sums stay on the device, read back once per epoch rather than once per step.
+        let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
+        let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
+        let mut step_losses: Vec<Tensor<B::InnerBackend, 1>> = vec![];
+        let mut samples = 0usize;
+        for idx in &batches {
+            if cancel.load(Ordering::Relaxed) {
+                return (model, None);
+            }
+            let BatchLoss {
+                loss,
+                value,
+                correct,
+            } = self.batch_loss(&model, idx);
+            if self.cfg.log_steps {
+                step_losses.push(value.clone());
+            }
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + value,
+                None => value,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + correct,
+                None => correct,
+            });
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = self.optim.step(lr, model, grads);
+            samples += idx.len();
+        }
+        let loss = loss_sum
+            .map(|t| f64::from(t.into_data().iter::<f32>().next().unwrap_or(f32::NAN)))
+            .unwrap_or(f64::NAN)
+            / batches.len().max(1) as f64;
+        let correct = correct_sum
+            .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0))
+            .unwrap_or(0);
+        let step_losses = if step_losses.is_empty() {
+            vec![]
+        } else {
+            let all = Tensor::cat(step_losses, 0).into_data();
+            all.iter::<f32>().map(f64::from).collect()
+        };
+        let steps = EpochSteps {
+            loss,
+            correct,
+            samples,
+            step_losses,
+        };
+        (model, Some(steps))
+    }
+
+    /// Validates the weights after an epoch (and tests them, when the config asks every epoch)
+    /// and builds the epoch's row; the validation also goes back for early stopping.
+    fn epoch_row(
+        &self,
+        model: &Net<B>,
+        epoch: usize,
+        lr: f64,
+        steps: &EpochSteps,
+        (val, test): (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
+        started: Instant,
+    ) -> (EpochRow, Option<Eval>) {
+        let valid = model.valid();
+        let v = evaluate(&valid, val);
+        let te = if self.cfg.test_each_epoch {
+            evaluate(&valid, test)
+        } else {
+            None
+        };
+        let row = EpochRow {
+            epoch: epoch + 1,
+            train_loss: steps.loss,
+            train_accuracy: steps.correct as f64 / steps.samples.max(1) as f64,
+            val_loss: v.as_ref().map(|e| e.loss),
+            val_accuracy: v.as_ref().map(|e| e.accuracy),
+            test_loss: te.as_ref().map(|e| e.loss),
+            test_accuracy: te.as_ref().map(|e| e.accuracy),
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        (row, v)
+    }
+
+    /// The forward pass on the samples `idx` (dropout on).
+    fn batch_loss(&mut self, model: &Net<B>, idx: &[usize]) -> BatchLoss<B> {
+        let b = idx.len();
+        let x = self.batch_input(idx);
+        let ys: Vec<i64> = idx.iter().map(|&i| i64::from(self.train.y[i])).collect();
+        let y: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(ys, [b]), self.device);
+        let logits = model.forward(Tensor::from_inner(x), Some(&mut self.drop_rng));
+        let loss = -log_softmax(logits.clone(), 1)
+            .gather(1, y.clone().reshape([b, 1]))
+            .mean();
+        let value = loss.clone().inner();
+        let correct = logits
+            .inner()
+            .argmax(1)
+            .reshape([b])
+            .equal(y.inner())
+            .int()
+            .sum();
+        BatchLoss {
+            loss,
+            value,
+            correct,
+        }
+    }
+
+    /// The pixels of the samples `idx`: augmented from the raw bytes when the config asks,
+    /// otherwise picked from the normalised training set already on the device.
+    fn batch_input(&mut self, idx: &[usize]) -> Tensor<B::InnerBackend, 2> {
+        let b = idx.len();
+        if self.cfg.augment.enabled {
+            let norm = &self.cfg.data.normalize;
+            let (mean, std) = (norm.mean as f32, norm.std as f32);
+            let mut xs = Vec::with_capacity(b * PIXELS);
+            for &i in idx {
+                augment::augment_into(
+                    &self.train.raw[i * PIXELS..(i + 1) * PIXELS],
+                    &self.cfg.augment,
+                    mean,
+                    std,
+                    &mut self.aug_rng,
+                    &mut xs,
+                );
+            }
+            Tensor::from_data(TensorData::new(xs, [b, PIXELS]), self.device)
+        } else {
+            let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+            self.x_train
+                .clone()
+                .select(0, Tensor::from_data(TensorData::new(ids, [b]), self.device))
+        }
+    }
+}
+
+/// How a trial's epochs ended.
+pub struct Trained<B: AutodiffBackend> {
+    /// The weights after the last epoch run.
+    pub model: Net<B>,
+    /// The best validation epoch (1-based) and its weights, kept only when they will be
+    /// restored for the test set.
+    pub best: Option<(usize, Net<B>)>,
+    /// `ok`, or why the epochs stopped before the last.
+    pub status: Status,
+    /// Training samples over all complete epochs.
+    pub samples_seen: usize,
+    /// Time spent in the epochs' steps, without validation.
+    pub train_seconds: f64,
+}
