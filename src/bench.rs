@@ -23,16 +23,26 @@ pub fn model_yaml(model: &str) -> Option<&'static str> {
     })
 }
 
+/// One benchmark measurement: how fast a reference model trained, and how well.
 pub struct BenchResult {
+    /// Reference model: `linear`, `mlp` or `cnn`.
     pub model: String,
+    /// The device it ran on, `cpu` or `cuda:N`.
     pub device: String,
+    /// CPU threads the trial could use.
     pub threads: usize,
+    /// Training samples processed over all epochs (recomputed as throughput × seconds).
     pub samples: usize,
+    /// Seconds spent in the training epochs, evaluation excluded.
     pub seconds: f64,
+    /// Training throughput, samples per second; 0 when no time was measured.
     pub samples_per_second: f64,
+    /// Fraction of test samples classified right after training, in [0, 1]; NaN when not measured.
     pub test_accuracy: f64,
 }
 
+/// Trains reference `model` for `epochs` epochs on `device` (on a seeded subset of `train_size`
+/// training samples when given) and measures its training throughput.
 pub fn throughput(
     model: &str,
     device: Device,

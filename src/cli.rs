@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The `hypersweep` command line.
 #[derive(Parser, Debug)]
 #[command(
     name = "hypersweep",
@@ -14,6 +15,7 @@ tables (Parquet/CSV) and a Markdown + HTML report with plots.\n\nExit codes: 0 o
 your input, 2 an internal failure, 3 the sweep ran but some trials failed, 130 interrupted."
 )]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -21,6 +23,7 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check a sweep file and count its trials; trains nothing.
@@ -30,6 +33,7 @@ pub enum Command {
     },
     /// List the trials a sweep file expands into (id, name, varied values).
     Plan {
+        /// The sweep file (YAML).
         file: PathBuf,
         /// Print a JSON array of {id, name, params} with each trial's full config.
         #[arg(long)]
@@ -60,6 +64,7 @@ pub enum Command {
         /// `cpu` or `cuda:N`.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Epochs to train each model.
         #[arg(long, default_value_t = 2)]
         epochs: usize,
         /// Train on this many samples per epoch (default: the 8,000 of the bundled split).
@@ -78,6 +83,7 @@ pub enum Command {
     },
 }
 
+/// Options of `hypersweep run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// The sweep file (YAML).

@@ -3,26 +3,38 @@
 
 use crate::trial::{EpochRow, Trial, TrialId, TrialResult};
 
+/// Something that happened in a sweep; watchers receive them in the order they happened.
 #[derive(Debug, Clone)]
 pub enum SweepEvent {
     /// The sweep begins: `total` trials in the plan, `skipped` already done on disk.
     Started {
+        /// Trials in the plan, those already done included.
         total: usize,
+        /// Trials already done on disk, not run again.
         skipped: usize,
+        /// The slots trials run on, each as `device×threads` (e.g. `cpu×2t`).
         slots: Vec<String>,
     },
     /// A trial began on a device.
     TrialStarted {
+        /// The trial's id.
         id: TrialId,
+        /// The trial's readable name.
         name: String,
+        /// The device it runs on, `cpu` or `cuda:N`.
         device: String,
+        /// Epochs it is configured for (it may stop sooner).
         epochs: usize,
     },
     /// A running trial finished an epoch.
     TrialEpoch {
+        /// The trial's id.
         id: TrialId,
+        /// The trial's readable name.
         name: String,
+        /// The device it runs on, `cpu` or `cuda:N`.
         device: String,
+        /// The metrics of the epoch that just ended.
         row: EpochRow,
     },
     /// A trial ended, in any status (ok, diverged, stopped_early, failed, interrupted).
@@ -34,9 +46,12 @@ pub enum SweepEvent {
     },
     /// The first Ctrl-C: no new trials start.
     Stopping {
+        /// True when running trials are stopped too (second interrupt), not only new ones.
         hard: bool,
     },
+    /// The sweep is over: every slot's worker has finished.
     Done {
+        /// Wall-clock seconds since the scheduler started.
         seconds: f64,
     },
 }

@@ -16,6 +16,7 @@ use tracing_subscriber::prelude::*;
 pub struct LogFile(Arc<Mutex<Option<File>>>);
 
 impl LogFile {
+    /// Starts appending log lines (info and above) to `path`; until then they are dropped.
     pub fn open(&self, path: &Path) -> Result<()> {
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -27,6 +28,7 @@ impl LogFile {
     }
 }
 
+/// A writer onto the shared log file; discards what it is given while no file is open.
 pub struct LogWriter(Arc<Mutex<Option<File>>>);
 
 impl Write for LogWriter {
@@ -51,6 +53,8 @@ impl<'a> MakeWriter<'a> for LogFile {
     }
 }
 
+/// Installs the tracing subscriber (stderr at warn, info with `-v`, debug with `-vv`; RUST_LOG
+/// overrides) and returns the log file to open once the results directory is known.
 pub fn init(verbose: u8) -> LogFile {
     let level = match verbose {
         0 => LevelFilter::WARN,

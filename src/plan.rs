@@ -7,9 +7,12 @@ pub use crate::trial::Trial;
 use crate::trial::TrialId;
 use serde_json::{Map, Value};
 
+/// A sweep expanded into its trials.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The sweep's name; its results go to `<out>/<name>/`.
     pub name: String,
+    /// Every trial, in expansion order (named trials × grid × zip × seeds).
     pub trials: Vec<Trial>,
     /// The varied keys in display order (columns of plan.csv and the summary).
     pub axes: Vec<String>,

@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
+/// What a running sweep shows: bars on a terminal, plain lines otherwise, nothing when quiet.
 pub struct Display {
     quiet: bool,
     bars: Option<(MultiProgress, ProgressBar)>,
@@ -18,6 +19,7 @@ pub struct Display {
 }
 
 impl Display {
+    /// A display for `total` trials; bars only when stdout is a terminal and not `quiet`.
     pub fn new(quiet: bool, total: usize) -> Display {
         let bars = (!quiet && std::io::stdout().is_terminal()).then(|| {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
@@ -53,6 +55,7 @@ impl Display {
         }
     }
 
+    /// Shows one sweep event (and logs it through tracing, even when quiet).
     pub fn event(&mut self, ev: &SweepEvent) {
         match ev {
             SweepEvent::Started {
@@ -150,6 +153,7 @@ impl Display {
         }
     }
 
+    /// Finishes the sweep bar, leaving it on screen.
     pub fn finish(&mut self) {
         if let Some((_, bar)) = &self.bars {
             bar.finish();

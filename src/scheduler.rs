@@ -15,14 +15,18 @@ use std::time::Instant;
 /// One place a trial can run: a device and the CPU threads the trial may use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
+    /// The device trials in this slot train on.
     pub device: Device,
+    /// CPU threads a trial in this slot may use (the size of its thread pool).
     pub threads: usize,
 }
 
 /// Two-stage stop: the first Ctrl-C stops new trials, the second interrupts running ones.
 #[derive(Debug, Default)]
 pub struct Cancel {
+    /// Set by the first interrupt: no new trial starts.
     pub stop_new: AtomicBool,
+    /// Set by the second interrupt: running trials stop and are recorded as interrupted.
     pub stop_running: AtomicBool,
 }
 

@@ -132,33 +132,59 @@ pub struct Mistake {
 /// The engine fills in what it measured; the scheduler stamps `id`, `name` and `device`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct TrialResult {
+    /// The trial's id (stamped by the scheduler).
     pub id: TrialId,
+    /// The trial's readable name (stamped by the scheduler).
     pub name: String,
+    /// How the trial ended.
     pub status: Status,
+    /// Why the trial failed (the error or panic text); `None` unless it failed.
     pub error: Option<String>,
+    /// The device it ran on, `cpu` or `cuda:N` (stamped by the scheduler).
     pub device: String,
+    /// Epochs completed: fewer than configured when it stopped early, diverged or was interrupted.
     pub epochs_run: usize,
+    /// Mean cross-entropy per test sample of the final model (the best epoch's weights with
+    /// `restore_best`); `None` when interrupted.
     pub test_loss: Option<f64>,
+    /// Fraction of test samples that model classifies right, in [0, 1]; `None` when interrupted.
     pub test_accuracy: Option<f64>,
+    /// Last epoch's training loss: the mean of its minibatch losses (dropout on, as trained).
     pub train_loss: Option<f64>,
+    /// Last epoch's training accuracy, in [0, 1], counted on its minibatches while training.
     pub train_accuracy: Option<f64>,
+    /// Lowest validation loss over the epochs; `None` without a validation split.
     pub best_val_loss: Option<f64>,
+    /// Highest validation accuracy over the epochs, in [0, 1] (not necessarily at `best_epoch`);
+    /// `None` without a validation split.
     pub best_val_accuracy: Option<f64>,
+    /// The 1-based epoch of `best_val_loss`; `None` without a validation split.
     pub best_epoch: Option<usize>,
+    /// Test counts, 10 × 10, indexed `[true digit][predicted digit]`; empty when not evaluated.
     pub confusion_matrix: Vec<Vec<u64>>,
+    /// Per digit 0–9, the fraction of its test samples classified right (recall), in [0, 1].
     #[serde(deserialize_with = "nan_for_null::vec")]
     pub per_class_accuracy: Vec<f64>,
     /// (true, predicted, count), most frequent first.
     pub most_confused: Vec<(u8, u8, u64)>,
+    /// Up to 25 misclassified test digits, most confidently wrong first.
     pub mistakes: Vec<Mistake>,
+    /// Mean wall time, in milliseconds, of one test-set evaluation batch (up to 1,000 samples,
+    /// forward pass and read-back).
     pub inference_ms_per_batch_mean: Option<f64>,
+    /// Sample standard deviation of that batch time, in milliseconds (0 with one batch).
     pub inference_ms_per_batch_std: Option<f64>,
+    /// Seconds spent in the training epochs (minibatch steps), evaluation excluded.
     #[serde(deserialize_with = "nan_for_null::one")]
     pub train_seconds: f64,
+    /// Wall-clock seconds of the whole trial: data preparation, training and evaluation.
     #[serde(deserialize_with = "nan_for_null::one")]
     pub total_seconds: f64,
+    /// Training samples processed per second of `train_seconds`; `None` when no time was measured.
     pub samples_per_second: Option<f64>,
+    /// Sizes and origin of the trial's data splits.
     pub data: DataSummary,
+    /// Remarks in words: a clamped batch size, divergence, early stopping, restored weights.
     pub notes: Vec<String>,
     /// Training loss of every step, when `log_steps` is on (non-finite ones are stored as null).
     #[serde(deserialize_with = "nan_for_null::vec")]

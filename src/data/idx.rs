@@ -4,7 +4,9 @@ use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::Path;
 
+/// Magic number of an IDX images file: unsigned bytes, 3 dimensions.
 pub const IMAGES_MAGIC: u32 = 2051;
+/// Magic number of an IDX labels file: unsigned bytes, 1 dimension.
 pub const LABELS_MAGIC: u32 = 2049;
 /// More than the full MNIST set needs; a guard against a corrupt header asking for terabytes.
 const MAX_DECODED: u64 = 1 << 31;
@@ -12,7 +14,9 @@ const MAX_DECODED: u64 = 1 << 31;
 /// Decoded IDX contents: dimensions and the raw unsigned bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Idx {
+    /// Size of each dimension, outermost first (`[n, 28, 28]` for MNIST images, `[n]` for labels).
     pub dims: Vec<usize>,
+    /// The values, one byte each, row-major: exactly the product of `dims`.
     pub data: Vec<u8>,
 }
 

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// Pixels in one MNIST image: 28 × 28, one byte each in the raw files.
 pub const PIXELS: usize = 784;
+/// Number of classes: the digits 0 to 9.
 pub const CLASSES: usize = 10;
 
 /// The bundled sample (data/mnist-10k), compiled into the binary so it trains anywhere.
@@ -25,17 +27,22 @@ pub const BUNDLED_TRAIN: usize = 8000;
 /// Raw digits as stored: 784 bytes per image.
 #[derive(Debug, Clone)]
 pub struct Digits {
+    /// Grayscale bytes, 0 (background) to 255 (full ink), `PIXELS` per image, images back to back.
     pub pixels: Vec<u8>,
+    /// The digit each image shows, 0 to 9, one per image.
     pub labels: Vec<u8>,
 }
 
 impl Digits {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
+    /// Whether it holds no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+    /// The `PIXELS` raw bytes of image `i`, row by row; panics when `i` is out of range.
     pub fn image(&self, i: usize) -> &[u8] {
         &self.pixels[i * PIXELS..(i + 1) * PIXELS]
     }
@@ -44,8 +51,11 @@ impl Digits {
 /// A data source: the official train part and test part.
 #[derive(Debug)]
 pub struct Source {
+    /// The official training part (60,000 digits in full MNIST, the bundled sample's first 8,000).
     pub train: Digits,
+    /// The official test part (10,000 digits in full MNIST, the last 2,000 of the bundled sample).
     pub test: Digits,
+    /// Where the digits came from, in words (recorded in each result's `data.source`).
     pub label: String,
 }
 
@@ -145,15 +155,18 @@ pub fn source(path: Option<&str>) -> Result<Arc<Source>, String> {
 pub struct Part {
     /// Normalised pixels, 784 per sample.
     pub x: Vec<f32>,
+    /// Labels, 0 to 9, one per sample.
     pub y: Vec<u8>,
     /// Raw bytes, kept for augmentation and for drawing misclassified digits.
     pub raw: Vec<u8>,
 }
 
 impl Part {
+    /// Number of samples.
     pub fn len(&self) -> usize {
         self.y.len()
     }
+    /// Whether it holds no samples.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
@@ -162,17 +175,26 @@ impl Part {
 /// The sizes and origin of a trial's data, recorded in its result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct DataSummary {
+    /// Where the digits came from, in words (the `Source` label).
     pub source: String,
+    /// Training samples, after any `data.train_size` subset.
     pub train: usize,
+    /// Validation samples (0 without a validation split).
     pub val: usize,
+    /// Test samples.
     pub test: usize,
 }
 
+/// One trial's data: the training, validation and test parts, and their sizes.
 #[derive(Debug, Clone)]
 pub struct Splits {
+    /// Training samples, shuffled by the split and cut to `data.train_size` when set.
     pub train: Part,
+    /// Validation samples; empty when the split has no validation fraction.
     pub val: Part,
+    /// Test samples; never affected by `data.train_size`.
     pub test: Part,
+    /// Sizes and origin, recorded in the trial's result.
     pub summary: DataSummary,
 }
 
@@ -180,14 +202,22 @@ pub struct Splits {
 /// shifts the numbers drawn in another.
 #[derive(Clone, Copy)]
 pub enum Stream {
+    /// Which samples go to train, validation and test.
     Split = 1,
+    /// Which training samples a `data.train_size` subset keeps.
     Subset = 2,
+    /// Initial weights and biases.
     Init = 3,
+    /// Minibatch order (or, with `steps_per_epoch`, which samples each step draws).
     Batches = 4,
+    /// Dropout masks.
     Dropout = 5,
+    /// Data augmentation.
     Augment = 6,
 }
 
+/// A ChaCha8 generator seeded with `seed` and set to `stream`, so each kind of random choice is
+/// reproducible on its own.
 pub fn rng(seed: u64, stream: Stream) -> ChaCha8Rng {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     r.set_stream(stream as u64);

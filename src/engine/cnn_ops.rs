@@ -17,6 +17,8 @@ type AdFlex = burn::backend::Autodiff<Flex>;
 
 /// Stride-1 convolution with bias and max pooling with stride = window, as the CNN uses them.
 pub trait CnnOps: Backend {
+    /// Stride-1 convolution of `x` `[n, c_in, h, w]` with `weight` `[c_out, c_in, k, k]` plus
+    /// `bias` `[c_out]`, with `pad` zeros on each side.
     fn cnn_conv2d(
         x: Tensor<Self, 4>,
         weight: Tensor<Self, 4>,

@@ -28,7 +28,9 @@ pub use burn_engine::BurnEngine;
 /// Where a trial trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Device {
+    /// The CPU, through burn's Flex backend.
     Cpu,
+    /// A CUDA GPU, by device index (`cuda:N`).
     Cuda(usize),
 }
 

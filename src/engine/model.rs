@@ -17,22 +17,30 @@ use rayon::prelude::*;
 /// The non-learned settings of a network.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// The non-linearity after each hidden layer (and after each convolution's pooling).
     pub activation: Activation,
+    /// Probability of zeroing each hidden activation while training, in [0, 1).
     pub dropout: f64,
+    /// Probability of zeroing each input pixel while training, in [0, 1); linear models only.
     pub input_dropout: f64,
+    /// Whether convolutions come before the linear layers (the cnn kind).
     pub cnn: bool,
     /// Convolution padding and pooling window (CNN only).
     pub padding: usize,
+    /// Max-pool window and stride, in pixels, after each convolution; 1 means no pooling.
     pub pool: usize,
 }
 
+/// A classifier from flattened 28 × 28 digits to 10 logits (linear, mlp or cnn), one burn module.
 #[derive(Module, Debug)]
 pub struct Net<B: Backend> {
+    /// Convolution layers, in order; empty unless the model is a CNN.
     pub convs: Vec<Conv2d<B>>,
     /// Hidden layers then the output layer.
     pub linears: Vec<Linear<B>>,
     /// One per hidden layer when batch norm is on.
     pub norms: Vec<BatchNorm<B>>,
+    /// The non-learned settings; not a parameter, skipped by burn's module machinery.
     #[module(skip)]
     pub shape: Shape,
 }
@@ -130,6 +138,7 @@ pub fn dropout_mask(rng: &mut ChaCha8Rng, n: usize, keep: f64, scale: f32) -> Ve
 }
 
 impl<B: Backend> Net<B> {
+    /// Builds the network `cfg` describes on `device`, drawing all initial weights from `rng`.
     pub fn new(cfg: &ModelConfig, rng: &mut ChaCha8Rng, device: &B::Device) -> Self {
         let mut convs = vec![];
         let mut inputs = PIXELS;

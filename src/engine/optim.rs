@@ -8,27 +8,42 @@ use burn::record::Record;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
+/// One trial's optimizer (sgd, adam, adamw, radam or rmsprop) with PyTorch's update rules; the
+/// learning rate comes with each step.
 #[derive(Debug, Clone)]
 pub struct Optim {
+    /// Which update rule.
     pub kind: OptimizerKind,
+    /// Momentum factor for sgd and rmsprop; 0 turns momentum off.
     pub momentum: f64,
+    /// Nesterov momentum (sgd only).
     pub nesterov: bool,
+    /// Weight decay factor: added to the gradient (L2) for sgd, adam and rmsprop, decoupled
+    /// (weights × (1 − lr × decay)) for adamw and radam; 0 turns it off.
     pub weight_decay: f64,
+    /// Decay rate of the running mean of gradients (Adam family).
     pub beta1: f64,
+    /// Decay rate of the running mean of squared gradients (Adam family).
     pub beta2: f64,
+    /// Added to the square-root denominator of the adaptive optimizers, for numerical safety.
     pub eps: f64,
+    /// Decay rate of rmsprop's running mean of squared gradients.
     pub alpha: f64,
 }
 
 /// Per-parameter state: the step count and up to two moment buffers.
 #[derive(Record, Clone)]
 pub struct OptimState<B: Backend, const D: usize> {
+    /// Updates applied to this parameter so far, the current one included (1 after the first).
     pub step: usize,
+    /// Running mean of gradients (Adam family) or the momentum buffer (sgd, rmsprop); else `None`.
     pub m: Option<Tensor<B, D>>,
+    /// Running mean of squared gradients (Adam family, rmsprop); `None` when unused.
     pub v: Option<Tensor<B, D>>,
 }
 
 impl Optim {
+    /// Takes the settings of a trial's optimizer config (all but the learning rate).
     pub fn new(c: &OptimizerConfig) -> Self {
         Optim {
             kind: c.kind,
@@ -42,6 +57,7 @@ impl Optim {
         }
     }
 
+    /// Wraps it as a burn `Optimizer` for module `M` on autodiff backend `B`.
     pub fn into_adaptor<B: AutodiffBackend, M: burn::module::AutodiffModule<B>>(
         self,
     ) -> OptimizerAdaptor<Optim, M, B> {

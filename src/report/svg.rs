@@ -4,11 +4,13 @@
 
 use std::fmt::Write;
 
+/// Series colours, in order (matplotlib's tab10); reused from the start after ten.
 pub const PALETTE: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf",
 ];
 
+/// Escapes `&`, `<`, `>` and `"` for SVG or HTML text and double-quoted attributes.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -16,18 +18,27 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// One named series of a line chart.
 pub struct Series {
+    /// Its legend text.
     pub label: String,
+    /// Data points (x, y), joined in order; non-finite ones, and x ≤ 0 on a log axis, are skipped.
     pub points: Vec<(f64, f64)>,
     /// Half-heights of error bars, one per point (empty: none).
     pub errors: Vec<f64>,
 }
 
+/// A line chart of one or more series; `render` gives the SVG.
 pub struct LineChart<'a> {
+    /// Title above the plot.
     pub title: &'a str,
+    /// Label under the x axis (` (log)` is appended on a log axis).
     pub x_label: &'a str,
+    /// Label beside the y axis.
     pub y_label: &'a str,
+    /// Base-10 logarithmic x axis.
     pub log_x: bool,
+    /// The series to draw, coloured from `PALETTE` in order.
     pub series: Vec<Series>,
     /// Draw markers at every point (few points) instead of plain lines.
     pub markers: bool,

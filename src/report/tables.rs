@@ -79,6 +79,8 @@ pub fn gap(r: &TrialRow) -> Option<f64> {
     Some(last.train_accuracy - other)
 }
 
+/// The summary table: one row per trial with its status, varied parameters as typed columns, final
+/// metrics, timings, device and error.
 pub fn summary(l: &Loaded) -> Result<DataFrame> {
     let rows: Vec<&TrialRow> = l.rows.iter().collect();
     let res = |f: fn(&TrialRow) -> Option<f64>| -> Vec<Option<f64>> {
@@ -174,6 +176,8 @@ pub fn summary(l: &Loaded) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), cols)?)
 }
 
+/// The epochs table, long format: one row per trial and epoch, with the varied parameters and that
+/// epoch's metrics.
 pub fn epochs(l: &Loaded) -> Result<DataFrame> {
     let flat: Vec<(&TrialRow, &crate::trial::EpochRow)> = l
         .rows
