@@ -6,6 +6,12 @@ use crate::engine::Device;
 use crate::error::{Error, Result};
 use crate::scheduler::Slot;
 
+/// How far past the core count `cpu:N` and `--threads` may go: some oversubscription is
+/// useful (trials that wait on I/O), thousands of threads only crash or hang the run.
+const MAX_OVERSUBSCRIPTION: usize = 8;
+/// The most trials one GPU may be shared by.
+const MAX_PER_DEVICE: usize = 64;
+
 /// The CPU cores this process may use.
 pub fn cores() -> usize {
     std::thread::available_parallelism()
@@ -64,6 +70,18 @@ fn slots(
     if threads == Some(0) {
         return Err("--threads must be at least 1".into());
     }
+    let machine = cores();
+    if let Some(t) = threads.filter(|t| *t > MAX_OVERSUBSCRIPTION * machine) {
+        return Err(format!(
+            "--threads {t}: this machine has {machine} cores; at most {} threads per trial",
+            MAX_OVERSUBSCRIPTION * machine
+        ));
+    }
+    if per_device > MAX_PER_DEVICE {
+        return Err(format!(
+            "--per-device {per_device}: at most {MAX_PER_DEVICE} trials can share one GPU"
+        ));
+    }
     let spec = spec.trim();
     let cpu_slots = |n: usize| -> Vec<Slot> {
         let running = n.min(pending.max(1)).max(1);
@@ -85,6 +103,12 @@ fn slots(
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("`{spec}`: expected cpu:N with N ≥ 1 concurrent trials"))?;
+        if n > MAX_OVERSUBSCRIPTION * machine {
+            return Err(format!(
+                "`{spec}`: this machine has {machine} cores; at most {} trials can run at once on CPU",
+                MAX_OVERSUBSCRIPTION * machine
+            ));
+        }
         return Ok(cpu_slots(n));
     }
     let gpu_slots = |ids: &[usize]| -> Vec<Slot> {

@@ -6,6 +6,7 @@ use crate::spec::{Override, Pos, Spec, SpecError, closest, leaf_paths, set_path}
 pub use crate::trial::Trial;
 use crate::trial::TrialId;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// A sweep expanded into its trials.
 #[derive(Debug, Clone)]
@@ -128,9 +129,10 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
 /// Where a dotted path was written, for errors found by serde or by the checks: the override
 /// with the longest key that is the path, a parent of it or a child of it.
 fn locate(overrides: &[&Override], path: &str) -> (Option<Pos>, String) {
+    // Overrides are in precedence order and `max_by_key` keeps the last of equals: among the
+    // most specific keys, the one written last, whose value the trial has, is blamed.
     overrides
         .iter()
-        .rev()
         .filter(|o| {
             path == o.key
                 || path.starts_with(&format!("{}.", o.key))
@@ -232,6 +234,17 @@ fn suggest_key(field: &str, full: &str, path: &str, siblings: &[&str]) -> Option
 
 /// Expands a sweep into its trials, checking every one.
 pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
+    let count = trial_count(spec);
+    if count > MAX_TRIALS {
+        return Err(SpecError {
+            file: spec.file.clone(),
+            pos: spec.grid.first().map(|a| a.pos),
+            key: String::new(),
+            message: format!(
+                "this sweep expands to {count} trials; at most {MAX_TRIALS} are allowed (use fewer grid values, or random search)"
+            ),
+        });
+    }
     let combos = grid_combos(spec);
     let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
     let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
@@ -243,13 +256,15 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
         Some(s) => s.iter().copied().map(Some).collect(),
         None => vec![None],
     };
-    let mut trials: Vec<Trial> = vec![];
+    let mut trials: Vec<Trial> = Vec::with_capacity(count as usize);
+    let mut seen: HashMap<TrialId, usize> = HashMap::with_capacity(count as usize);
     for nt in &named {
         for combo in &combos {
             for zi in 0..zip_len {
                 for seed in &seeds {
                     let trial = build_trial(spec, *nt, combo, zi, *seed)?;
-                    if let Some(prev) = trials.iter().find(|t| t.id == trial.id) {
+                    if let Some(&prev) = seen.get(&trial.id) {
+                        let prev = &trials[prev];
                         return Err(SpecError {
                             file: spec.file.clone(),
                             pos: None,
@@ -260,6 +275,7 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
                             ),
                         });
                     }
+                    seen.insert(trial.id.clone(), trials.len());
                     trials.push(trial);
                 }
             }
@@ -292,6 +308,25 @@ fn grid_combos(spec: &Spec) -> Vec<Vec<Override>> {
         combos = next;
     }
     combos
+}
+
+/// The most trials one sweep may expand to: beyond this a typo in a grid (an extra zero in a
+/// range) would take minutes and gigabytes before saying anything.
+pub const MAX_TRIALS: u128 = 1_000_000;
+
+/// How many trials a sweep expands to, computed without expanding it (saturating, so a grid of
+/// a thousand axes cannot overflow).
+pub fn trial_count(spec: &Spec) -> u128 {
+    let grid = spec
+        .grid
+        .iter()
+        .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128));
+    let zip = spec.zip.first().map_or(1, |a| a.values.len() as u128);
+    let named = spec.trials.len().max(1) as u128;
+    let seeds = spec.seeds.as_ref().map_or(1, |s| s.len() as u128);
+    grid.saturating_mul(zip)
+        .saturating_mul(named)
+        .saturating_mul(seeds)
 }
 
 /// The varied keys in display order: named-trial keys, then grid and zip axes, then the seed.

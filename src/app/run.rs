@@ -41,18 +41,19 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
     let (spec, plan) = load_plan(&args.file, args.data_dir.as_deref())?;
     let store = Store::new(&args.out, &plan.name);
     let train_sizes = check_data(&plan)?;
-    if args.fresh {
-        if let Some((pid, true)) = store.lock_holder() {
-            return Err(Error::Locked {
-                dir: store.dir().to_path_buf(),
-                pid,
-            });
-        }
-        if let Some(old) = store.move_aside()? {
-            eprintln!("moved the previous results to {}", old.display());
-        }
-    }
-    let _lock = Lock::acquire(store.dir())?;
+    // Flags are checked before the directory is touched: a bad one must leave nothing behind.
+    devices::parse(
+        &args.devices,
+        args.per_device,
+        args.threads,
+        plan.trials.len(),
+        &devices::cuda_device_count,
+    )?;
+    let _lock = if args.fresh {
+        start_fresh(&store)?
+    } else {
+        Lock::acquire(store.dir())?
+    };
     log.open(&store.dir().join("hypersweep.log"))?;
     let info = SweepInfo::new(&plan, &spec.description, &spec.report);
     store.write_plan(&spec.source, &info)?;
@@ -103,6 +104,19 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
         failed,
         interrupted: cancel.stop_new.load(Ordering::SeqCst),
     })
+}
+
+/// `--fresh`: takes the old directory's lock (so a live run there is refused, and no run can
+/// start in it meanwhile), moves the directory aside, and locks the new one.
+fn start_fresh(store: &Store) -> Result<Lock> {
+    if store.dir().exists() {
+        let old = Lock::acquire(store.dir())?;
+        if let Some(moved) = store.move_aside()? {
+            eprintln!("moved the previous results to {}", moved.display());
+        }
+        drop(old);
+    }
+    Lock::acquire(store.dir())
 }
 
 /// Data problems (a missing directory, a subset larger than the split) are the user's and must

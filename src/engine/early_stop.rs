@@ -11,9 +11,13 @@ pub enum Action {
     Continue,
     /// This epoch's score is the best so far: keep its weights (if they will be restored).
     KeepBest,
-    /// Stop training; `note` says why. `keep_best`: this epoch is also the best so far, which
-    /// happens only with patience 0.
-    Stop { note: String, keep_best: bool },
+    /// Stop training.
+    Stop {
+        /// Why, for the result's notes.
+        note: String,
+        /// This epoch is also the best so far (happens only with patience 0).
+        keep_best: bool,
+    },
 }
 
 /// The early-stopping state of one trial. It tracks the best score even when stopping is

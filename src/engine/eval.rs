@@ -16,6 +16,7 @@ const EVAL_BATCH: usize = 1000;
 pub struct Eval {
     /// Mean cross-entropy.
     pub loss: f64,
+    /// Fraction of samples classified right, in [0, 1].
     pub accuracy: f64,
     /// Each sample's predicted class.
     pub predictions: Vec<u8>,

@@ -56,6 +56,32 @@ impl SpecError {
     }
 }
 
+/// The YAML parser stops at a NUL byte and would quietly parse a prefix of the file: refuse
+/// every control character but tab, newline and carriage return, at its line and column.
+fn refuse_control_chars(file: &str, text: &str) -> Result<(), SpecError> {
+    for (i, line) in text.split('\n').enumerate() {
+        let bad = line
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\r'));
+        if let Some((col, c)) = bad {
+            return Err(SpecError::at(
+                file,
+                Pos {
+                    line: i + 1,
+                    col: col + 1,
+                },
+                "",
+                format!(
+                    "control character U+{:04X} in the file; sweep files are plain text",
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
@@ -136,16 +162,20 @@ const TOP_KEYS: &[&str] = &[
 impl Spec {
     /// Reads and parses a sweep file; size and encoding are checked before any parsing.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        use std::io::Read;
         let file = path.display().to_string();
-        let bytes = std::fs::read(path)
-            .map_err(|e| SpecError::whole(&file, format!("cannot read the sweep file: {e}")))?;
+        let cannot =
+            |e: std::io::Error| SpecError::whole(&file, format!("cannot read the sweep file: {e}"));
+        // Read at most one byte past the limit: `validate /dev/zero` must not read gigabytes.
+        let mut bytes = vec![];
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .map_err(cannot)?;
         if bytes.len() > MAX_FILE_BYTES {
             return Err(SpecError::whole(
                 &file,
                 format!(
-                    "the file is {} bytes; sweep files are limited to {} bytes",
-                    bytes.len(),
-                    MAX_FILE_BYTES
+                    "the file is larger than {MAX_FILE_BYTES} bytes, the limit for sweep files"
                 ),
             ));
         }
@@ -164,6 +194,9 @@ impl Spec {
     /// Parses and checks the sweep-level structure. Trial values are checked by `plan::expand`,
     /// which resolves every trial.
     pub fn parse(file: &str, text: &str) -> Result<Spec, SpecError> {
+        // Editors on Windows start files with a byte-order mark; it is not part of the text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        refuse_control_chars(file, text)?;
         let root = parse_yaml(file, text)?;
         let NodeKind::Map(entries) = &root.kind else {
             return Err(SpecError::at(

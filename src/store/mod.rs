@@ -259,8 +259,7 @@ impl Store {
 
     /// The pid in the run lock, and whether it is alive, when a lock file exists.
     pub fn lock_holder(&self) -> Option<(u32, bool)> {
-        let pid = lock::recorded_pid(&self.dir.join(".lock"))?;
-        Some((pid, process_alive(pid)))
+        lock::holder(&self.dir)
     }
 }
 

@@ -3,6 +3,7 @@
 //! real studies run in sweeps/.
 
 mod common;
+mod faults;
 mod parsing;
 mod reports;
 mod runs;

@@ -93,21 +93,26 @@ fn a_failing_or_panicking_trial_is_recorded_and_the_rest_go_on() {
 }
 
 #[test]
-fn a_live_lock_stops_a_second_run_and_a_stale_one_is_taken_over() {
+fn a_live_lock_stops_a_second_run_and_fresh_and_a_dead_ones_file_does_not() {
     let s = Sweep::new("name: l\nfixed: {epochs: 1}\n");
-    std::fs::create_dir_all(s.dir()).unwrap();
-    // pid 1 is always alive.
-    std::fs::write(s.dir().join(".lock"), "1\n0\n").unwrap();
+    let held = hypersweep::store::Lock::acquire(&s.dir()).unwrap();
+    let me = std::process::id();
     let err = s.try_run(&scripted(0), |_| {}).err().unwrap();
-    assert!(matches!(err, Error::Locked { pid: 1, .. }), "{err}");
+    assert!(
+        matches!(err, Error::Locked { pid, .. } if pid == me),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 1);
     // --fresh refuses too, and moves nothing.
     let err = s.try_run(&scripted(0), |a| a.fresh = true).err().unwrap();
-    assert!(matches!(err, Error::Locked { pid: 1, .. }), "{err}");
-    assert!(s.dir().join(".lock").exists());
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(&s.out).unwrap().count(), 1);
+    drop(held);
+    // A lock file left by a process that is gone holds nothing.
     std::fs::write(s.dir().join(".lock"), "999999999\n0\n").unwrap();
-    s.run(&scripted(0));
-    assert!(!s.dir().join(".lock").exists());
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(e.started_count(), 1);
 }
 
 #[test]

@@ -1,0 +1,230 @@
+//! Faults and hostile input, each found by probing the binary (issue #14): every test here
+//! failed before its fix. Two processes racing for one results directory, bad bytes in a sweep
+//! file, errors that must point at the right line, huge grids, absurd resource flags, diverged
+//! and damaged results.
+
+use super::common::{Sweep, scripted, scripted_bin, write};
+use std::process::{Command, Stdio};
+
+/// The number in "N trained" of a `--quiet` run's line.
+fn trained(stdout: &str) -> usize {
+    stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_processes_at_one_stale_lock_train_each_trial_once() {
+    let s = Sweep::new("name: race\nfixed: {epochs: 2}\ngrid:\n  seed: [1, 2, 3, 4]\n");
+    let exe = assert_cmd::cargo::cargo_bin("hypersweep");
+    for round in 0..25 {
+        let _ = std::fs::remove_dir_all(&s.out);
+        std::fs::create_dir_all(s.dir()).unwrap();
+        // Left by a process that is gone.
+        std::fs::write(s.dir().join(".lock"), "999999999\n0\n").unwrap();
+        let spawn = || {
+            Command::new(&exe)
+                .args([
+                    "run",
+                    s.file.to_str().unwrap(),
+                    "--out",
+                    s.out.to_str().unwrap(),
+                ])
+                .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+                .env("HYPERSWEEP_ENGINE", "scripted")
+                .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", "15")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let mut total = 0;
+        for o in &outs {
+            let out = String::from_utf8_lossy(&o.stdout);
+            let err = String::from_utf8_lossy(&o.stderr);
+            match o.status.code() {
+                Some(0) => total += trained(&out),
+                Some(1) => assert!(err.contains("another `hypersweep run`"), "{err}"),
+                c => panic!("round {round}: exit {c:?}: {err}"),
+            }
+        }
+        assert_eq!(
+            total, 4,
+            "round {round}: trials trained {total} times in all"
+        );
+    }
+}
+
+#[test]
+fn control_bytes_are_refused_with_their_position_and_a_bom_is_accepted() {
+    let d = tempfile::tempdir().unwrap();
+    let three = "name: nul\nfixed: {epochs: 1}\n# a comment \0 here\ngrid:\n  seed: [1, 2, 3]\n";
+    let f = write(d.path(), "nul.yaml", three);
+    let out = scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nul.yaml:3:13") && err.contains("U+0000"),
+        "{err}"
+    );
+    let f = write(
+        d.path(),
+        "bom.yaml",
+        &format!("\u{feff}{}", three.replace(" \0 ", " ")),
+    );
+    scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout("ok: 3 trials\n");
+}
+
+#[test]
+fn a_bad_value_in_the_grid_is_reported_at_the_grid() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "g.yaml",
+        "name: g\nfixed: {batch_size: 8}\ngrid:\n  batch_size: [0, 1]\n",
+    );
+    let out = scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("g.yaml:4:") && err.contains("(in grid)"),
+        "{err}"
+    );
+    let f = write(
+        d.path(),
+        "t.yaml",
+        "name: t\nfixed: {epochs: 3}\ntrials:\n  - name: a\n    epochs: 0\n",
+    );
+    let out = scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("t.yaml:5:") && err.contains("trials"), "{err}");
+}
+
+#[test]
+fn a_huge_grid_is_counted_and_refused_and_a_large_one_plans_fast() {
+    let d = tempfile::tempdir().unwrap();
+    let axis = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let huge = format!(
+        "name: h\nfixed: {{epochs: 1}}\ngrid:\n  seed: [{}]\n  epochs: [{}]\n  batch_size: [{}]\n",
+        axis(1000),
+        axis(100),
+        (1..=1000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let f = write(d.path(), "h.yaml", &huge);
+    let out = scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("100000000 trials"), "{err}");
+    let large = format!(
+        "name: l\nfixed: {{epochs: 1}}\ngrid:\n  seed: [{}]\n  batch_size: [{}]\n",
+        axis(1000),
+        (1..=100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let f = write(d.path(), "l.yaml", &large);
+    let t0 = std::time::Instant::now();
+    scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout("ok: 100000 trials\n");
+    // Quadratic expansion took 67 s here; linear takes well under this bound.
+    assert!(t0.elapsed().as_secs() < 20, "{:?}", t0.elapsed());
+}
+
+#[test]
+fn absurd_resource_flags_are_refused_before_anything_is_locked() {
+    for flags in [["--devices", "cpu:100000"], ["--threads", "100000"]] {
+        let s = Sweep::new("name: r\nfixed: {epochs: 1}\n");
+        let out = s.cli("run", &flags).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(err.contains("this machine has"), "{flags:?}: {err}");
+        assert!(!s.dir().exists(), "{flags:?} created the results directory");
+    }
+}
+
+#[test]
+fn a_damaged_result_is_skipped_with_its_file_named_and_the_rest_stay_readable() {
+    let s = Sweep::new("name: dmg\nfixed: {epochs: 1}\ngrid:\n  seed: [1, 2, 3]\n");
+    s.run(&scripted(0));
+    let trials = s.dir().join("trials");
+    let first = std::fs::read_dir(&trials)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(first.join("result.json"), "{ not json").unwrap();
+    let st = scripted_bin()
+        .args(["status", s.dir().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        text.contains("ok             2") && text.contains("result.json"),
+        "{text}"
+    );
+    scripted_bin()
+        .args(["report", s.dir().to_str().unwrap()])
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    assert!(md.contains("skipped an unreadable result"), "{md}");
+    // run trains the damaged trial again and leaves the others.
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(e.started_count(), 1);
+}
+
+#[test]
+fn an_unwritable_results_root_is_a_user_error_naming_the_path() {
+    // /sys refuses new directories even to root, as a read-only mount or a full disk would.
+    let s = Sweep::new("name: ro\nfixed: {epochs: 1}\n");
+    let out = scripted_bin()
+        .args([
+            "run",
+            s.file.to_str().unwrap(),
+            "--out",
+            "/sys/hypersweep-results",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/sys/hypersweep-results/ro") && err.contains("cannot create"),
+        "{err}"
+    );
+}
