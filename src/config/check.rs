@@ -13,6 +13,9 @@ fn bad(path: &str, message: impl Into<String>) -> Invalid {
     }
 }
 
+/// The most step losses one trial may log (8 bytes each in memory, ~20 in result.json).
+const MAX_LOGGED_STEPS: usize = 10_000_000;
+
 impl TrialConfig {
     /// The first impossible value, if any.
     pub fn check(&self) -> Result<(), Invalid> {
@@ -35,6 +38,16 @@ impl TrialConfig {
         }
         if self.steps_per_epoch == Some(0) {
             return Err(bad("steps_per_epoch", "must be at least 1"));
+        }
+        // log_steps keeps every step's loss in memory and in result.json.
+        let steps = self.steps_per_epoch.map(|k| k.saturating_mul(self.epochs));
+        if self.log_steps && steps.is_some_and(|n| n > MAX_LOGGED_STEPS) {
+            return Err(bad(
+                "log_steps",
+                format!(
+                    "keeps every step's loss; at most {MAX_LOGGED_STEPS} steps (epochs × steps_per_epoch) can be logged"
+                ),
+            ));
         }
         Ok(())
     }

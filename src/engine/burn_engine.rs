@@ -282,6 +282,49 @@ mod tests {
     }
 
     #[test]
+    fn an_exploding_loss_is_diverged_even_when_it_stays_finite() {
+        // SGD at lr 1000 drives the loss to ~1e11 and then leaves the net at chance with a
+        // finite loss; the linear model at 1e30 as well.
+        for model in ["{kind: mlp, hidden: [32]}", "{kind: linear}"] {
+            let lr = if model.contains("mlp") {
+                "1000"
+            } else {
+                "1.0e30"
+            };
+            let r = train_cpu(&trial(&format!(
+                "name: t\ndata: {{train_size: 500}}\nfixed:\n  model: {model}\n  optimizer: {{kind: sgd, learning_rate: {lr}}}\n  batch_size: 50\n  epochs: 3\n  log_steps: true\n"
+            )));
+            assert_eq!(r.status, Status::Diverged, "{model}: {:?}", r.epochs);
+        }
+    }
+
+    #[test]
+    fn a_huge_steps_per_epoch_draws_batches_lazily() {
+        // Drawing 1e8 batches up front took gigabytes before the first step; lazily drawn,
+        // the trial starts at once and stops when asked.
+        let t = trial(
+            "name: t\ndata: {train_size: 100}\nfixed:\n  batch_size: 1\n  steps_per_epoch: 100000000\n  epochs: 1\n",
+        );
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let c = cancel.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            c.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let t0 = std::time::Instant::now();
+        let mut ctx = TrialContext {
+            device: Device::Cpu,
+            threads: 1,
+            progress: &mut |_| {},
+            cancel: &cancel,
+        };
+        let r = BurnEngine.run(&t.config, &mut ctx).unwrap();
+        stopper.join().unwrap();
+        assert_eq!(r.status, Status::Interrupted);
+        assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
+    }
+
+    #[test]
     fn early_stopping_and_restore_best() {
         let r = train_cpu(&trial(
             "name: t\ndata: {split: {official: true, val: 0.2}, train_size: 300}\nfixed:\n  optimizer: {kind: sgd, learning_rate: 0.5}\n  batch_size: 10\n  epochs: 30\n  early_stopping: {patience: 2, min_delta: 0.0}\n  restore_best: true\n",

@@ -20,20 +20,66 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// The index lists of one epoch's minibatches.
-fn epoch_batches(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Vec<Vec<usize>> {
-    match cfg.steps_per_epoch {
-        Some(k) => (0..k)
-            .map(|_| (0..bs).map(|_| rng.random_range(0..n)).collect())
-            .collect(),
-        None => {
-            let mut order: Vec<usize> = (0..n).collect();
-            order.shuffle(rng);
-            order
-                .chunks(bs)
-                .filter(|c| !(cfg.drop_last && c.len() < bs))
-                .map(<[usize]>::to_vec)
-                .collect()
+/// A mean training loss this far above chance level (ln 10 ≈ 2.3 for ten classes) means the
+/// weights blew up: a learning rate of 1000 sends the loss to 1e11 and then leaves the net at
+/// chance with a finite loss, which without this rule would be reported `ok`.
+const EXPLODED_LOSS: f64 = 100.0 * std::f64::consts::LN_10;
+
+/// One epoch's minibatches, drawn as they are needed: `steps_per_epoch: 1e8` must not build
+/// a hundred million index lists before the first step. The draws are the same, in the same
+/// order, as drawing them all up front.
+enum Batches {
+    /// `left` more batches of `bs` indices drawn with replacement.
+    Sampled { left: usize, bs: usize, n: usize },
+    /// One shuffled pass in chunks of `bs` (the last one dropped when short and `drop_last`).
+    Shuffled {
+        order: Vec<usize>,
+        at: usize,
+        bs: usize,
+        drop_last: bool,
+    },
+}
+
+impl Batches {
+    fn new(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Batches {
+        match cfg.steps_per_epoch {
+            Some(k) => Batches::Sampled { left: k, bs, n },
+            None => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(rng);
+                Batches::Shuffled {
+                    order,
+                    at: 0,
+                    bs,
+                    drop_last: cfg.drop_last,
+                }
+            }
+        }
+    }
+
+    fn next(&mut self, rng: &mut impl Rng) -> Option<Vec<usize>> {
+        match self {
+            Batches::Sampled { left, bs, n } => {
+                if *left == 0 {
+                    return None;
+                }
+                *left -= 1;
+                Some((0..*bs).map(|_| rng.random_range(0..*n)).collect())
+            }
+            Batches::Shuffled {
+                order,
+                at,
+                bs,
+                drop_last,
+            } => {
+                let end = (*at + *bs).min(order.len());
+                if *at >= end || (*drop_last && end - *at < *bs) {
+                    return None;
+                }
+                let batch = order[*at..end].to_vec();
+                *at = end;
+                Some(batch)
+            }
         }
     }
 }
@@ -135,7 +181,7 @@ where
             let (row, v) = self.epoch_row(&model, epoch, lr, &steps, (val, test), t_epoch);
             out.epochs.push(row.clone());
             progress(Progress::Epoch(row));
-            if !steps.loss.is_finite() {
+            if !steps.loss.is_finite() || steps.loss > EXPLODED_LOSS {
                 status = Status::Diverged;
                 out.notes.push(format!(
                     "training loss became {} in epoch {}: stopped",
@@ -184,26 +230,28 @@ where
         lr: f64,
         cancel: &AtomicBool,
     ) -> (Net<B>, Option<EpochSteps>) {
-        let batches = epoch_batches(
+        let mut batches = Batches::new(
             self.cfg,
             self.train.len(),
             self.batch_size,
             &mut self.batch_rng,
         );
+        let mut steps = 0usize;
         // Sums stay on the device, read back once per epoch rather than once per step.
         let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
         let mut step_losses: Vec<Tensor<B::InnerBackend, 1>> = vec![];
         let mut samples = 0usize;
-        for idx in &batches {
+        while let Some(idx) = batches.next(&mut self.batch_rng) {
             if cancel.load(Ordering::Relaxed) {
                 return (model, None);
             }
+            steps += 1;
             let BatchLoss {
                 loss,
                 value,
                 correct,
-            } = self.batch_loss(&model, idx);
+            } = self.batch_loss(&model, &idx);
             if self.cfg.log_steps {
                 step_losses.push(value.clone());
             }
@@ -222,7 +270,7 @@ where
         let loss = loss_sum
             .map(|t| f64::from(t.into_data().iter::<f32>().next().unwrap_or(f32::NAN)))
             .unwrap_or(f64::NAN)
-            / batches.len().max(1) as f64;
+            / steps.max(1) as f64;
         let correct = correct_sum
             .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0))
             .unwrap_or(0);

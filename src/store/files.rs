@@ -40,6 +40,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Removes the temporary files that killed writers left in `dir` (and one level below): a
+/// `*.tmp-<pid>` whose process is gone. A live writer's files are left alone.
+pub fn remove_stale_tmp(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(std::result::Result::ok) {
+        let path = e.path();
+        if path.is_dir() {
+            remove_stale_tmp_files(&path);
+        }
+    }
+    remove_stale_tmp_files(dir);
+}
+
+fn remove_stale_tmp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(std::result::Result::ok) {
+        let name = e.file_name().to_string_lossy().to_string();
+        let pid = name
+            .rsplit_once(TMP_MARK)
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !super::lock::process_alive(pid)
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Creates a directory and its parents.
 pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).at("create the directory", dir)
@@ -66,6 +98,27 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_and_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("trials").join("abc");
+        fs::create_dir_all(&t).unwrap();
+        fs::write(t.join("result.json.tmp-999999999"), "half").unwrap();
+        fs::write(d.path().join("plan.csv.tmp-999999999"), "half").unwrap();
+        let mine = format!("result.json.tmp-{}", std::process::id());
+        fs::write(t.join(&mine), "writing").unwrap();
+        fs::write(t.join("result.json"), "{}").unwrap();
+        remove_stale_tmp(&d.path().join("trials"));
+        remove_stale_tmp(d.path());
+        let mut left: Vec<String> = fs::read_dir(&t)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["result.json".to_string(), mine]);
+        assert!(!d.path().join("plan.csv.tmp-999999999").exists());
     }
 
     #[test]

@@ -139,6 +139,9 @@ impl Store {
     /// people) and as the record every reader uses (plan.json).
     pub fn write_plan(&self, source: &str, info: &SweepInfo) -> Result<()> {
         create_dir(&self.dir.join("trials"))?;
+        // Called under the run lock: temporaries of killed writers can go now.
+        files::remove_stale_tmp(&self.dir);
+        files::remove_stale_tmp(&self.dir.join("trials"));
         write_atomic(&self.dir.join("sweep.yaml"), source.as_bytes())?;
         write_atomic(&self.dir.join("plan.csv"), plan_csv(info).as_bytes())?;
         let json = serde_json::to_string_pretty(info)?;

@@ -228,3 +228,52 @@ fn an_unwritable_results_root_is_a_user_error_naming_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn a_diverged_trial_with_logged_steps_keeps_the_sweep_readable() {
+    // Non-finite step losses are written as null; they used to make every later run, status
+    // and report on the directory fail with "internal error".
+    let s = Sweep::new(
+        "name: div\ndata: {train_size: 200}\nfixed:\n  model: {kind: mlp, hidden: [16]}\n  optimizer: {kind: sgd, learning_rate: 1.0e10}\n  batch_size: 20\n  epochs: 2\n  log_steps: true\ngrid:\n  seed: [1, 2]\n",
+    );
+    let mut run = super::common::bin();
+    run.args([
+        "run",
+        s.file.to_str().unwrap(),
+        "--out",
+        s.out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    run.assert().success();
+    let st = scripted_bin()
+        .args(["status", s.dir().to_str().unwrap()])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&st.get_output().stdout).to_string();
+    assert!(text.contains("diverged       2"), "{text}");
+    s.cli("run", &["--quiet"]).assert().success();
+    scripted_bin()
+        .args(["report", s.dir().to_str().unwrap()])
+        .assert()
+        .success();
+}
+
+#[test]
+fn log_steps_over_a_huge_number_of_steps_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(
+        d.path(),
+        "s.yaml",
+        "name: s\nfixed: {steps_per_epoch: 100000000, epochs: 1, log_steps: true}\n",
+    );
+    let out = scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("log_steps") && err.contains("s.yaml:2:"),
+        "{err}"
+    );
+}
