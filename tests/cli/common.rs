@@ -133,3 +133,14 @@ impl Sweep {
 pub fn scripted(epoch_ms: u64) -> Arc<Scripted> {
     Arc::new(Scripted::new(epoch_ms))
 }
+
+/// `hypersweep validate` of `text` written to `dir/name`: exit code, stdout, stderr.
+pub fn validate(dir: &Path, name: &str, text: &str) -> (Option<i32>, String, String) {
+    let f = write(dir, name, text);
+    let out = scripted_bin()
+        .args(["validate", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
