@@ -299,6 +299,74 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Keys a sweep file uses, plus a few it does not: trees built from them reach deep into
+    /// validation and planning instead of stopping at the first unknown key.
+    const KEYS: &[&str] = &[
+        "name",
+        "description",
+        "data",
+        "fixed",
+        "grid",
+        "zip",
+        "trials",
+        "seeds",
+        "report",
+        "epochs",
+        "batch_size",
+        "seed",
+        "model",
+        "kind",
+        "hidden",
+        "optimizer",
+        "learning_rate",
+        "optimizer.learning_rate",
+        "model.hidden",
+        "split",
+        "train_size",
+        "steps_per_epoch",
+        "early_stopping",
+        "schedule",
+        "augment",
+        "metric",
+        "threshold",
+        "x",
+        "",
+    ];
+
+    /// Trees of mappings (keys from KEYS), lists and scalars, small enough that no grid
+    /// expands past a few thousand trials.
+    fn yaml_tree() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..2000).prop_map(Value::from),
+            (-1.0e3f64..1.0e3).prop_map(Value::from),
+            proptest::sample::select(KEYS).prop_map(|k| Value::from(k.to_string())),
+            "[a-z0-9_./ -]{0,12}".prop_map(Value::from),
+        ];
+        let tree = leaf.prop_recursive(4, 48, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..5).prop_map(
+                    |kv| {
+                        serde_json::Value::Object(
+                            kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                        )
+                    }
+                ),
+            ]
+        });
+        // A name at the top, so most trees get past the first check.
+        (tree, any::<bool>()).prop_map(|(t, named)| match t {
+            serde_json::Value::Object(mut m) if named => {
+                m.insert("name".into(), "p".into());
+                serde_json::Value::Object(m)
+            }
+            other => other,
+        })
+    }
+
     #[test]
     fn positions_are_one_based() {
         let e = Spec::parse("f.yaml", "name: x\nfixd: {}\n").unwrap_err();
@@ -310,6 +378,23 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(400))]
         #[test]
         fn parsing_never_panics(text in "\\PC{0,200}") {
+            if let Ok(spec) = Spec::parse("p.yaml", &text) {
+                let _ = crate::plan::expand(&spec);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Ok(spec) = Spec::parse("p.yaml", &text) {
+                let _ = crate::plan::expand(&spec);
+            }
+        }
+
+        #[test]
+        fn arbitrary_yaml_trees_never_panic(tree in yaml_tree()) {
+            // JSON is YAML: the tree's text exercises every section with typed values.
+            let text = serde_json::to_string(&tree).unwrap();
             if let Ok(spec) = Spec::parse("p.yaml", &text) {
                 let _ = crate::plan::expand(&spec);
             }
