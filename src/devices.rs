@@ -73,7 +73,7 @@ fn slots(
     let machine = cores();
     if let Some(t) = threads.filter(|t| *t > MAX_OVERSUBSCRIPTION * machine) {
         return Err(format!(
-            "--threads {t}: this machine has {machine} cores; at most {} threads per trial",
+            "--threads {t}: this machine has {machine} cores; at most {} threads per trial ({MAX_OVERSUBSCRIPTION} per core)",
             MAX_OVERSUBSCRIPTION * machine
         ));
     }
@@ -105,7 +105,7 @@ fn slots(
             .ok_or_else(|| format!("`{spec}`: expected cpu:N with N ≥ 1 concurrent trials"))?;
         if n > MAX_OVERSUBSCRIPTION * machine {
             return Err(format!(
-                "`{spec}`: this machine has {machine} cores; at most {} trials can run at once on CPU",
+                "`{spec}`: this machine has {machine} cores; at most {} trials can run at once on CPU ({MAX_OVERSUBSCRIPTION} per core)",
                 MAX_OVERSUBSCRIPTION * machine
             ));
         }

@@ -31,7 +31,14 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error; here 2 means our bug, and a bad flag is the user's (1).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let log = hypersweep::logging::init(cli.verbose);
     // A panicking trial is recorded as failed by the scheduler; its message goes to the log,
     // not through the progress display.

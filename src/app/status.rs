@@ -23,7 +23,8 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
     for f in &finished {
         *counts.entry(f.result.status.as_str()).or_default() += 1;
     }
-    let seconds: f64 = finished.iter().map(|f| f.result.total_seconds).sum();
+    // A fold from +0.0: an empty f64 sum is -0.0, which prints as "-0.0 s".
+    let seconds = finished.iter().fold(0.0, |t, f| t + f.result.total_seconds);
     let mut s = format!("{}: {} trials planned\n", dir.display(), info.trials.len());
     for (k, v) in &counts {
         s += &format!("  {k:<14} {v}\n");
@@ -36,17 +37,17 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
         "not finished",
         info.trials.len().saturating_sub(finished.len())
     );
-    if let Some((pid, live)) = store.lock_holder() {
-        let state = if live {
-            "in progress"
-        } else {
-            "recorded but its process is gone"
-        };
-        s += &format!("  a run is {state} (pid {pid})\n");
+    if let Some((pid, true)) = store.lock_holder() {
+        s += &format!("  a run is in progress (pid {pid})\n");
     }
-    let (running, _) = store.running();
+    let (running, stale) = store.running();
     for r in &running {
         s += &format!("    running: {} on {} (pid {})\n", r.name, r.device, r.pid);
+    }
+    if stale > 0 {
+        s += &format!(
+            "  {stale} trial(s) were running in a process that is gone; rerun the sweep to finish them\n"
+        );
     }
     let best = finished
         .iter()

@@ -72,7 +72,7 @@ impl Exporter for Markdown {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}\
 th{background:#f3f3f3}tr.best td{background:#e6f4e6;font-weight:bold}svg{max-width:100%;height:auto;margin:.5em 0}\
-h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}";
+h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}.wide{overflow-x:auto}";
 
 /// Minimal inline Markdown for paragraphs: **bold**, `code`, and "- " lists.
 fn inline(t: &str) -> String {
@@ -124,7 +124,8 @@ impl Exporter for Html {
                     }
                 }
                 Block::Table(h, rows, best) => {
-                    s += "<table>";
+                    // Wide tables scroll inside the page instead of running off its edge.
+                    s += "<div class=\"wide\"><table>";
                     if h.iter().any(|c| !c.is_empty()) {
                         s += &format!(
                             "<tr>{}</tr>",
@@ -146,7 +147,7 @@ impl Exporter for Html {
                                 .collect::<String>()
                         );
                     }
-                    s += "</table>\n";
+                    s += "</table></div>\n";
                 }
                 Block::Plot(_, svg) => s += &format!("<div>{svg}</div>\n"),
             }

@@ -72,6 +72,10 @@ pub(super) fn expect_map(file: &str, key: &str, node: &Node) -> Result<(), SpecE
     ))
 }
 
+/// The longest sweep name: it becomes a directory, and `--fresh` adds `.old-<time>` to it
+/// within the file system's 255-byte limit.
+const MAX_NAME: usize = 100;
+
 /// The sweep's name, which becomes a directory: so no path separators and no leading dot.
 pub(super) fn sweep_name(file: &str, node: &Node) -> Result<String, SpecError> {
     let name = expect_string(file, "name", node)?;
@@ -86,6 +90,17 @@ pub(super) fn sweep_name(file: &str, node: &Node) -> Result<String, SpecError> {
             node.pos,
             "name",
             "the sweep name becomes a directory: use letters, digits, `-`, `_` and `.`",
+        ));
+    }
+    if name.chars().count() > MAX_NAME {
+        return Err(SpecError::at(
+            file,
+            node.pos,
+            "name",
+            format!(
+                "the sweep name becomes a directory: at most {MAX_NAME} characters, found {}",
+                name.chars().count()
+            ),
         ));
     }
     Ok(name)

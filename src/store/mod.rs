@@ -87,8 +87,12 @@ impl Store {
     /// An existing results directory: one holding the `plan.json` that `run` writes first.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.join(PLAN_JSON).is_file() {
-            let why = if dir.join("plan.csv").is_file() {
+            let why = if !dir.is_dir() {
+                "it does not exist"
+            } else if dir.join("plan.csv").is_file() {
                 "it was written by an older hypersweep: run the sweep again to update it; finished trials are kept"
+            } else if dir.join("summary.csv").is_file() {
+                "only its summary and report are here, as committed to git without the per-trial files: run the sweep to train it again"
             } else {
                 "no plan.json: run the sweep first"
             };

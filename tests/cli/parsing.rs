@@ -173,6 +173,10 @@ const BAD: &[(&str, &[&str])] = &[
         &["name", "directory"],
     ),
     (
+        "name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nfixed: {epochs: 1}\n",
+        &["name", "at most 100 characters", ":1:"],
+    ),
+    (
         "name: x\nfixed: {epochs: 1}\nseeds: [1, 1]\n",
         &["seeds", "twice"],
     ),
@@ -270,4 +274,12 @@ fn hostile_inputs_do_not_panic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
+}
+
+#[test]
+fn a_usage_error_exits_1_not_2() {
+    let out = bin().args(["validate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = bin().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }

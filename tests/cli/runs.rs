@@ -182,6 +182,11 @@ fn the_binary_runs_resumes_and_reports_status() {
     let st = String::from_utf8_lossy(&st.get_output().stdout).to_string();
     assert!(st.contains("ok             6"), "{st}");
     assert!(st.contains("best so far"), "{st}");
+    // A run that ended cleanly is not reported as gone, and no time is negative.
+    assert!(
+        !st.contains("process is gone") && !st.contains("in progress"),
+        "{st}"
+    );
 }
 
 #[test]
