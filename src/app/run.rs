@@ -195,11 +195,9 @@ fn train(
     });
     let results = scheduler::run(pending, engine, slots, cancel, |ev| {
         let saved = match ev {
-            SweepEvent::TrialStarted { id, device, .. } => plan
-                .trials
-                .iter()
-                .find(|t| t.id == *id)
-                .map_or(Ok(()), |t| store.mark_running(t, device)),
+            SweepEvent::TrialStarted {
+                id, name, device, ..
+            } => store.mark_running(id, name, device),
             SweepEvent::TrialFinished { trial, result } => {
                 let saved = store.write_trial(trial, result);
                 store.clear_running(&trial.id);

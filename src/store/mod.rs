@@ -226,16 +226,16 @@ impl Store {
         (done, unreadable)
     }
 
-    /// Records that this process is training `trial` on `device`.
-    pub fn mark_running(&self, trial: &Trial, device: &str) -> Result<()> {
+    /// Records that this process is training trial `id` (named `name`) on `device`.
+    pub fn mark_running(&self, id: &TrialId, name: &str, device: &str) -> Result<()> {
         create_dir(&self.running_dir())?;
         let marker = Running {
             pid: std::process::id(),
-            id: trial.id.clone(),
-            name: trial.name.clone(),
+            id: id.clone(),
+            name: name.into(),
             device: device.into(),
         };
-        let path = self.running_dir().join(format!("{}.json", trial.id));
+        let path = self.running_dir().join(format!("{id}.json"));
         write_atomic(&path, serde_json::to_string(&marker)?.as_bytes())
     }
 
