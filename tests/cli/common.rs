@@ -115,6 +115,25 @@ impl Sweep {
         app::run_with(&a, &Default::default(), &engine)
     }
 
+    /// `hypersweep run` of this sweep as a child process on the scripted engine (`epoch_ms`
+    /// per epoch, one CPU slot, quiet, no report), its output captured.
+    pub fn spawn_scripted_run(&self, epoch_ms: u64) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
+            .args([
+                "run",
+                self.file.to_str().unwrap(),
+                "--out",
+                self.out.to_str().unwrap(),
+            ])
+            .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+            .env("HYPERSWEEP_ENGINE", "scripted")
+            .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", epoch_ms.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `hypersweep <cmd> <sweep file> --out <results>` on the scripted binary, plus `extra`.
     pub fn cli(&self, cmd: &str, extra: &[&str]) -> Command {
         let mut c = scripted_bin();

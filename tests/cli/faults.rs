@@ -4,7 +4,6 @@
 //! and damaged results.
 
 use super::common::{Sweep, scripted, scripted_bin, validate};
-use std::process::{Command, Stdio};
 
 /// The number in "N trained" of a `--quiet` run's line.
 fn trained(stdout: &str) -> usize {
@@ -19,29 +18,12 @@ fn trained(stdout: &str) -> usize {
 #[test]
 fn two_processes_at_one_stale_lock_train_each_trial_once() {
     let s = Sweep::new("name: race\nfixed: {epochs: 2}\ngrid:\n  seed: [1, 2, 3, 4]\n");
-    let exe = assert_cmd::cargo::cargo_bin("hypersweep");
     for round in 0..25 {
         let _ = std::fs::remove_dir_all(&s.out);
         std::fs::create_dir_all(s.dir()).unwrap();
         // Left by a process that is gone.
         std::fs::write(s.dir().join(".lock"), "999999999\n0\n").unwrap();
-        let spawn = || {
-            Command::new(&exe)
-                .args([
-                    "run",
-                    s.file.to_str().unwrap(),
-                    "--out",
-                    s.out.to_str().unwrap(),
-                ])
-                .args(["--devices", "cpu:1", "--quiet", "--no-report"])
-                .env("HYPERSWEEP_ENGINE", "scripted")
-                .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", "15")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
-        let (a, b) = (spawn(), spawn());
+        let (a, b) = (s.spawn_scripted_run(15), s.spawn_scripted_run(15));
         let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
         let mut total = 0;
         for o in &outs {

@@ -62,19 +62,7 @@ fn a_killed_run_resumes_without_retraining_finished_trials() {
     let s = Sweep::new(
         "name: k\nfixed: {epochs: 4}\ngrid:\n  seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n",
     );
-    let exe = assert_cmd::cargo::cargo_bin("hypersweep");
-    let mut child = std::process::Command::new(&exe)
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-        ])
-        .args(["--devices", "cpu:1", "--quiet", "--no-report"])
-        .env("HYPERSWEEP_ENGINE", "scripted")
-        .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", "25")
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_scripted_run(25);
     let trials = s.dir().join("trials");
     let t0 = Instant::now();
     while done(&trials).len() < 3 {
