@@ -235,6 +235,10 @@ impl Spec {
                 "missing `name`: it names the results directory (results/<name>/)",
             ));
         }
+        sections::same_key_twice(file, &spec.base)?;
+        for t in &spec.trials {
+            sections::same_key_twice(file, &t.overrides)?;
+        }
         if !seen_fixed && spec.grid.is_empty() && spec.trials.is_empty() && spec.zip.is_empty() {
             return Err(SpecError::at(
                 file,

@@ -106,6 +106,27 @@ pub(super) fn sweep_name(file: &str, node: &Node) -> Result<String, SpecError> {
     Ok(name)
 }
 
+/// One key set twice in one section, once nested and once dotted (`optimizer: {learning_rate:
+/// 0.1}` and `optimizer.learning_rate: 0.01`): the YAML layer sees two different keys and one
+/// value would silently win, so it is an error naming both lines.
+pub(super) fn same_key_twice(file: &str, overrides: &[Override]) -> Result<(), SpecError> {
+    let mut first: std::collections::HashMap<(&str, &str), Pos> = Default::default();
+    for o in overrides {
+        if let Some(p) = first.insert((o.section.as_str(), o.key.as_str()), o.pos) {
+            return Err(SpecError::at(
+                file,
+                o.pos,
+                o.key.clone(),
+                format!(
+                    "`{}` is set twice in {}: on line {} and on line {}; keep one",
+                    o.key, o.section, p.line, o.pos.line
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Turns a mapping into dotted overrides: `{optimizer: {kind: sgd}}` → `optimizer.kind = sgd`.
 pub(super) fn flatten(
     file: &str,

@@ -177,6 +177,10 @@ const BAD: &[(&str, &[&str])] = &[
         &["name", "at most 100 characters", ":1:"],
     ),
     (
+        "name: x\nfixed:\n  optimizer: {learning_rate: 0.1}\n  optimizer.learning_rate: 0.01\n",
+        &["optimizer.learning_rate", "set twice", "line 3", "line 4"],
+    ),
+    (
         "name: x\nfixed: {epochs: 1}\nseeds: [1, 1]\n",
         &["seeds", "twice"],
     ),
