@@ -17,8 +17,7 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
         path.to_path_buf()
     };
     let store = Store::open(&dir)?;
-    let info = store.read_plan()?;
-    let (finished, unreadable) = store.load_finished(&info);
+    let (info, finished, unreadable) = store.read_sweep()?;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for f in &finished {
         *counts.entry(f.result.status.as_str()).or_default() += 1;

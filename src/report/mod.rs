@@ -73,9 +73,7 @@ pub enum Block {
 
 /// Reads a results directory: the recorded plan and every readable result.
 pub fn load(dir: &Path) -> Result<Loaded> {
-    let store = Store::open(dir)?;
-    let info = store.read_plan()?;
-    let (finished, unreadable) = store.load_finished(&info);
+    let (info, finished, unreadable) = Store::open(dir)?.read_sweep()?;
     let rows = finished
         .into_iter()
         .map(|f| TrialRow {

@@ -40,34 +40,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Removes the temporary files that killed writers left in `dir` (and one level below): a
-/// `*.tmp-<pid>` whose process is gone. A live writer's files are left alone.
+/// Removes the temporary files that killed writers left under `dir` (it and its
+/// subdirectories, `trials/<id>/` included): a `*.tmp-<pid>` whose process is gone. A live
+/// writer's files are left alone.
 pub fn remove_stale_tmp(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.filter_map(std::result::Result::ok) {
         let path = e.path();
-        if path.is_dir() {
-            remove_stale_tmp_files(&path);
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_stale_tmp(&path);
+            continue;
         }
-    }
-    remove_stale_tmp_files(dir);
-}
-
-fn remove_stale_tmp_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.filter_map(std::result::Result::ok) {
         let name = e.file_name().to_string_lossy().to_string();
         let pid = name
             .rsplit_once(TMP_MARK)
             .and_then(|(_, pid)| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && !super::lock::process_alive(pid)
-        {
-            let _ = fs::remove_file(e.path());
+        if pid.is_some_and(|pid| !super::lock::process_alive(pid)) {
+            let _ = fs::remove_file(path);
         }
     }
 }
@@ -110,7 +101,6 @@ mod tests {
         let mine = format!("result.json.tmp-{}", std::process::id());
         fs::write(t.join(&mine), "writing").unwrap();
         fs::write(t.join("result.json"), "{}").unwrap();
-        remove_stale_tmp(&d.path().join("trials"));
         remove_stale_tmp(d.path());
         let mut left: Vec<String> = fs::read_dir(&t)
             .unwrap()

@@ -10,7 +10,7 @@ use crate::error::{Error, IoContext, Result};
 use std::fs;
 use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// True while a process with this id exists on this machine.
 pub fn process_alive(pid: u32) -> bool {
@@ -26,7 +26,6 @@ pub fn recorded_pid(path: &Path) -> Option<u32> {
 /// Holds the run lock of a results directory until dropped.
 pub struct Lock {
     file: fs::File,
-    path: PathBuf,
 }
 
 /// Tries to take an exclusive flock without waiting; false when another holder has it.
@@ -77,12 +76,7 @@ impl Lock {
         file.set_len(0).at("write", &path)?;
         file.rewind().at("write", &path)?;
         file.write_all(me.as_bytes()).at("write", &path)?;
-        Ok(Lock { file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Lock { file })
     }
 }
 

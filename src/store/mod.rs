@@ -145,7 +145,6 @@ impl Store {
         create_dir(&self.dir.join("trials"))?;
         // Called under the run lock: temporaries of killed writers can go now.
         files::remove_stale_tmp(&self.dir);
-        files::remove_stale_tmp(&self.dir.join("trials"));
         write_atomic(&self.dir.join("sweep.yaml"), source.as_bytes())?;
         write_atomic(&self.dir.join("plan.csv"), plan_csv(info).as_bytes())?;
         let json = serde_json::to_string_pretty(info)?;
@@ -203,6 +202,13 @@ impl Store {
                 .map_err(|e| Error::Input(format!("{}: {e}", epochs.display())))?;
         }
         Ok(Some(r))
+    }
+
+    /// The recorded sweep with every readable result: what `status` and `report` read.
+    pub fn read_sweep(&self) -> Result<(SweepInfo, Vec<Finished>, Vec<String>)> {
+        let info = self.read_plan()?;
+        let (finished, unreadable) = self.load_finished(&info);
+        Ok((info, finished, unreadable))
     }
 
     /// Every planned trial that has a readable result, in plan order. A result that cannot be
