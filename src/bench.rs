@@ -67,7 +67,7 @@ pub fn throughput(
         progress: &mut |_| {},
         cancel: &cancel,
     };
-    let r = BurnEngine.run(&plan.trials[0].config, &mut ctx)?;
+    let r = BurnEngine.run(&plan.trials[0], &mut ctx)?;
     let samples = (r.samples_per_second.unwrap_or(0.0) * r.train_seconds).round() as usize;
     Ok(BenchResult {
         model: model.into(),

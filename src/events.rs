@@ -1,7 +1,7 @@
 //! `SweepEvent`: the one contract between running a sweep and everything that watches it (the
 //! progress display, the log, the store).
 
-use crate::trial::{EpochRow, Trial, TrialId, TrialResult};
+use crate::trial::{EpochRow, MetricRow, Trial, TrialId, TrialResult};
 
 /// Something that happened in a sweep; watchers receive them in the order they happened.
 #[derive(Debug, Clone)]
@@ -36,6 +36,17 @@ pub enum SweepEvent {
         device: String,
         /// The metrics of the epoch that just ended.
         row: EpochRow,
+    },
+    /// A running program reported a row of metrics.
+    TrialMetrics {
+        /// The trial's id.
+        id: TrialId,
+        /// The trial's readable name.
+        name: String,
+        /// The device it runs on, `cpu` or `cuda:N`.
+        device: String,
+        /// The metrics of the row, `epoch` or `step` among them when the program gave one.
+        row: MetricRow,
     },
     /// A trial ended, in any status (ok, diverged, stopped_early, failed, interrupted).
     TrialFinished {

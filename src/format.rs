@@ -7,6 +7,21 @@ pub fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// A metric's value as people read it: accuracies (names with `acc`, values in [0, 1]) as
+/// percentages, counts (`epoch`, `step`) as integers, the rest with four decimals (or in
+/// scientific notation when very small or large).
+pub fn metric_text(name: &str, v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if name.contains("acc") && (0.0..=1.0).contains(&x) => pct(Some(x)),
+        Some(x) if matches!(name, "epoch" | "step") && x.fract() == 0.0 => format!("{x}"),
+        Some(x) if x != 0.0 && x.is_finite() && !(1e-3..1e5).contains(&x.abs()) => {
+            format!("{x:.3e}")
+        }
+        Some(x) => format!("{}", (x * 1e4).round() / 1e4),
+    }
+}
+
 /// Seconds as `12.3 s`, `4.5 min` or `1.25 h`.
 pub fn duration(s: f64) -> String {
     if s < 60.0 {

@@ -17,6 +17,7 @@ pub mod events;
 pub mod format;
 pub mod logging;
 pub mod plan;
+pub mod program;
 pub mod progress;
 pub mod report;
 pub mod scheduler;

@@ -2,9 +2,9 @@
 //! ids and names. Pure: no I/O, no device.
 
 use crate::config::TrialConfig;
-use crate::spec::{Override, Pos, Spec, SpecError, closest, leaf_paths, set_path};
+use crate::spec::{Override, Pos, Program, Spec, SpecError, closest, leaf_paths, set_path};
 pub use crate::trial::Trial;
-use crate::trial::TrialId;
+use crate::trial::{ProgramTrial, TrialId, TrialKind};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -29,9 +29,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The id of a trial: a short hash of its fully resolved config. serde_json's map is ordered by
-/// key, so the order of keys in the YAML file does not matter.
-pub fn trial_id(config: &TrialConfig) -> String {
+/// The id of a trial: a short hash of its fully resolved config (a program's: its parameters
+/// and command). serde_json's map is ordered by key, so the order of keys in the YAML file does
+/// not matter; a built-in config hashes as it did before programs existed.
+pub fn trial_id(config: &TrialKind) -> String {
     let canonical = serde_json::to_string(&serde_json::to_value(config).expect("config is JSON"))
         .expect("JSON value serialises");
     format!("{:012x}", fnv1a(canonical.as_bytes()) >> 16)
@@ -124,6 +125,35 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
         .check()
         .map_err(|inv| located(spec, overrides, inv.path, &inv.message))?;
     Ok(config)
+}
+
+/// A program trial's parameters from its overrides (any keys; dotted keys nest), with `seed`
+/// always present, and its command's placeholders checked against them.
+fn resolve_program(
+    spec: &Spec,
+    program: &Program,
+    overrides: &[&Override],
+) -> Result<ProgramTrial, SpecError> {
+    let mut params = Map::new();
+    for o in overrides {
+        set_path(&mut params, &o.key, o.value.clone()).map_err(|m| SpecError {
+            file: spec.file.clone(),
+            pos: Some(o.pos),
+            key: o.key.clone(),
+            message: m,
+        })?;
+    }
+    params.entry("seed").or_insert(Value::from(0));
+    crate::program::command::check(&program.command, &params).map_err(|m| SpecError {
+        file: spec.file.clone(),
+        pos: Some(program.pos),
+        key: "program.command".into(),
+        message: m,
+    })?;
+    Ok(ProgramTrial {
+        command: program.command.clone(),
+        params,
+    })
 }
 
 /// Where a dotted path was written, for errors found by serde or by the checks: the override
@@ -390,7 +420,10 @@ fn build_trial(
         varied.retain(|(k, _)| *k != o.key);
         varied.push((o.key.clone(), o.value.clone()));
     }
-    let config = resolve(spec, &ov)?;
+    let config = match &spec.program {
+        Some(p) => TrialKind::Program(resolve_program(spec, p, &ov)?),
+        None => TrialKind::Builtin(Box::new(resolve(spec, &ov)?)),
+    };
     let id = trial_id(&config);
     let name = trial_name(spec, nt, &varied);
     Ok(Trial {
@@ -439,7 +472,7 @@ mod tests {
         assert_eq!(p.trials.len(), 6);
         assert_eq!(p.trials[0].name, "batch_size=1,learning_rate=0.1");
         assert_eq!(p.trials[1].name, "batch_size=1,learning_rate=0.01");
-        assert_eq!(p.trials[3].config.batch_size, 2);
+        assert_eq!(p.trials[3].builtin().unwrap().batch_size, 2);
     }
 
     #[test]
@@ -460,9 +493,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.trials.len(), 6);
-        assert_eq!(p.trials[3].config.batch_size, 100);
-        assert_eq!(p.trials[3].config.optimizer.learning_rate, Some(0.1));
-        assert_eq!(p.trials[3].config.seed, 1);
+        assert_eq!(p.trials[3].builtin().unwrap().batch_size, 100);
+        assert_eq!(
+            p.trials[3].builtin().unwrap().optimizer.learning_rate,
+            Some(0.1)
+        );
+        assert_eq!(p.trials[3].builtin().unwrap().seed, 1);
         assert_eq!(
             p.axes,
             vec!["batch_size", "optimizer.learning_rate", "seed"]
@@ -476,7 +512,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.trials.len(), 4);
-        assert_eq!(p.trials[2].config.model.hidden, vec![16, 8]);
+        assert_eq!(p.trials[2].builtin().unwrap().model.hidden, vec![16, 8]);
         assert_eq!(p.trials[0].name, "small,seed=1");
     }
 

@@ -3,7 +3,7 @@
 //! to the tracing log.
 
 use crate::events::SweepEvent;
-use crate::format::pct;
+use crate::format::{metric_text, pct};
 use crate::trial::TrialId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -16,11 +16,14 @@ pub struct Display {
     running: HashMap<TrialId, ProgressBar>,
     total: usize,
     done: usize,
+    /// The metric shown when a trial ends (`test_accuracy`, or a program's metric).
+    metric: String,
 }
 
 impl Display {
-    /// A display for `total` trials; bars only when stdout is a terminal and not `quiet`.
-    pub fn new(quiet: bool, total: usize) -> Display {
+    /// A display for `total` trials showing `metric` as each ends; bars only when stdout is a
+    /// terminal and not `quiet`.
+    pub fn new(quiet: bool, total: usize, metric: &str) -> Display {
         let bars = (!quiet && std::io::stdout().is_terminal()).then(|| {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
             let bar = mp.add(ProgressBar::new(total as u64));
@@ -40,6 +43,7 @@ impl Display {
             running: HashMap::new(),
             total,
             done: 0,
+            metric: metric.into(),
         }
     }
 
@@ -115,6 +119,20 @@ impl Display {
                     ));
                 }
             }
+            SweepEvent::TrialMetrics { id, row, .. } => {
+                tracing::info!(%id, ?row, "metrics");
+                if let Some(pb) = self.running.get(id) {
+                    if let Some(e) = row.get("epoch") {
+                        pb.set_position(e.max(0.0) as u64);
+                    }
+                    let shown: Vec<String> = row
+                        .iter()
+                        .take(4)
+                        .map(|(k, v)| format!("{k} {}", metric_text(k, Some(*v))))
+                        .collect();
+                    pb.set_message(shown.join("  "));
+                }
+            }
             SweepEvent::TrialFinished { result: r, .. } => {
                 let status = r.status.as_str();
                 if let Some(e) = &r.error {
@@ -132,7 +150,11 @@ impl Display {
                 }
                 let extra = match &r.error {
                     Some(e) => format!("  error: {e}"),
-                    None => format!("  test {}", pct(r.test_accuracy)),
+                    None => format!(
+                        "  {} {}",
+                        self.metric,
+                        metric_text(&self.metric, r.metric(&self.metric))
+                    ),
                 };
                 self.line(format!(
                     "done   {} [{}] {status} in {:.1}s{extra}  ({}/{})",

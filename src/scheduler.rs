@@ -125,18 +125,25 @@ fn run_one(
         id: trial.id.clone(),
         name: trial.name.clone(),
         device: device.clone(),
-        epochs: trial.config.epochs,
+        epochs: trial.epochs().unwrap_or(0),
     });
     let t0 = Instant::now();
-    let mut progress = |p: Progress| match p {
-        Progress::Epoch(row) => {
-            let _ = tx.send(SweepEvent::TrialEpoch {
-                id: trial.id.clone(),
-                name: trial.name.clone(),
-                device: device.clone(),
+    let mut progress = |p: Progress| {
+        let (id, name, device) = (trial.id.clone(), trial.name.clone(), device.clone());
+        let _ = tx.send(match p {
+            Progress::Epoch(row) => SweepEvent::TrialEpoch {
+                id,
+                name,
+                device,
                 row,
-            });
-        }
+            },
+            Progress::Metrics(row) => SweepEvent::TrialMetrics {
+                id,
+                name,
+                device,
+                row,
+            },
+        });
     };
     let mut ctx = TrialContext {
         device: slot.device,
@@ -144,7 +151,7 @@ fn run_one(
         progress: &mut progress,
         cancel,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(&trial.config, &mut ctx)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)));
     let seconds = t0.elapsed().as_secs_f64();
     match outcome {
         Ok(Ok(r)) => r.stamped(trial, &device),

@@ -4,7 +4,8 @@
 use crate::config::TrialConfig;
 use crate::data::DataSummary;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A trial's stable id: a short hash of its fully resolved config (see `plan::trial_id`).
@@ -34,8 +35,8 @@ pub struct Trial {
     pub name: String,
     /// Only the keys the sweep varies (grid, zip, named-trial overrides, seed), in axis order.
     pub varied: Vec<(String, Value)>,
-    /// Everything the engine needs.
-    pub config: TrialConfig,
+    /// What the trial runs: a built-in model's config or the user's program with its parameters.
+    pub config: TrialKind,
 }
 
 impl Trial {
@@ -43,7 +44,52 @@ impl Trial {
     pub fn varied_value(&self, key: &str) -> Option<&Value> {
         self.varied.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
+
+    /// The built-in model's config, when the trial is not a program.
+    pub fn builtin(&self) -> Option<&TrialConfig> {
+        match &self.config {
+            TrialKind::Builtin(c) => Some(c.as_ref()),
+            TrialKind::Program(_) => None,
+        }
+    }
+
+    /// Epochs the trial is configured for: the built-in `epochs`, or a program's `epochs`
+    /// parameter when it has one (progress bars only).
+    pub fn epochs(&self) -> Option<usize> {
+        match &self.config {
+            TrialKind::Builtin(c) => Some(c.epochs),
+            TrialKind::Program(p) => p
+                .params
+                .get("epochs")
+                .and_then(Value::as_u64)
+                .map(|e| e as usize),
+        }
+    }
 }
+
+/// What a trial runs. Stored untagged, so a built-in trial's `config` in plan.json and
+/// config.json is the same object as before programs existed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TrialKind {
+    /// One of hypersweep's MNIST models, trained in process.
+    Builtin(Box<TrialConfig>),
+    /// The user's program, run as a child process.
+    Program(ProgramTrial),
+}
+
+/// A program trial: the command as written (placeholders unfilled) and the trial's parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramTrial {
+    /// The argument vector with `{key}` placeholders, filled when the trial starts.
+    pub command: Vec<String>,
+    /// Free-form parameters (nested objects for dotted keys); `seed` is always present.
+    pub params: Map<String, Value>,
+}
+
+/// One row of metrics a program reported: metric name → value (`epoch` or `step` among them).
+pub type MetricRow = BTreeMap<String, f64>;
 
 /// How a trial ended.
 #[derive(
@@ -189,9 +235,22 @@ pub struct TrialResult {
     /// Training loss of every step, when `log_steps` is on (non-finite ones are stored as null).
     #[serde(deserialize_with = "nan_for_null::vec")]
     pub step_losses: Vec<f64>,
+    /// A program's metrics: the last value it reported of each (absent for built-in trials).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "nan_for_null::map"
+    )]
+    pub metrics: BTreeMap<String, f64>,
+    /// A program's exit code, when it exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     /// Kept in epochs.csv, not in result.json.
     #[serde(skip)]
     pub epochs: Vec<EpochRow>,
+    /// A program's metric rows, in the order reported; kept in epochs.csv.
+    #[serde(skip)]
+    pub rows: Vec<MetricRow>,
 }
 
 impl TrialResult {
@@ -205,6 +264,23 @@ impl TrialResult {
             device: device.into(),
             total_seconds: seconds,
             ..Default::default()
+        }
+    }
+
+    /// A final metric by name: a program's reported value, or a built-in trial's field of that
+    /// name (`test_accuracy`, `best_val_loss`, …).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        if let Some(v) = self.metrics.get(name) {
+            return Some(*v);
+        }
+        match name {
+            "test_accuracy" => self.test_accuracy,
+            "test_loss" => self.test_loss,
+            "train_accuracy" => self.train_accuracy,
+            "train_loss" => self.train_loss,
+            "best_val_accuracy" => self.best_val_accuracy,
+            "best_val_loss" => self.best_val_loss,
+            _ => None,
         }
     }
 
@@ -229,6 +305,15 @@ mod nan_for_null {
     pub fn vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
         let v = Vec::<Option<f64>>::deserialize(d)?;
         Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::collections::BTreeMap<String, f64>, D::Error> {
+        let m = std::collections::BTreeMap::<String, Option<f64>>::deserialize(d)?;
+        Ok(m.into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+            .collect())
     }
 }
 

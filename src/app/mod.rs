@@ -7,15 +7,30 @@ mod status;
 pub use run::{RunOutcome, run, run_with};
 pub use status::status;
 
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
 use crate::format::text_table;
 use crate::plan::{self, Plan};
 use crate::spec::{Override, Pos, Spec};
 use std::path::Path;
 
-/// Reads, checks and expands a sweep file; `data_dir` replaces every trial's data.path.
+/// Reads, checks and expands a sweep file; `data_dir` replaces every trial's data.path. A
+/// program's working directory becomes the sweep file's directory, made absolute.
 pub fn load_plan(file: &Path, data_dir: Option<&Path>) -> Result<(Spec, Plan)> {
     let mut spec = Spec::load(file)?;
+    if let Some(p) = &mut spec.program {
+        if data_dir.is_some() {
+            return Err(Error::Input(format!(
+                "{}: --data-dir sets the data of built-in models; this sweep runs a program, which reads its own data",
+                file.display()
+            )));
+        }
+        let parent = file.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = parent.unwrap_or(Path::new("."));
+        p.workdir = std::fs::canonicalize(dir)
+            .at("resolve the directory of", file)?
+            .display()
+            .to_string();
+    }
     if let Some(dir) = data_dir {
         spec.base.push(Override {
             key: "data.path".into(),
@@ -35,7 +50,8 @@ pub fn validate(file: &Path) -> Result<String> {
     Ok(format!("ok: {n} trial{}", if n == 1 { "" } else { "s" }))
 }
 
-/// `hypersweep plan`: the trials as a table, or as JSON with their full configs.
+/// `hypersweep plan`: the trials as a table, or as JSON with their full configs (a program
+/// trial's: its command and parameters).
 pub fn plan_text(file: &Path, json: bool, data_dir: Option<&Path>) -> Result<String> {
     let (_, plan) = load_plan(file, data_dir)?;
     if json {

@@ -7,9 +7,10 @@ use crate::engine::scripted::Scripted;
 use crate::engine::{BurnEngine, Engine};
 use crate::error::{Error, Result};
 use crate::events::SweepEvent;
-use crate::format::{pct, text_table};
+use crate::format::{metric_text, pct, text_table};
 use crate::logging::LogFile;
 use crate::plan::Plan;
+use crate::program::ProgramRunner;
 use crate::progress::Display;
 use crate::scheduler::{self, Cancel, Slot};
 use crate::store::{Lock, Store, SweepInfo};
@@ -27,19 +28,37 @@ pub struct RunOutcome {
     pub interrupted: bool,
 }
 
-/// Runs a sweep with the burn engine (or the scripted one when `HYPERSWEEP_ENGINE=scripted`).
+/// Runs a sweep: its program, or the burn engine (the scripted one when
+/// `HYPERSWEEP_ENGINE=scripted`).
 pub fn run(args: &RunArgs, log: &LogFile) -> Result<RunOutcome> {
-    let engine: Arc<dyn Engine> = match Scripted::from_env() {
-        Some(s) => Arc::new(s),
-        None => Arc::new(BurnEngine),
-    };
-    run_with(args, log, &engine)
+    run_sweep(args, log, None)
 }
 
-/// Runs a sweep with the given engine.
+/// Runs a sweep of built-in trials with the given engine.
 pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Result<RunOutcome> {
+    run_sweep(args, log, Some(engine))
+}
+
+/// The runner of a sweep's trials: the given engine, the sweep's program, or a built-in one.
+fn runner(
+    given: Option<&Arc<dyn Engine>>,
+    program: Option<&crate::spec::Program>,
+    store: &Store,
+) -> Arc<dyn Engine> {
+    match (given, program) {
+        (Some(e), _) => e.clone(),
+        (None, Some(p)) => Arc::new(ProgramRunner::new(p.clone(), store)),
+        (None, None) => match Scripted::from_env() {
+            Some(s) => Arc::new(s),
+            None => Arc::new(BurnEngine),
+        },
+    }
+}
+
+fn run_sweep(args: &RunArgs, log: &LogFile, given: Option<&Arc<dyn Engine>>) -> Result<RunOutcome> {
     let (spec, plan) = load_plan(&args.file, args.data_dir.as_deref())?;
     let store = Store::new(&args.out, &plan.name);
+    let engine = &runner(given, spec.program.as_ref(), &store);
     let train_sizes = check_data(&plan)?;
     // Flags are checked before the directory is touched: a bad one must leave nothing behind.
     devices::parse(
@@ -55,7 +74,7 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
         Lock::acquire(store.dir())?
     };
     log.open(&store.dir().join("hypersweep.log"))?;
-    let info = SweepInfo::new(&plan, &spec.description, &spec.report);
+    let info = SweepInfo::new(&plan, &spec);
     store.write_plan(&spec.source, &info)?;
 
     let (pending, skipped) = pending_trials(&store, &plan, args.rerun_failed, &train_sizes);
@@ -75,7 +94,14 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
         });
     }
     let results = train(
-        &store, &plan, pending, skipped, engine, &slots, &cancel, args,
+        &store,
+        &plan,
+        (pending, skipped),
+        engine,
+        &slots,
+        &cancel,
+        args,
+        &spec.report.metric,
     )?;
     let failed = results
         .iter()
@@ -92,7 +118,7 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
             store.dir().display()
         );
     } else {
-        print!("{}", results_table(&store, &plan));
+        print!("{}", results_table(&store, &plan, &spec.report.metric));
     }
     if !args.no_report {
         let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
@@ -125,8 +151,9 @@ fn start_fresh(store: &Store) -> Result<Lock> {
 fn check_data(plan: &Plan) -> Result<HashMap<String, usize>> {
     let mut sizes = HashMap::new();
     for t in &plan.trials {
+        let Some(c) = t.builtin() else { continue };
         if let std::collections::hash_map::Entry::Vacant(e) = sizes.entry(data_key(t)) {
-            let s = data::prepare(&t.config.data, t.config.seed)
+            let s = data::prepare(&c.data, c.seed)
                 .map_err(|e| Error::Data(format!("trial `{}`: {e}", t.name)))?;
             e.insert(s.summary.train);
         }
@@ -135,11 +162,15 @@ fn check_data(plan: &Plan) -> Result<HashMap<String, usize>> {
 }
 
 fn data_key(t: &Trial) -> String {
-    format!(
-        "{}/{}",
-        serde_json::to_string(&t.config.data).unwrap_or_default(),
-        t.config.seed
-    )
+    t.builtin()
+        .map(|c| {
+            format!(
+                "{}/{}",
+                serde_json::to_string(&c.data).unwrap_or_default(),
+                c.seed
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The trials still to train, each with its cost estimate, and how many are already done.
@@ -163,8 +194,10 @@ fn pending_trials(
         if done {
             skipped += 1;
         } else {
+            // Program trials have no estimate: equal costs keep them in plan order.
             let n = train_sizes.get(&data_key(t)).copied().unwrap_or(0);
-            pending.push((t.clone(), t.config.cost_estimate(n)));
+            let cost = t.builtin().map_or(1.0, |c| c.cost_estimate(n));
+            pending.push((t.clone(), cost));
         }
     }
     (pending, skipped)
@@ -176,14 +209,14 @@ fn pending_trials(
 fn train(
     store: &Store,
     plan: &Plan,
-    pending: Vec<(Trial, f64)>,
-    skipped: usize,
+    (pending, skipped): (Vec<(Trial, f64)>, usize),
     engine: &Arc<dyn Engine>,
     slots: &[Slot],
     cancel: &Arc<Cancel>,
     args: &RunArgs,
+    metric: &str,
 ) -> Result<Vec<TrialResult>> {
-    let mut display = Display::new(args.quiet, plan.trials.len());
+    let mut display = Display::new(args.quiet, plan.trials.len(), metric);
     let mut write_error: Option<Error> = None;
     display.event(&SweepEvent::Started {
         total: plan.trials.len(),
@@ -220,16 +253,17 @@ fn train(
     }
 }
 
-/// The final table of a run: every trial of the plan with its stored status and metrics.
-fn results_table(store: &Store, plan: &Plan) -> String {
+/// The final table of a run: every trial of the plan with its stored status and metrics (the
+/// report's metric for program trials).
+fn results_table(store: &Store, plan: &Plan, metric: &str) -> String {
+    let program = plan.trials.iter().any(|t| t.builtin().is_none());
+    let (first, second) = if program {
+        (metric, "exit code")
+    } else {
+        ("test acc", "best val acc")
+    };
     let headers: Vec<String> = [
-        "name",
-        "status",
-        "test acc",
-        "best val acc",
-        "epochs",
-        "seconds",
-        "device",
+        "name", "status", first, second, "epochs", "seconds", "device",
     ]
     .map(String::from)
     .to_vec();
@@ -237,6 +271,15 @@ fn results_table(store: &Store, plan: &Plan) -> String {
         .trials
         .iter()
         .map(|t| match store.load(&t.id) {
+            Ok(Some(r)) if program => vec![
+                t.name.clone(),
+                r.status.to_string(),
+                metric_text(metric, r.metric(metric)),
+                r.exit_code.map(|c| c.to_string()).unwrap_or("–".into()),
+                r.epochs_run.to_string(),
+                format!("{:.1}", r.total_seconds),
+                r.device.clone(),
+            ],
             Ok(Some(r)) => vec![
                 t.name.clone(),
                 r.status.to_string(),

@@ -8,7 +8,7 @@ use super::eval::{DeviceSet, evaluate};
 use super::metrics;
 use super::model::Net;
 use super::optim::Optim;
-use super::{Device, Engine, Progress, Status, TrialContext, TrialResult};
+use super::{Device, Engine, Progress, Status, Trial, TrialContext, TrialResult, builtin_config};
 use crate::config::TrialConfig;
 use crate::data::{self, Stream};
 use crate::error::{Error, Result};
@@ -28,7 +28,8 @@ pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 pub struct BurnEngine;
 
 impl Engine for BurnEngine {
-    fn run(&self, config: &TrialConfig, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
+    fn run(&self, trial: &Trial, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
+        let config = builtin_config(trial)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(ctx.threads.max(1))
             .build()
@@ -187,7 +188,7 @@ mod tests {
             progress: &mut |_| {},
             cancel: &cancel,
         };
-        BurnEngine.run(&t.config, &mut ctx).unwrap()
+        BurnEngine.run(t, &mut ctx).unwrap()
     }
 
     #[test]
@@ -318,7 +319,7 @@ mod tests {
             progress: &mut |_| {},
             cancel: &cancel,
         };
-        let r = BurnEngine.run(&t.config, &mut ctx).unwrap();
+        let r = BurnEngine.run(&t, &mut ctx).unwrap();
         stopper.join().unwrap();
         assert_eq!(r.status, Status::Interrupted);
         assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());

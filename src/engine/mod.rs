@@ -17,12 +17,12 @@ pub mod schedule;
 pub mod scripted;
 
 use crate::config::TrialConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 
-pub use crate::trial::{EpochRow, Mistake, Status, TrialResult};
+pub use crate::trial::{EpochRow, MetricRow, Mistake, Status, Trial, TrialResult};
 pub use burn_engine::BurnEngine;
 
 /// Where a trial trains.
@@ -48,6 +48,8 @@ impl fmt::Display for Device {
 pub enum Progress {
     /// An epoch ended.
     Epoch(EpochRow),
+    /// A program reported a row of metrics.
+    Metrics(MetricRow),
 }
 
 /// What a trial is given besides its config: where it runs, how many CPU threads it may use,
@@ -70,10 +72,21 @@ impl TrialContext<'_> {
     }
 }
 
-/// Trains one trial. The scheduler and the tests may use a scripted engine instead.
+/// Runs one trial: the built-in burn engine and the program runner (`crate::program`) are its
+/// two implementations; the scheduler and the tests may use a scripted engine instead.
 pub trait Engine: Send + Sync {
     /// Runs a trial to its end (or until cancelled, returning what it has with status
     /// `interrupted`) and returns what it measured; the scheduler stamps the trial's id, name
     /// and device. An `Err` is a failure of this trial only.
-    fn run(&self, config: &TrialConfig, ctx: &mut TrialContext<'_>) -> Result<TrialResult>;
+    fn run(&self, trial: &Trial, ctx: &mut TrialContext<'_>) -> Result<TrialResult>;
+}
+
+/// The built-in config of a trial, for engines that train built-in models.
+pub fn builtin_config(trial: &Trial) -> Result<&TrialConfig> {
+    trial.builtin().ok_or_else(|| {
+        Error::Internal(format!(
+            "trial `{}` runs a program, not a built-in model",
+            trial.name
+        ))
+    })
 }

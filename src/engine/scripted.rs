@@ -6,7 +6,7 @@
 //! Requests are made through the learning rate: 0.5 fails with "scripted failure", 0.25 panics
 //! with "scripted panic"; any other trial ends `ok` with test accuracy `0.9 - lr / 10`.
 
-use super::{Engine, EpochRow, Progress, Status, TrialContext, TrialResult};
+use super::{Engine, EpochRow, Progress, Status, Trial, TrialContext, TrialResult};
 use crate::config::TrialConfig;
 use crate::data::DataSummary;
 use crate::error::{Error, Result};
@@ -67,7 +67,8 @@ impl Drop for Running<'_> {
 }
 
 impl Engine for Scripted {
-    fn run(&self, config: &TrialConfig, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
+    fn run(&self, trial: &Trial, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
+        let config = super::builtin_config(trial)?;
         self.started.lock().expect("started").push(config.clone());
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);

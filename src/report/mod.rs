@@ -11,7 +11,7 @@ pub mod tables;
 pub use compare::compare;
 
 use crate::error::{Error, Result};
-use crate::spec::ReportOptions;
+use crate::spec::{Goal, Program, ReportOptions};
 use crate::store::Store;
 use crate::trial::{TrialId, TrialResult};
 use serde_json::{Map, Value};
@@ -57,6 +57,21 @@ pub struct Loaded {
     pub planned: usize,
     /// Results that could not be read, each naming its file.
     pub unreadable: Vec<String>,
+    /// The sweep's program, when its trials run one.
+    pub program: Option<Program>,
+}
+
+impl Loaded {
+    /// The metrics programs reported, by name (`epoch` and `step` are positions, not metrics).
+    pub fn metric_names(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<&String> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.result.metrics.keys())
+            .filter(|k| !matches!(k.as_str(), "epoch" | "step"))
+            .collect();
+        names.into_iter().cloned().collect()
+    }
 }
 
 /// What a report is made of; exporters turn blocks into Markdown or HTML.
@@ -92,19 +107,23 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         rows,
         planned: info.trials.len(),
         unreadable,
+        program: info.program,
     })
 }
 
-/// The value a report ranks trials by, larger is better (losses are negated).
-pub fn metric_of(r: &TrialRow, metric: &str) -> Option<f64> {
+/// The value a report ranks trials by, larger is better (a minimized metric is negated); a
+/// built-in trial without the named metric is ranked by its test accuracy, and a non-finite
+/// value (a diverged trial) ranks nowhere.
+pub fn metric_of(r: &TrialRow, options: &ReportOptions) -> Option<f64> {
     let x = &r.result;
-    match metric {
-        "test_loss" => x.test_loss.map(|v| -v),
-        "best_val_accuracy" => x.best_val_accuracy,
-        "best_val_loss" => x.best_val_loss.map(|v| -v),
-        "train_accuracy" => x.train_accuracy,
-        _ => x.test_accuracy,
-    }
+    let v = x
+        .metric(&options.metric)
+        .or_else(|| x.metrics.is_empty().then_some(x.test_accuracy).flatten())
+        .filter(|v| v.is_finite())?;
+    Some(match options.goal() {
+        Goal::Maximize => v,
+        Goal::Minimize => -v,
+    })
 }
 
 /// Today's date in UTC (civil-from-days), without a date-time dependency.

@@ -82,6 +82,9 @@ pub fn gap(r: &TrialRow) -> Option<f64> {
 /// The summary table: one row per trial with its status, varied parameters as typed columns, final
 /// metrics, timings, device and error.
 pub fn summary(l: &Loaded) -> Result<DataFrame> {
+    if l.program.is_some() {
+        return program_summary(l);
+    }
     let rows: Vec<&TrialRow> = l.rows.iter().collect();
     let res = |f: fn(&TrialRow) -> Option<f64>| -> Vec<Option<f64>> {
         rows.iter().map(|r| f(r)).collect()
@@ -179,6 +182,9 @@ pub fn summary(l: &Loaded) -> Result<DataFrame> {
 /// The epochs table, long format: one row per trial and epoch, with the varied parameters and that
 /// epoch's metrics.
 pub fn epochs(l: &Loaded) -> Result<DataFrame> {
+    if l.program.is_some() {
+        return program_epochs(l);
+    }
     let flat: Vec<(&TrialRow, &crate::trial::EpochRow)> = l
         .rows
         .iter()
@@ -218,6 +224,108 @@ pub fn epochs(l: &Loaded) -> Result<DataFrame> {
     Ok(DataFrame::new(flat.len(), cols)?)
 }
 
+/// The column of a program's metric: its name, unless a varied key or one of the table's own
+/// columns has it (a metric `lr` beside an axis `lr`).
+fn metric_column(l: &Loaded, name: &str) -> String {
+    const OWN: &[&str] = &[
+        "id",
+        "name",
+        "status",
+        "epochs_run",
+        "total_seconds",
+        "device",
+        "exit_code",
+        "error",
+    ];
+    if OWN.contains(&name) || l.axes.iter().any(|a| a == name) {
+        format!("{name}_metric")
+    } else {
+        name.to_string()
+    }
+}
+
+/// A program sweep's summary: id, name, status, varied values, one column per reported metric
+/// (its last value), epochs, time, device, exit code and error.
+fn program_summary(l: &Loaded) -> Result<DataFrame> {
+    let rows: Vec<&TrialRow> = l.rows.iter().collect();
+    let text = |f: fn(&TrialRow) -> String| -> Vec<String> { rows.iter().map(|r| f(r)).collect() };
+    let mut cols = vec![
+        Column::new("id".into(), text(|r| r.id.to_string())),
+        Column::new("name".into(), text(|r| r.name.clone())),
+        Column::new("status".into(), text(|r| r.result.status.to_string())),
+    ];
+    cols.extend(axis_columns(l, &rows));
+    for m in l.metric_names() {
+        let values: Vec<Option<f64>> = rows
+            .iter()
+            .map(|r| r.result.metrics.get(&m).copied())
+            .collect();
+        cols.push(Column::new(metric_column(l, &m).into(), values));
+    }
+    cols.extend([
+        Column::new(
+            "epochs_run".into(),
+            rows.iter()
+                .map(|r| r.result.epochs_run as i64)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "total_seconds".into(),
+            rows.iter()
+                .map(|r| r.result.total_seconds)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new("device".into(), text(|r| r.result.device.clone())),
+        Column::new(
+            "exit_code".into(),
+            rows.iter().map(|r| r.result.exit_code).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "error".into(),
+            rows.iter()
+                .map(|r| r.result.error.clone())
+                .collect::<Vec<_>>(),
+        ),
+    ]);
+    Ok(DataFrame::new(rows.len(), cols)?)
+}
+
+/// A program sweep's rows in long format: one row per reported row, with the varied values
+/// and a column per metric (`epoch` and `step` included when reported).
+fn program_epochs(l: &Loaded) -> Result<DataFrame> {
+    let flat: Vec<(&TrialRow, &crate::trial::MetricRow)> = l
+        .rows
+        .iter()
+        .flat_map(|r| r.result.rows.iter().map(move |e| (r, e)))
+        .collect();
+    let trial_rows: Vec<&TrialRow> = flat.iter().map(|(r, _)| *r).collect();
+    let mut names: Vec<String> = flat
+        .iter()
+        .flat_map(|(_, e)| e.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by_key(|n| !matches!(n.as_str(), "epoch" | "step"));
+    let mut cols = vec![
+        Column::new(
+            "id".into(),
+            flat.iter()
+                .map(|(r, _)| r.id.to_string())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "name".into(),
+            flat.iter().map(|(r, _)| r.name.clone()).collect::<Vec<_>>(),
+        ),
+    ];
+    cols.extend(axis_columns(l, &trial_rows));
+    for n in names {
+        let values: Vec<Option<f64>> = flat.iter().map(|(_, e)| e.get(&n).copied()).collect();
+        cols.push(Column::new(metric_column(l, &n).into(), values));
+    }
+    Ok(DataFrame::new(flat.len(), cols)?)
+}
+
 /// Mean, std and count over seeds of each setting (the other varied parameters).
 pub fn by_setting(l: &Loaded, summary: &DataFrame) -> Result<Option<DataFrame>> {
     if !l.axes.iter().any(|a| a == "seed") {
@@ -230,14 +338,25 @@ pub fn by_setting(l: &Loaded, summary: &DataFrame) -> Result<Option<DataFrame>> 
         .map(|a| col(a.as_str()))
         .collect();
     let mut aggs = vec![len().alias("n")];
-    for m in [
-        "test_accuracy",
-        "best_val_accuracy",
-        "train_accuracy",
-        "train_seconds",
-    ] {
-        aggs.push(col(m).mean().alias(format!("{m}_mean")));
-        aggs.push(col(m).std(1).alias(format!("{m}_std")));
+    let measured: Vec<String> = if l.program.is_some() {
+        l.metric_names()
+            .iter()
+            .map(|m| metric_column(l, m))
+            .chain(["total_seconds".to_string()])
+            .collect()
+    } else {
+        [
+            "test_accuracy",
+            "best_val_accuracy",
+            "train_accuracy",
+            "train_seconds",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    for m in &measured {
+        aggs.push(col(m.as_str()).mean().alias(format!("{m}_mean")));
+        aggs.push(col(m.as_str()).std(1).alias(format!("{m}_std")));
     }
     let lf = summary
         .clone()

@@ -3,10 +3,12 @@
 //! beyond reading the file, and nothing touches a device.
 
 mod keys;
+mod program;
 mod sections;
 mod yaml;
 
 pub use keys::{closest, edit_distance, leaf_paths, set_path};
+pub use program::{DEFAULT_GRACE, Goal, Program};
 pub use sections::{Axis, NamedTrial, Override};
 pub use yaml::{MAX_FILE_BYTES, Node, NodeKind, Pos, parse_yaml};
 
@@ -109,6 +111,15 @@ pub struct ReportOptions {
     pub threshold_metric: String,
     /// The report's heading; the sweep name when absent.
     pub title: Option<String>,
+    /// Whether `metric` is maximized or minimized; guessed from its name when absent.
+    pub goal: Option<Goal>,
+}
+
+impl ReportOptions {
+    /// Whether larger or smaller values of `metric` are better.
+    pub fn goal(&self) -> Goal {
+        self.goal.unwrap_or_else(|| Goal::guess(&self.metric))
+    }
 }
 
 impl Default for ReportOptions {
@@ -118,6 +129,7 @@ impl Default for ReportOptions {
             threshold: None,
             threshold_metric: "val_accuracy".into(),
             title: None,
+            goal: None,
         }
     }
 }
@@ -145,11 +157,14 @@ pub struct Spec {
     pub seeds: Option<Vec<u64>>,
     /// How `hypersweep report` presents the results.
     pub report: ReportOptions,
+    /// The user's program, when trials run it instead of a built-in model.
+    pub program: Option<Program>,
 }
 
 const TOP_KEYS: &[&str] = &[
     "name",
     "description",
+    "program",
     "data",
     "fixed",
     "grid",
@@ -221,6 +236,7 @@ impl Spec {
             trials: vec![],
             seeds: None,
             report: ReportOptions::default(),
+            program: None,
         };
         let mut seen_fixed = false;
         for (key, kpos, node) in entries {
@@ -235,9 +251,27 @@ impl Spec {
                 "missing `name`: it names the results directory (results/<name>/)",
             ));
         }
+        if let Some(p) = &spec.program {
+            // The program's metric and goal shape the report unless `report:` names its own.
+            if let Some(m) = &p.metric {
+                spec.report.metric.clone_from(m);
+            }
+            spec.report.goal = spec.report.goal.or(p.goal);
+        }
         sections::same_key_twice(file, &spec.base)?;
         for t in &spec.trials {
             sections::same_key_twice(file, &t.overrides)?;
+        }
+        if let (Some(_), Some(data)) = (
+            &spec.program,
+            spec.base.iter().find(|o| o.section == "data"),
+        ) {
+            return Err(SpecError::at(
+                file,
+                data.pos,
+                "data",
+                "`data` configures the built-in models; a program reads its own data (put its settings under `fixed`)",
+            ));
         }
         if !seen_fixed && spec.grid.is_empty() && spec.trials.is_empty() && spec.zip.is_empty() {
             return Err(SpecError::at(
@@ -276,6 +310,7 @@ impl Spec {
                 expect_map(file, key, node)?;
                 self.report = deserialize_section(file, "report", node)?;
             }
+            "program" => self.program = Some(program::program(file, node)?),
             other => return Err(unknown_top_key(file, other, kpos)),
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! epochs.csv: one row per epoch of a trial, written and read back without a CSV dependency.
 
-use crate::trial::EpochRow;
+use crate::trial::{EpochRow, MetricRow};
+use std::collections::BTreeSet;
 
 /// The header of epochs.csv.
 pub const EPOCH_HEADER: &str =
@@ -73,6 +74,55 @@ pub fn parse_epochs_csv(text: &str) -> Result<Vec<EpochRow>, String> {
     Ok(rows)
 }
 
+/// The text of a program trial's epochs.csv: `epoch` and `step` first when present, then every
+/// other metric by name; a metric a row lacks is an empty cell.
+pub fn rows_csv(rows: &[MetricRow]) -> String {
+    let mut names: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.keys().map(String::as_str))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by_key(|n| match *n {
+        "epoch" => 0,
+        "step" => 1,
+        _ => 2,
+    });
+    let mut s = names.join(",") + "\n";
+    for r in rows {
+        let cells: Vec<String> = names.iter().map(|n| opt(r.get(*n).copied())).collect();
+        s += &(cells.join(",") + "\n");
+    }
+    s
+}
+
+/// Reads a program trial's epochs.csv back.
+pub fn parse_rows_csv(text: &str) -> Result<Vec<MetricRow>, String> {
+    let mut lines = text.lines();
+    let names: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let mut rows = vec![];
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != names.len() {
+            return Err(format!(
+                "line {}: expected {} fields, found {}",
+                i + 2,
+                names.len(),
+                cells.len()
+            ));
+        }
+        let mut row = MetricRow::new();
+        for (n, c) in names.iter().zip(cells).filter(|(_, c)| !c.is_empty()) {
+            let v = c
+                .parse::<f64>()
+                .map_err(|_| format!("line {}: `{c}` is not a number", i + 2))?;
+            row.insert((*n).to_string(), v);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +154,18 @@ mod tests {
                 .train_loss
                 .is_nan()
         );
+    }
+
+    #[test]
+    fn metric_rows_round_trip_with_missing_cells() {
+        let rows: Vec<MetricRow> = vec![
+            [("val_loss".into(), 0.5), ("epoch".into(), 1.0)].into(),
+            [("epoch".into(), 2.0), ("acc".into(), f64::NAN)].into(),
+        ];
+        let text = rows_csv(&rows);
+        assert!(text.starts_with("epoch,acc,val_loss\n"), "{text}");
+        let back = parse_rows_csv(&text).unwrap();
+        assert_eq!(back[0], rows[0]);
+        assert!(back[1]["acc"].is_nan() && !back[1].contains_key("val_loss"));
     }
 }

@@ -7,13 +7,13 @@ mod epochs;
 mod files;
 mod lock;
 
-pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv};
+pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, write_atomic};
 pub use lock::{Lock, process_alive};
 
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{Plan, value_text};
-use crate::spec::ReportOptions;
+use crate::spec::{Program, ReportOptions, Spec};
 use crate::trial::{Trial, TrialId, TrialResult};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -32,17 +32,21 @@ pub struct SweepInfo {
     pub axes: Vec<String>,
     /// Every planned trial, in plan order.
     pub trials: Vec<Trial>,
+    /// The sweep's program (its timeout, environment, working directory), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<Program>,
 }
 
 impl SweepInfo {
-    /// The record of a plan.
-    pub fn new(plan: &Plan, description: &str, report: &ReportOptions) -> SweepInfo {
+    /// The record of a plan and the sweep file it came from.
+    pub fn new(plan: &Plan, spec: &Spec) -> SweepInfo {
         SweepInfo {
             name: plan.name.clone(),
-            description: description.into(),
-            report: report.clone(),
+            description: spec.description.clone(),
+            report: spec.report.clone(),
             axes: plan.axes.clone(),
             trials: plan.trials.clone(),
+            program: spec.program.clone(),
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct Running {
 }
 
 /// The results directory of one sweep.
+#[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
 }
@@ -175,10 +180,12 @@ impl Store {
             &dir.join("config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
-        write_atomic(
-            &dir.join("epochs.csv"),
-            epochs_csv(&result.epochs).as_bytes(),
-        )?;
+        let epochs = if result.rows.is_empty() {
+            epochs_csv(&result.epochs)
+        } else {
+            rows_csv(&result.rows)
+        };
+        write_atomic(&dir.join("epochs.csv"), epochs.as_bytes())?;
         write_atomic(
             &dir.join("result.json"),
             serde_json::to_string_pretty(result)?.as_bytes(),
@@ -198,8 +205,12 @@ impl Store {
             .map_err(|e| Error::Input(format!("{} is not a valid result: {e}", path.display())))?;
         let epochs = dir.join("epochs.csv");
         if let Ok(text) = fs::read_to_string(&epochs) {
-            r.epochs = parse_epochs_csv(&text)
-                .map_err(|e| Error::Input(format!("{}: {e}", epochs.display())))?;
+            let bad = |e: String| Error::Input(format!("{}: {e}", epochs.display()));
+            if text.lines().next() == Some(EPOCH_HEADER) {
+                r.epochs = parse_epochs_csv(&text).map_err(bad)?;
+            } else {
+                r.rows = parse_rows_csv(&text).map_err(bad)?;
+            }
         }
         Ok(Some(r))
     }

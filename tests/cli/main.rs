@@ -5,6 +5,7 @@
 mod common;
 mod faults;
 mod parsing;
+mod programs;
 mod reports;
 mod runs;
 mod training;

@@ -137,9 +137,12 @@ fn every_study_file_trains_in_a_reduced_copy() {
         for mut t in plan.trials {
             // Two steps on at most 200 digits: enough to exercise every model, optimizer,
             // schedule, augmentation and early-stopping path the studies use.
-            t.config.epochs = 2;
-            t.config.steps_per_epoch = Some(2);
-            t.config.data.train_size = Some(t.config.data.train_size.unwrap_or(200).min(200));
+            let hypersweep::trial::TrialKind::Builtin(c) = &mut t.config else {
+                continue;
+            };
+            c.epochs = 2;
+            c.steps_per_epoch = Some(2);
+            c.data.train_size = Some(c.data.train_size.unwrap_or(200).min(200));
             let mut ctx = TrialContext {
                 device: Device::Cpu,
                 threads: 1,
@@ -147,7 +150,7 @@ fn every_study_file_trains_in_a_reduced_copy() {
                 cancel: &cancel,
             };
             let r = BurnEngine
-                .run(&t.config, &mut ctx)
+                .run(&t, &mut ctx)
                 .unwrap_or_else(|e| panic!("{}: {}: {e}", f.display(), t.name));
             assert!(
                 matches!(

@@ -1,4 +1,5 @@
-//! Final accuracy: a bar per trial, and the test accuracy against each numeric varied axis (one
+//! The final metric (test accuracy for built-in trials, the sweep's metric for a program): a
+//! bar per trial when it is an accuracy, and the metric against each numeric varied axis (one
 //! line per combination of the other axes, seeds averaged into error bars).
 
 use super::super::svg::{self, LineChart, Series};
@@ -10,24 +11,63 @@ use serde_json::Value;
 /// An x value and every y measured there (one per seed).
 type Point = (f64, Vec<f64>);
 
+/// The metric the section draws: its key in results, and its name in titles.
+pub(super) struct Plotted {
+    pub key: String,
+    pub label: String,
+}
+
+impl Plotted {
+    /// Test accuracy for built-in sweeps; the report's metric for a program.
+    pub fn of(l: &Loaded) -> Plotted {
+        match &l.program {
+            Some(_) => Plotted {
+                key: l.options.metric.clone(),
+                label: l.options.metric.clone(),
+            },
+            None => Plotted {
+                key: "test_accuracy".into(),
+                label: "test accuracy".into(),
+            },
+        }
+    }
+
+    /// The value of one trial, when it has a finite one.
+    pub fn value(&self, r: &TrialRow) -> Option<f64> {
+        r.result.metric(&self.key).filter(|v| v.is_finite())
+    }
+
+    fn title(&self) -> String {
+        let mut t = self.label.clone();
+        if let Some(c) = t.get(..1) {
+            t.replace_range(..1, &c.to_uppercase());
+        }
+        t
+    }
+}
+
 /// The bar chart and one line chart per numeric axis.
 pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
-    let mut b = vec![Block::Heading(2, "Final accuracy".into())];
+    let m = Plotted::of(l);
+    let heading = if l.program.is_some() {
+        format!("Final {}", m.label)
+    } else {
+        "Final accuracy".into()
+    };
+    let mut b = vec![Block::Heading(2, heading)];
     let bars: Vec<(String, f64, f64)> = order
         .iter()
-        .filter_map(|r| r.result.test_accuracy.map(|a| (r.name.clone(), a, 0.0)))
+        .filter_map(|r| m.value(r).map(|a| (r.name.clone(), a, 0.0)))
         .collect();
-    if !bars.is_empty() {
+    // The bar chart draws fractions as percentages: accuracies only.
+    if !bars.is_empty() && m.key.contains("acc") && bars.iter().all(|b| (0.0..=1.0).contains(&b.1))
+    {
         b.push(Block::Plot(
-            "test-accuracy".into(),
-            svg::bar_chart("Test accuracy per trial", &bars, Some(0)),
+            m.key.replace('_', "-"),
+            svg::bar_chart(&format!("{} per trial", m.title()), &bars, Some(0)),
         ));
     }
-    let finished: Vec<&TrialRow> = l
-        .rows
-        .iter()
-        .filter(|r| r.result.test_accuracy.is_some())
-        .collect();
+    let finished: Vec<&TrialRow> = l.rows.iter().filter(|r| m.value(r).is_some()).collect();
     if finished.is_empty() {
         return b;
     }
@@ -35,7 +75,7 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
         if numeric_axis(l, axis) {
             b.push(Block::Plot(
                 format!("vs-{}", axis.replace('.', "-")),
-                axis_chart(l, axis, &finished),
+                axis_chart(l, &m, axis, &finished),
             ));
         }
     }
@@ -60,8 +100,8 @@ fn log_axis(axis: &str, xs: &[f64]) -> bool {
             || hi / lo > 50.0)
 }
 
-/// Test accuracy against one axis, as an SVG line chart.
-fn axis_chart(l: &Loaded, axis: &str, finished: &[&TrialRow]) -> String {
+/// The metric against one axis, as an SVG line chart.
+fn axis_chart(l: &Loaded, m: &Plotted, axis: &str, finished: &[&TrialRow]) -> String {
     let others: Vec<&String> = l
         .axes
         .iter()
@@ -75,7 +115,7 @@ fn axis_chart(l: &Loaded, axis: &str, finished: &[&TrialRow]) -> String {
             .get(axis)
             .and_then(Value::as_f64)
             .unwrap_or(f64::NAN);
-        let y = r.result.test_accuracy.unwrap_or(f64::NAN);
+        let y = m.value(r).unwrap_or(f64::NAN);
         let s = series.iter().position(|s| s.0 == label).unwrap_or_else(|| {
             series.push((label, vec![]));
             series.len() - 1
@@ -90,23 +130,23 @@ fn axis_chart(l: &Loaded, axis: &str, finished: &[&TrialRow]) -> String {
         .flat_map(|s| s.1.iter().map(|p| p.0))
         .collect();
     LineChart {
-        title: &format!("Test accuracy vs {axis}"),
+        title: &format!("{} vs {axis}", m.title()),
         x_label: axis,
-        y_label: "test accuracy",
+        y_label: &m.label,
         log_x: log_axis(axis, &xs),
         markers: true,
-        series: series.into_iter().map(to_series).collect(),
+        series: series.into_iter().map(|s| to_series(s, &m.label)).collect(),
     }
     .render()
 }
 
 /// Points sorted by x, each the mean of its seeds with the std as error bar.
-fn to_series((label, mut pts): (String, Vec<Point>)) -> Series {
+fn to_series((label, mut pts): (String, Vec<Point>), metric: &str) -> Series {
     pts.sort_by(|a, c| a.0.total_cmp(&c.0));
     let stats: Vec<(f64, f64)> = pts.iter().map(|p| mean_std(&p.1)).collect();
     Series {
         label: if label.is_empty() {
-            "test accuracy".into()
+            metric.into()
         } else {
             label
         },

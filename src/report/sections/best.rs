@@ -2,7 +2,36 @@
 //! the most confidently wrong test digits.
 
 use super::super::svg;
-use super::super::{Block, TrialRow};
+use super::super::{Block, Loaded, TrialRow, metric_of};
+use crate::format::metric_text;
+
+/// The best trial of a program sweep: its parameters, final metrics and command.
+pub fn program(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
+    let Some(best) = order.first().filter(|r| metric_of(r, &l.options).is_some()) else {
+        return vec![];
+    };
+    let mut rows: Vec<Vec<String>> = best
+        .varied
+        .iter()
+        .map(|(k, v)| vec![k.clone(), crate::plan::value_text(v)])
+        .collect();
+    rows.extend(
+        best.result
+            .metrics
+            .iter()
+            .map(|(k, v)| vec![k.clone(), metric_text(k, Some(*v))]),
+    );
+    vec![
+        Block::Heading(2, format!("Best trial: {}", best.name)),
+        Block::Para(format!(
+            "Best by {} of the {} finished trials; its files are in trials/{}/ (stdout.log, stderr.log, metrics.jsonl).",
+            l.options.metric,
+            l.rows.len(),
+            best.id
+        )),
+        Block::Table(vec!["".into(), "value".into()], rows, None),
+    ]
+}
 
 /// The best trial's section, when it has a confusion matrix.
 pub fn section(order: &[&TrialRow]) -> Vec<Block> {

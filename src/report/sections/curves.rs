@@ -59,7 +59,75 @@ pub fn section(l: &Loaded) -> Vec<Block> {
         ));
     }
     b.extend(step_losses(l));
+    b.extend(program_curves(l));
     b
+}
+
+/// One chart per metric a program reported in more than one row, against `epoch` (or `step`,
+/// or the row's position when it gave neither).
+fn program_curves(l: &Loaded) -> Vec<Block> {
+    let mut b = vec![];
+    for metric in l.metric_names() {
+        let mut x_label = "epoch";
+        let series: Vec<Series> = l
+            .rows
+            .iter()
+            .map(|r| Series {
+                label: r.name.clone(),
+                points: r
+                    .result
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, row)| {
+                        let x = row.get("epoch").or_else(|| {
+                            x_label = if row.contains_key("step") {
+                                "step"
+                            } else {
+                                "row"
+                            };
+                            row.get("step")
+                        });
+                        let y = row.get(&metric)?;
+                        Some((x.copied().unwrap_or((i + 1) as f64), *y))
+                    })
+                    .filter(|(_, y)| y.is_finite())
+                    .collect(),
+                errors: vec![],
+            })
+            .filter(|s| s.points.len() > 1)
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let markers = series.iter().all(|s| s.points.len() <= 3);
+        b.push(Block::Plot(
+            format!("curve-{}", stem(&metric)),
+            LineChart {
+                title: &format!("{metric} per {x_label}"),
+                x_label,
+                y_label: &metric,
+                log_x: false,
+                markers,
+                series,
+            }
+            .render(),
+        ));
+    }
+    b
+}
+
+/// A metric's name as part of a file name.
+fn stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn step_losses(l: &Loaded) -> Option<Block> {

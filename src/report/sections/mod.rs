@@ -21,6 +21,9 @@ pub fn all(l: &Loaded) -> Vec<Block> {
     b.extend(seeds::section(l));
     b.extend(axes::section(l, &order));
     b.extend(curves::section(l));
+    if l.program.is_some() {
+        b.extend(best::program(l, &order));
+    }
     b.extend(best::section(&order));
     b
 }
@@ -28,7 +31,7 @@ pub fn all(l: &Loaded) -> Vec<Block> {
 /// The finished trials, best first by the report's metric (trials without it last).
 fn ranked(l: &Loaded) -> Vec<&TrialRow> {
     let mut order: Vec<&TrialRow> = l.rows.iter().collect();
-    let key = |r: &TrialRow| metric_of(r, &l.options.metric).unwrap_or(f64::NEG_INFINITY);
+    let key = |r: &TrialRow| metric_of(r, &l.options).unwrap_or(f64::NEG_INFINITY);
     order.sort_by(|a, c| key(c).total_cmp(&key(a)));
     order
 }

@@ -38,7 +38,10 @@ pub fn section(l: &Loaded) -> Vec<Block> {
         vec![String::new(), String::new()],
         vec![
             vec!["generated".into(), utc_now()],
-            vec!["data".into(), data_line(l)],
+            match &l.program {
+                Some(p) => vec!["program".into(), format!("`{}`", p.command.join(" "))],
+                None => vec!["data".into(), data_line(l)],
+            },
             vec!["trials".into(), trials],
             vec!["time in trials".into(), duration(total)],
             vec!["devices".into(), devices.join(", ")],

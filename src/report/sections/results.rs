@@ -1,10 +1,13 @@
 //! The comparison table: every finished trial, best first, with its varied values and metrics.
 
 use super::super::{Block, Loaded, TrialRow, metric_of, tables};
-use crate::format::pct;
+use crate::format::{metric_text, pct};
 
 /// The results heading, table and (with a threshold) the sentence saying what it measures.
 pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
+    if l.program.is_some() {
+        return program_section(l, order);
+    }
     let o = &l.options;
     let mut headers: Vec<String> = vec!["trial".into(), "status".into()];
     headers.extend(l.axes.iter().cloned());
@@ -26,7 +29,7 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     let rows = order.iter().map(|r| row(l, r)).collect();
     let best = order
         .first()
-        .filter(|r| metric_of(r, &o.metric).is_some())
+        .filter(|r| metric_of(r, o).is_some())
         .map(|_| 0);
     let mut b = vec![
         Block::Heading(2, format!("Results (sorted by {})", o.metric)),
@@ -70,4 +73,50 @@ fn row(l: &Loaded, r: &TrialRow) -> Vec<String> {
         );
     }
     row
+}
+
+/// A program sweep's table: its reported metrics (the report's metric first), epochs, time and
+/// exit code.
+fn program_section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
+    let o = &l.options;
+    let mut metrics = l.metric_names();
+    if let Some(i) = metrics.iter().position(|m| *m == o.metric) {
+        let m = metrics.remove(i);
+        metrics.insert(0, m);
+    }
+    let mut headers: Vec<String> = vec!["trial".into(), "status".into()];
+    headers.extend(l.axes.iter().cloned());
+    headers.extend(metrics.iter().cloned());
+    headers.extend(["epochs", "seconds", "exit code"].map(String::from));
+    let rows = order
+        .iter()
+        .map(|r| {
+            let x = &r.result;
+            let mut row = vec![r.name.clone(), x.status.to_string()];
+            row.extend(l.axes.iter().map(|a| r.varied_text(a)));
+            row.extend(
+                metrics
+                    .iter()
+                    .map(|m| metric_text(m, x.metrics.get(m).copied())),
+            );
+            row.extend([
+                x.epochs_run.to_string(),
+                format!("{:.1}", x.total_seconds),
+                x.exit_code.map_or_else(|| "–".into(), |c| c.to_string()),
+            ]);
+            row
+        })
+        .collect();
+    let best = order
+        .first()
+        .filter(|r| metric_of(r, o).is_some())
+        .map(|_| 0);
+    let goal = match o.goal() {
+        crate::spec::Goal::Maximize => "largest",
+        crate::spec::Goal::Minimize => "smallest",
+    };
+    vec![
+        Block::Heading(2, format!("Results (sorted by {}, {goal} first)", o.metric)),
+        Block::Table(headers, rows, best),
+    ]
 }

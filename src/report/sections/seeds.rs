@@ -1,14 +1,17 @@
 //! Over seeds: mean ± std of each setting when the sweep repeats trials with `seeds`.
 
 use super::super::{Block, Loaded};
+use super::axes::Plotted;
 use super::setting_label;
-use crate::format::mean_std;
+use crate::format::{mean_std, metric_text};
 
 /// One row per setting (the other varied values): n, test accuracy and training time.
 pub fn section(l: &Loaded) -> Vec<Block> {
     if !l.axes.iter().any(|a| a == "seed") {
         return vec![];
     }
+    let m = Plotted::of(l);
+    let percent = l.program.is_none();
     let others: Vec<&String> = l.axes.iter().filter(|a| *a != "seed").collect();
     // (setting, test accuracies, training seconds), in first-seen order.
     let mut groups: Vec<(String, Vec<f64>, Vec<f64>)> = vec![];
@@ -21,7 +24,7 @@ pub fn section(l: &Loaded) -> Vec<Block> {
             groups.push((key, vec![], vec![]));
             groups.len() - 1
         });
-        if let Some(a) = r.result.test_accuracy {
+        if let Some(a) = m.value(r) {
             groups[idx].1.push(a);
         }
         groups[idx].2.push(r.result.train_seconds);
@@ -30,12 +33,21 @@ pub fn section(l: &Loaded) -> Vec<Block> {
         .iter()
         .filter(|g| !g.1.is_empty())
         .map(|g| {
-            let (m, s) = mean_std(&g.1);
+            let (mean, std) = mean_std(&g.1);
             let (tm, ts) = mean_std(&g.2);
+            let value = if percent {
+                format!("{:.2}% ± {:.2}", mean * 100.0, std * 100.0)
+            } else {
+                format!(
+                    "{} ± {}",
+                    metric_text(&m.key, Some(mean)),
+                    metric_text(&m.key, Some(std))
+                )
+            };
             vec![
                 g.0.clone(),
                 g.1.len().to_string(),
-                format!("{:.2}% ± {:.2}", m * 100.0, s * 100.0),
+                value,
                 format!("{tm:.1} ± {ts:.1}"),
             ]
         })
@@ -43,9 +55,16 @@ pub fn section(l: &Loaded) -> Vec<Block> {
     vec![
         Block::Heading(2, "Over seeds (mean ± std)".into()),
         Block::Table(
-            ["setting", "n", "test acc", "train seconds"]
-                .map(String::from)
-                .to_vec(),
+            vec![
+                "setting".into(),
+                "n".into(),
+                if l.program.is_some() {
+                    m.label.clone()
+                } else {
+                    "test acc".into()
+                },
+                "train seconds".into(),
+            ],
             rows,
             None,
         ),

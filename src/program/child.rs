@@ -1,0 +1,216 @@
+//! One child process in its own process group: its output streamed to files (never held in
+//! memory), a timeout, a stop request, and a group kill (SIGTERM, a grace period, SIGKILL) so
+//! that nothing it started outlives the trial.
+
+use super::metrics::StdoutRows;
+use crate::trial::MetricRow;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How a child's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it (not one we sent).
+    Signalled(i32),
+    /// It ran past the timeout and was killed.
+    TimedOut,
+    /// A stop was requested and it was killed.
+    Stopped,
+}
+
+/// What a finished child left: how it ended, the last lines of its stderr, and the metric rows
+/// printed on its stdout.
+pub struct Outcome {
+    /// How it ended.
+    pub ended: Ended,
+    /// Up to `TAIL_LINES` last lines of standard error.
+    pub stderr_tail: Vec<String>,
+    /// `name=value` rows from standard output.
+    pub stdout_rows: Vec<MetricRow>,
+}
+
+/// Lines of stderr kept for the error message.
+const TAIL_LINES: usize = 20;
+/// Characters of one line looked at (for metrics and the stderr tail); the files keep it all.
+const LINE_CAP: usize = 4096;
+/// How often the child is polled for exit, timeout and stop.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What the supervisor watches while the child runs.
+pub struct Limits<'a> {
+    /// Kill after this long.
+    pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// True once the trial must stop.
+    pub stop: &'a dyn Fn() -> bool,
+    /// Called at every poll (progress).
+    pub tick: &'a mut dyn FnMut(),
+}
+
+/// Runs `cmd` in a new process group with stdout and stderr streamed to `stdout.log` and
+/// `stderr.log` in `dir`, until it exits, times out or is stopped. Fails only when it cannot
+/// start or its log files cannot be created.
+pub fn run(mut cmd: Command, dir: &Path, mut limits: Limits<'_>) -> io::Result<Outcome> {
+    let out_file = File::create(dir.join("stdout.log"))?;
+    let err_file = File::create(dir.join("stderr.log"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The child dies with us even on SIGKILL, which no handler of ours can see.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let tx_out = tx.clone();
+    std::thread::spawn(move || {
+        let mut rows = StdoutRows::default();
+        stream(stdout, out_file, |l| rows.line(l));
+        let _ = tx_out.send(Stream::Out(rows.finish()));
+    });
+    std::thread::spawn(move || {
+        let mut tail = VecDeque::new();
+        stream(stderr, err_file, |l| {
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(l.chars().take(500).collect::<String>());
+        });
+        let _ = tx.send(Stream::Err(tail.into()));
+    });
+    let ended = supervise(&mut child, &mut limits)?;
+    // Whatever the program left running in its group goes with it.
+    kill_group(&child, libc::SIGKILL);
+    let (mut stdout_rows, mut stderr_tail) = (vec![], vec![]);
+    // A grandchild that left the group may hold the pipes open: do not wait for it forever.
+    for _ in 0..2 {
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Stream::Out(rows)) => stdout_rows = rows,
+            Ok(Stream::Err(tail)) => stderr_tail = tail,
+            Err(_) => break,
+        }
+    }
+    Ok(Outcome {
+        ended,
+        stderr_tail,
+        stdout_rows,
+    })
+}
+
+enum Stream {
+    Out(Vec<MetricRow>),
+    Err(Vec<String>),
+}
+
+/// Copies a pipe to a file chunk by chunk, handing each complete line (cut at `LINE_CAP`) to
+/// `on_line`. Memory stays bounded whatever the program prints.
+fn stream(mut pipe: impl Read, file: File, mut on_line: impl FnMut(&str)) {
+    let mut file = BufWriter::new(file);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = vec![];
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let _ = file.write_all(&buf[..n]);
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                on_line(&String::from_utf8_lossy(&line));
+                line.clear();
+            } else if line.len() < LINE_CAP {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        on_line(&String::from_utf8_lossy(&line));
+    }
+    let _ = file.flush();
+}
+
+/// Waits for the child, killing its group on timeout or stop.
+fn supervise(child: &mut Child, limits: &mut Limits<'_>) -> io::Result<Ended> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(match (status.code(), status.signal()) {
+                (Some(code), _) => Ended::Exited(code),
+                (None, Some(sig)) => Ended::Signalled(sig),
+                (None, None) => Ended::Exited(-1),
+            });
+        }
+        if (limits.stop)() {
+            terminate(child, limits.grace)?;
+            return Ok(Ended::Stopped);
+        }
+        if limits.timeout.is_some_and(|t| start.elapsed() >= t) {
+            terminate(child, limits.grace)?;
+            return Ok(Ended::TimedOut);
+        }
+        (limits.tick)();
+        std::thread::sleep(POLL);
+    }
+}
+
+/// SIGTERM to the whole group, then SIGKILL once `grace` has passed; reaps the child.
+fn terminate(child: &mut Child, grace: Duration) -> io::Result<()> {
+    kill_group(child, libc::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(POLL);
+    }
+    kill_group(child, libc::SIGKILL);
+    child.wait().map(|_| ())
+}
+
+fn kill_group(child: &Child, signal: i32) {
+    let Ok(pgid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill has no memory effects; a group that is gone gives ESRCH, which is fine.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// A signal's usual name (`SIGKILL`), or its number.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGXCPU => "SIGXCPU",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}

@@ -1,0 +1,212 @@
+//! What a program reports: JSON objects, one a line, appended to `$HYPERSWEEP_METRICS`, or
+//! `name: number` / `name=number` lines on its standard output. The file wins when it has any
+//! row; standard output is read only from programs that never wrote the file.
+
+use crate::trial::MetricRow;
+use serde_json::Value;
+
+/// Rows kept per trial at most: a program printing metrics in a tight loop must not fill memory.
+pub const MAX_ROWS: usize = 100_000;
+
+/// Python's `json.dumps` writes `NaN`, `Infinity` and `-Infinity`, which JSON lacks: outside
+/// strings they are rewritten to `null`, read back as NaN (a non-finite value).
+fn python_json(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(word) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|w| rest.starts_with(w))
+        {
+            out += "null";
+            rest = &rest[word.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// One line of the metrics file as a row: its numbers (null → NaN); other values are ignored.
+/// `None` for a line that is not a JSON object.
+pub fn json_row(line: &str) -> Option<MetricRow> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    let value: Value = serde_json::from_str(line)
+        .or_else(|_| serde_json::from_str(&python_json(line)))
+        .ok()?;
+    let Value::Object(map) = value else {
+        return None;
+    };
+    let row: MetricRow = map
+        .into_iter()
+        .filter(|(k, _)| usable_name(k))
+        .filter_map(|(k, v)| match v {
+            Value::Number(n) => n.as_f64().map(|x| (k, x)),
+            Value::Null => Some((k, f64::NAN)),
+            _ => None,
+        })
+        .collect();
+    (!row.is_empty()).then_some(row)
+}
+
+/// A metric name that can be a CSV column and a plot label: short, no commas, quotes or
+/// control characters.
+fn usable_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.chars().count() <= 100
+        && !k.chars().any(|c| c.is_control() || matches!(c, ',' | '"'))
+}
+
+/// Every row of a metrics file's text (malformed lines, such as a last line cut by a kill, are
+/// skipped), and how many lines were skipped.
+pub fn file_rows(text: &str) -> (Vec<MetricRow>, usize) {
+    let mut rows = vec![];
+    let mut skipped = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match json_row(line) {
+            Some(r) if rows.len() < MAX_ROWS => rows.push(r),
+            Some(_) => {}
+            None => skipped += 1,
+        }
+    }
+    (rows, skipped)
+}
+
+/// `name: number` or `name=number` pairs of one line of output, when the whole line is such
+/// pairs (separated by spaces or commas): `epoch=3 val_loss=0.21`, `accuracy: 0.9`.
+pub fn stdout_pairs(line: &str) -> Option<Vec<(String, f64)>> {
+    let normalized = line.trim().replace(": ", ":").replace(" = ", "=");
+    let mut pairs = vec![];
+    for token in normalized.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
+        let (k, v) = token.split_once('=').or_else(|| token.split_once(':'))?;
+        let valid_name = usable_name(k)
+            && k.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+        let value = match v.to_ascii_lowercase().as_str() {
+            "nan" => f64::NAN,
+            "inf" | "infinity" => f64::INFINITY,
+            "-inf" | "-infinity" => f64::NEG_INFINITY,
+            other => other.parse::<f64>().ok()?,
+        };
+        if !valid_name {
+            return None;
+        }
+        pairs.push((k.to_string(), value));
+    }
+    (!pairs.is_empty()).then_some(pairs)
+}
+
+/// Gathers rows from output lines: a line naming `epoch` or `step` starts a new row, as does a
+/// metric already present in the current row; other pairs join the current row.
+#[derive(Default)]
+pub struct StdoutRows {
+    rows: Vec<MetricRow>,
+    current: MetricRow,
+}
+
+impl StdoutRows {
+    /// Reads one line of standard output.
+    pub fn line(&mut self, line: &str) {
+        let Some(pairs) = stdout_pairs(line) else {
+            return;
+        };
+        let starts = pairs
+            .iter()
+            .any(|(k, _)| k == "epoch" || k == "step" || self.current.contains_key(k));
+        if starts {
+            self.flush();
+        }
+        self.current.extend(pairs);
+    }
+
+    fn flush(&mut self) {
+        let row = std::mem::take(&mut self.current);
+        if !row.is_empty() && self.rows.len() < MAX_ROWS {
+            self.rows.push(row);
+        }
+    }
+
+    /// The rows read, the last one included.
+    pub fn finish(mut self) -> Vec<MetricRow> {
+        self.flush();
+        self.rows
+    }
+}
+
+/// The last value of every metric over the rows (the trial's final values).
+pub fn last_values(rows: &[MetricRow]) -> MetricRow {
+    let mut last = MetricRow::new();
+    for r in rows {
+        last.extend(r.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_keep_numbers_and_python_nan() {
+        let (rows, skipped) = file_rows(
+            "{\"epoch\": 1, \"val_loss\": 0.5, \"tag\": \"NaN here\"}\n\n{\"epoch\": 2, \"val_loss\": NaN, \"x\": -Infinity}\n{\"epoch\": 3, \"val_lo",
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(skipped, 1, "the cut last line is skipped");
+        assert_eq!(rows[0]["val_loss"], 0.5);
+        assert!(!rows[0].contains_key("tag"));
+        assert!(rows[1]["val_loss"].is_nan() && rows[1]["x"].is_nan());
+    }
+
+    #[test]
+    fn stdout_pairs_take_whole_lines_of_pairs_only() {
+        assert_eq!(
+            stdout_pairs("epoch=3 val_loss=0.25, acc: 0.9"),
+            Some(vec![
+                ("epoch".into(), 3.0),
+                ("val_loss".into(), 0.25),
+                ("acc".into(), 0.9)
+            ])
+        );
+        assert_eq!(
+            stdout_pairs("loss = 1e-3"),
+            Some(vec![("loss".into(), 0.001)])
+        );
+        assert!(stdout_pairs("Epoch 3: loss went down").is_none());
+        assert!(stdout_pairs("saving to http://x:80").is_none());
+        assert!(stdout_pairs("").is_none());
+        assert!(stdout_pairs("loss: nan").unwrap()[0].1.is_nan());
+    }
+
+    #[test]
+    fn stdout_rows_split_at_epoch_and_repeated_metrics() {
+        let mut r = StdoutRows::default();
+        for l in [
+            "epoch: 1",
+            "loss: 0.5",
+            "acc: 0.8",
+            "epoch: 2",
+            "loss: 0.4",
+            "loss: 0.3",
+        ] {
+            r.line(l);
+        }
+        let rows = r.finish();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["acc"], 0.8);
+        assert_eq!(rows[1]["loss"], 0.4);
+        assert_eq!(last_values(&rows)["loss"], 0.3);
+        assert_eq!(last_values(&rows)["epoch"], 2.0);
+    }
+}

@@ -1,0 +1,268 @@
+//! The user's program as a trial: the second implementation of `Engine` beside the built-in
+//! burn one. It fills the command's placeholders, runs it in the sweep file's directory with
+//! the trial's environment, follows the metrics it appends, and turns its exit into a status.
+
+pub mod child;
+pub mod command;
+pub mod metrics;
+
+use crate::engine::{Device, Engine, Progress, TrialContext};
+use crate::error::{Error, IoContext, Result};
+use crate::spec::Program;
+use crate::store::{Store, create_dir, write_atomic};
+use crate::trial::{MetricRow, Status, Trial, TrialKind, TrialResult};
+use child::{Ended, Limits};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Thread-count variables set to the slot's thread budget (the user's `env` may override them).
+const THREAD_VARS: &[&str] = &[
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+];
+
+/// Runs program trials of one sweep; each trial's files live in its directory of the store.
+pub struct ProgramRunner {
+    program: Program,
+    store: Store,
+}
+
+impl ProgramRunner {
+    /// A runner for the sweep's program, writing into the trial directories of `store`.
+    pub fn new(program: Program, store: &Store) -> ProgramRunner {
+        ProgramRunner {
+            program,
+            store: store.clone(),
+        }
+    }
+
+    /// The child's command: argv with placeholders filled, working directory, environment.
+    fn command(&self, trial: &Trial, dir: &Path, ctx: &TrialContext<'_>) -> Result<Command> {
+        let TrialKind::Program(p) = &trial.config else {
+            return Err(Error::Internal(format!(
+                "trial `{}` is not a program trial",
+                trial.name
+            )));
+        };
+        let dir_text = dir.display().to_string();
+        let argv = command::fill(&p.command, &p.params, trial.id.as_str(), &dir_text)
+            .map_err(Error::Trial)?;
+        let params = dir.join("params.json");
+        write_atomic(&params, serde_json::to_string_pretty(&p.params)?.as_bytes())?;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(&self.program.workdir)
+            .env("HYPERSWEEP_TRIAL_ID", trial.id.as_str())
+            .env("HYPERSWEEP_TRIAL_DIR", dir)
+            .env("HYPERSWEEP_PARAMS", &params)
+            .env("HYPERSWEEP_METRICS", dir.join(METRICS_FILE))
+            .env(
+                "CUDA_VISIBLE_DEVICES",
+                match ctx.device {
+                    Device::Cuda(i) => i.to_string(),
+                    Device::Cpu => String::new(),
+                },
+            );
+        for var in THREAD_VARS {
+            cmd.env(var, ctx.threads.to_string());
+        }
+        cmd.envs(&self.program.env);
+        Ok(cmd)
+    }
+}
+
+/// The file a program appends its metric rows to, in its trial directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+impl Engine for ProgramRunner {
+    fn run(&self, trial: &Trial, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
+        let t0 = Instant::now();
+        let dir = self.store.trial_dir(&trial.id);
+        create_dir(&dir)?;
+        // A rerun starts from an empty metrics file, not the last attempt's rows.
+        let metrics_path = dir.join(METRICS_FILE);
+        std::fs::File::create(&metrics_path).at("create", &metrics_path)?;
+        let cmd = self.command(trial, &dir, ctx)?;
+        let program = cmd.get_program().to_string_lossy().to_string();
+        let mut tail = Tail::new(metrics_path);
+        let cancel = ctx.cancel;
+        let progress = &mut *ctx.progress;
+        let mut tick = || {
+            for row in tail.read_new() {
+                progress(Progress::Metrics(row));
+            }
+        };
+        let outcome = child::run(
+            cmd,
+            &dir,
+            Limits {
+                timeout: self.program.timeout.map(Duration::from_secs_f64),
+                grace: Duration::from_secs_f64(self.program.grace),
+                stop: &|| cancel.load(std::sync::atomic::Ordering::Relaxed),
+                tick: &mut tick,
+            },
+        )
+        .map_err(|e| Error::Trial(format!("cannot start `{program}`: {e}")))?;
+        tail.finish();
+        Ok(self.result(outcome, tail, t0.elapsed().as_secs_f64()))
+    }
+}
+
+impl ProgramRunner {
+    /// The trial's result from how the program ended and the metrics it reported.
+    fn result(&self, outcome: child::Outcome, tail: Tail, seconds: f64) -> TrialResult {
+        let mut notes = vec![];
+        let from_file = !tail.rows.is_empty();
+        if tail.skipped > 0 {
+            notes.push(format!(
+                "{} line(s) of {METRICS_FILE} were not JSON objects and were skipped",
+                tail.skipped
+            ));
+        }
+        let ended = outcome.ended;
+        let tail_text = outcome.stderr_tail.join("\n");
+        let rows = if from_file {
+            if !outcome.stdout_rows.is_empty() {
+                notes.push(format!(
+                    "metrics read from {METRICS_FILE}; the name=value lines of its output were ignored"
+                ));
+            }
+            tail.rows
+        } else {
+            outcome.stdout_rows
+        };
+        let last = metrics::last_values(&rows);
+        let metric = self.program.metric.as_deref();
+        let non_finite = metric.is_some_and(|m| {
+            rows.iter()
+                .any(|r| r.get(m).is_some_and(|v| !v.is_finite()))
+        });
+        if let Some(m) = metric
+            && !last.contains_key(m)
+        {
+            notes.push(format!("the program never reported `{m}`"));
+        }
+        let (status, error, exit_code) = self.ending(ended, &tail_text, non_finite);
+        TrialResult {
+            status,
+            error,
+            exit_code,
+            epochs_run: last.get("epoch").map_or(0, |e| e.max(0.0) as usize),
+            train_seconds: seconds,
+            total_seconds: seconds,
+            notes,
+            metrics: last,
+            rows,
+            ..Default::default()
+        }
+    }
+
+    /// Status, error text and exit code of an ending.
+    fn ending(
+        &self,
+        ended: Ended,
+        stderr_tail: &str,
+        non_finite: bool,
+    ) -> (Status, Option<String>, Option<i32>) {
+        let tail = if stderr_tail.is_empty() {
+            String::new()
+        } else {
+            format!("; last lines of stderr:\n{stderr_tail}")
+        };
+        match ended {
+            Ended::Exited(0) if non_finite => (Status::Diverged, None, Some(0)),
+            Ended::Exited(0) => (Status::Ok, None, Some(0)),
+            Ended::Exited(code) => (
+                Status::Failed,
+                Some(format!("exit code {code}{tail}")),
+                Some(code),
+            ),
+            Ended::Signalled(sig) => (
+                Status::Failed,
+                Some(format!("killed by {}{tail}", child::signal_name(sig))),
+                None,
+            ),
+            Ended::TimedOut => (
+                Status::Failed,
+                Some(format!(
+                    "timeout: still running after {}, its process group was killed{tail}",
+                    crate::format::duration(self.program.timeout.unwrap_or_default())
+                )),
+                None,
+            ),
+            Ended::Stopped => (Status::Interrupted, None, None),
+        }
+    }
+}
+
+/// Follows a metrics file as the program appends to it: complete lines only, rows capped.
+struct Tail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+    rows: Vec<MetricRow>,
+    skipped: usize,
+}
+
+impl Tail {
+    fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            offset: 0,
+            partial: vec![],
+            rows: vec![],
+            skipped: 0,
+        }
+    }
+
+    /// Rows appended since the last call (also kept in `rows`).
+    fn read_new(&mut self) -> Vec<MetricRow> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return vec![];
+        };
+        if f.metadata().map_or(0, |m| m.len()) <= self.offset {
+            return vec![];
+        }
+        let mut bytes = vec![];
+        if f.seek(SeekFrom::Start(self.offset)).is_err()
+            || f.take(16 << 20).read_to_end(&mut bytes).is_err()
+        {
+            return vec![];
+        }
+        self.offset += bytes.len() as u64;
+        self.partial.extend_from_slice(&bytes);
+        if self.partial.len() > MAX_LINE && !self.partial.contains(&b'\n') {
+            // One line this long is not a metrics row; drop it rather than hold it.
+            self.partial.clear();
+            self.skipped += 1;
+        }
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return vec![];
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        self.take(&complete)
+    }
+
+    /// After the program ended: what is left, a last line without its newline included.
+    fn finish(&mut self) {
+        self.read_new();
+        let rest = std::mem::take(&mut self.partial);
+        self.take(&rest);
+    }
+
+    fn take(&mut self, bytes: &[u8]) -> Vec<MetricRow> {
+        let (new, skipped) = metrics::file_rows(&String::from_utf8_lossy(bytes));
+        self.skipped += skipped;
+        let room = metrics::MAX_ROWS.saturating_sub(self.rows.len());
+        self.rows.extend(new.iter().take(room).cloned());
+        new
+    }
+}
+
+/// Bytes of one metrics line at most.
+const MAX_LINE: usize = 1 << 20;

@@ -1,0 +1,307 @@
+//! Program trials with real child processes (examples/toy/toy.py, standard library Python):
+//! metrics from the file and from stdout, failures (exit code, signal, timeout, NaN), a stop
+//! that leaves no orphan, resume, and the environment a trial is given.
+
+use crate::common::{Sweep, bin, repo};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A program sweep of the toy with `rest` appended (fixed, grid, trials…).
+fn toy_sweep(name: &str, program_extra: &str, rest: &str) -> Sweep {
+    let toy = repo("examples/toy/toy.py");
+    Sweep::new(&format!(
+        "name: {name}\nprogram:\n  command: [python3, {}, --lr, \"{{lr}}\", --epochs, \"{{epochs}}\", --mode, \"{{mode}}\"]\n  metric: loss\n{program_extra}{rest}",
+        toy.display()
+    ))
+}
+
+fn run(s: &Sweep, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(["run", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--devices", "cpu:2", "--quiet"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn result(s: &Sweep, name: &str) -> Value {
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir().join("plan.json")).unwrap()).unwrap();
+    let id = plan["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no trial {name}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = s.dir().join("trials").join(id).join("result.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn trial_file(s: &Sweep, name: &str, file: &str) -> String {
+    let id = result(s, name)["id"].as_str().unwrap().to_string();
+    std::fs::read_to_string(s.dir().join("trials").join(id).join(file)).unwrap()
+}
+
+#[test]
+fn metrics_come_from_the_file_or_from_stdout_and_feed_the_report() {
+    let s = toy_sweep(
+        "toy-metrics",
+        "",
+        "fixed: {epochs: 3}\ngrid:\n  mode: [file, stdout, both]\n  lr: [0.05, 0.1]\n",
+    );
+    let out = run(&s, &[]);
+    assert!(out.status.success(), "{out:?}");
+    for mode in ["file", "stdout", "both"] {
+        for lr in [0.05, 0.1] {
+            let r = result(&s, &format!("mode={mode},lr={lr}"));
+            assert_eq!(r["status"], "ok", "{r}");
+            let want = (lr - 0.1f64).powi(2) + 1.0 / 3.0;
+            let loss = r["metrics"]["loss"].as_f64().unwrap();
+            assert!((loss - want).abs() < 1e-9, "{mode} {lr}: {loss} vs {want}");
+            assert_eq!(r["epochs_run"], 3);
+            assert_eq!(r["exit_code"], 0);
+        }
+    }
+    let both = result(&s, "mode=both,lr=0.1");
+    assert!(both["notes"].to_string().contains("ignored"), "{both}");
+    let epochs = trial_file(&s, "mode=stdout,lr=0.1", "epochs.csv");
+    assert_eq!(
+        epochs.lines().next(),
+        Some("epoch,accuracy,loss"),
+        "{epochs}"
+    );
+    assert_eq!(epochs.lines().count(), 4, "{epochs}");
+    let stdout = trial_file(&s, "mode=stdout,lr=0.1", "stdout.log");
+    assert!(stdout.contains("epoch=3"), "{stdout}");
+    // The report ranks by the program's metric, smaller first for a loss.
+    let summary = std::fs::read_to_string(s.dir().join("summary.csv")).unwrap();
+    assert!(
+        summary.lines().next().unwrap().contains(",loss"),
+        "{summary}"
+    );
+    let report = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    assert!(report.contains("Best trial"), "{report}");
+    let best = report.split("Best trial").nth(1).unwrap();
+    assert!(best.contains("lr=0.1"), "{best}");
+}
+
+#[test]
+fn failures_keep_exit_code_stderr_signal_and_timeout() {
+    let s = toy_sweep(
+        "toy-failures",
+        "  timeout: 2s\n  grace: 1s\n",
+        "fixed: {epochs: 3, lr: 0.1}\ngrid:\n  mode: [fail, sigkill, sleep, \"nan\"]\n",
+    );
+    let t0 = Instant::now();
+    let out = run(&s, &[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    let fail = result(&s, "mode=fail");
+    assert_eq!(fail["status"], "failed");
+    assert_eq!(fail["exit_code"], 3);
+    let err = fail["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("exit code 3") && err.contains("ValueError: the toy failed"),
+        "{err}"
+    );
+    let killed = result(&s, "mode=sigkill");
+    assert_eq!(killed["status"], "failed");
+    assert!(
+        killed["error"].as_str().unwrap().contains("SIGKILL"),
+        "{killed}"
+    );
+    let slow = result(&s, "mode=sleep");
+    assert_eq!(slow["status"], "failed");
+    assert!(
+        slow["error"].as_str().unwrap().starts_with("timeout"),
+        "{slow}"
+    );
+    assert_eq!(
+        slow["metrics"]["epoch"].as_f64(),
+        Some(1.0),
+        "rows before the timeout are kept"
+    );
+    assert_eq!(result(&s, "mode=nan")["status"], "diverged");
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; only its parent has not read its status yet.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn wait_for(path: &Path, limit: Duration) -> String {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && t.ends_with('\n')
+        {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} did not appear", path.display());
+}
+
+#[test]
+fn a_stop_kills_the_whole_process_group_even_when_it_ignores_sigterm() {
+    let s = toy_sweep(
+        "toy-stop",
+        "  grace: 1s\n",
+        "fixed: {epochs: 3, lr: 0.1, mode: stubborn}\n",
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
+        .args(["run", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trials = s.dir().join("trials");
+    let t0 = Instant::now();
+    let pids_file = loop {
+        let found = std::fs::read_dir(&trials)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("pids"))
+            .find(|p| p.exists());
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the toy never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pids: Vec<u32> = wait_for(&pids_file, Duration::from_secs(10))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.iter().all(|p| alive(*p)));
+    // Two interrupts: the first stops new trials, the second the running one.
+    for _ in 0..2 {
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t1 = Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(t1.elapsed() < Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    for p in &pids {
+        assert!(!alive(*p), "process {p} of the trial outlived hypersweep");
+    }
+    let r = result(&s, "toy-stop");
+    assert_eq!(r["status"], "interrupted", "{r}");
+}
+
+#[test]
+fn resume_skips_finished_program_trials() {
+    let s = toy_sweep(
+        "toy-resume",
+        "",
+        "fixed: {epochs: 2, mode: file}\ngrid:\n  lr: [0.1, 0.2]\n",
+    );
+    let out = run(&s, &["--no-report"]);
+    assert!(out.status.success(), "{out:?}");
+    let first = trial_file(&s, "lr=0.1", "metrics.jsonl");
+    let out = run(&s, &["--no-report"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("0 trained (0 failed), 2 already done"),
+        "{text}"
+    );
+    assert_eq!(trial_file(&s, "lr=0.1", "metrics.jsonl"), first);
+}
+
+#[test]
+fn a_trial_gets_its_directory_params_threads_and_gpu() {
+    let s = toy_sweep(
+        "toy-env",
+        "  env: {TOY_EXTRA: \"yes\"}\n",
+        "fixed: {epochs: 1, mode: env, lr: 0.1, model: {width: 8}}\ngrid:\n  seed: [1, 2, 3, 4]\n",
+    );
+    let out = bin()
+        .args(["run", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--devices", "cuda:0,cuda:1", "--quiet", "--no-report"])
+        .env("HYPERSWEEP_TEST_FAKE_GPUS", "2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut gpus = vec![];
+    for seed in 1..=4 {
+        let name = format!("seed={seed}");
+        let env: Value = serde_json::from_str(&trial_file(&s, &name, "env.json")).unwrap();
+        gpus.push(env["CUDA_VISIBLE_DEVICES"].as_str().unwrap().to_string());
+        let id = result(&s, &name)["id"].as_str().unwrap().to_string();
+        assert_eq!(env["HYPERSWEEP_TRIAL_ID"], id.as_str());
+        assert!(env["HYPERSWEEP_TRIAL_DIR"].as_str().unwrap().ends_with(&id));
+        assert_eq!(env["TOY_EXTRA"], "yes");
+        let threads: usize = env["OMP_NUM_THREADS"].as_str().unwrap().parse().unwrap();
+        assert!(threads >= 1);
+        let cwd = std::fs::canonicalize(s.tmp.path()).unwrap();
+        assert_eq!(env["cwd"], cwd.to_str().unwrap());
+        let params: Value = serde_json::from_str(
+            &std::fs::read_to_string(env["HYPERSWEEP_PARAMS"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(params["seed"], seed);
+        assert_eq!(params["model"]["width"], 8);
+    }
+    gpus.sort();
+    gpus.dedup();
+    for g in &gpus {
+        assert!(g == "0" || g == "1", "{gpus:?}");
+    }
+    // On CPU the variable is set and empty: a program must not pick a GPU by itself.
+    let out = run(&s, &["--no-report", "--fresh"]);
+    assert!(out.status.success(), "{out:?}");
+    let env: Value = serde_json::from_str(&trial_file(&s, "seed=1", "env.json")).unwrap();
+    assert_eq!(env["CUDA_VISIBLE_DEVICES"], "");
+}
+
+#[test]
+fn placeholders_and_sections_are_checked_before_anything_runs() {
+    let s = toy_sweep("toy-bad", "", "fixed: {epochs: 1, mode: file}\n");
+    // `{lr}` is used by the command but no trial sets it.
+    let out = bin()
+        .args(["validate", s.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("sweep.yaml:3:") && err.contains("unknown placeholder `{lr}`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("{epochs}") && err.contains("{trial_dir}"),
+        "{err}"
+    );
+    s.rewrite(&format!(
+        "{}data: {{source: mnist}}\n",
+        std::fs::read_to_string(&s.file).unwrap()
+    ));
+    let out = bin()
+        .args(["validate", s.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`data`") && err.contains("program"), "{err}");
+}
