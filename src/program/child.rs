@@ -41,7 +41,8 @@ pub struct Outcome {
 const TAIL_LINES: usize = 20;
 /// Characters of one line looked at (for metrics and the stderr tail); the files keep it all.
 const LINE_CAP: usize = 4096;
-/// How often the child is polled for exit, timeout and stop.
+/// How often the child is polled for exit, timeout and stop, at most; polls start at 1 ms and
+/// double, so a program that ends at once costs no more than a few milliseconds of waiting.
 const POLL: Duration = Duration::from_millis(50);
 
 /// What the supervisor watches while the child runs.
@@ -148,6 +149,7 @@ fn stream(mut pipe: impl Read, file: File, mut on_line: impl FnMut(&str)) {
 /// Waits for the child, killing its group on timeout or stop.
 fn supervise(child: &mut Child, limits: &mut Limits<'_>) -> io::Result<Ended> {
     let start = Instant::now();
+    let mut nap = Duration::from_millis(1);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(match (status.code(), status.signal()) {
@@ -165,7 +167,8 @@ fn supervise(child: &mut Child, limits: &mut Limits<'_>) -> io::Result<Ended> {
             return Ok(Ended::TimedOut);
         }
         (limits.tick)();
-        std::thread::sleep(POLL);
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(POLL);
     }
 }
 
