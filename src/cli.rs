@@ -42,8 +42,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Train every trial of a sweep not already done, then write the report.
+    /// Train every trial of a sweep not already done, then write the report. Several `run`s
+    /// (or workers) of one sweep share the work: each trial is claimed by one of them.
     Run(RunArgs),
+    /// Train the unclaimed trials of an existing results directory until none remain (what a
+    /// cluster task runs).
+    Worker(WorkerArgs),
     /// Counts by status, running trials, the best trial so far and the time spent.
     Status {
         /// A results directory (results/<sweep>) or the sweep file.
@@ -91,6 +95,31 @@ pub struct RunArgs {
     /// Results root; the sweep writes to DIR/<sweep name>/.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub out: PathBuf,
+    /// Use the full MNIST IDX files in this directory instead of the bundled sample.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Start over: move the existing results directory aside (nothing is deleted); refused
+    /// while another process trains trials there.
+    #[arg(long)]
+    pub fresh: bool,
+    /// How trials are trained.
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// Options of `hypersweep worker`.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// A results directory written by `run` or `submit` (results/<sweep>).
+    pub dir: PathBuf,
+    /// How trials are trained.
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// How `run` and `worker` train: devices, threads, which trials, what they print.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
     /// Devices: `cpu` (one trial per core), `cpu:N` (N trials at once), `cuda:0,cuda:1`,
     /// `cuda:all`, or `auto` (every GPU if a CUDA driver answers, else cpu).
     #[arg(long, default_value = "cpu", value_name = "SPEC")]
@@ -101,15 +130,9 @@ pub struct RunArgs {
     /// CPU threads each trial may use (default: cores divided among the running trials).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Use the full MNIST IDX files in this directory instead of the bundled sample.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Retry trials whose stored status is failed (interrupted ones are always retried).
     #[arg(long)]
     pub rerun_failed: bool,
-    /// Start over: move the existing results directory aside (nothing is deleted).
-    #[arg(long)]
-    pub fresh: bool,
     /// No progress display; errors and the final line only.
     #[arg(short, long)]
     pub quiet: bool,

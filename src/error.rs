@@ -17,9 +17,9 @@ pub enum Error {
     /// The data a trial needs is missing or broken.
     #[error("{0}")]
     Data(String),
-    /// Another live process holds the results directory.
+    /// Another live process trains trials in the results directory.
     #[error(
-        "another `hypersweep run` (pid {pid}) is using {}; wait for it to finish or stop it (kill {pid})",
+        "another hypersweep process (pid {pid}) is training trials in {}; wait for it to finish or stop it (kill {pid})",
         dir.display()
     )]
     Locked {

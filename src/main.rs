@@ -82,22 +82,33 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Run(args) => match app::run(args, &log) {
-            Ok(o) if o.interrupted => {
-                eprintln!("interrupted: rerun the same command to finish the remaining trials");
-                return ExitCode::from(130);
-            }
-            Ok(o) if o.failed > 0 => {
-                eprintln!(
-                    "{} trial(s) failed; see their error in the table and the report (retry with --rerun-failed)",
-                    o.failed
-                );
-                return ExitCode::from(3);
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        },
+        Command::Run(args) => return finish_training(app::run(args, &log)),
+        Command::Worker(args) => return finish_training(app::worker(args, &log)),
     };
+    exit_code(result)
+}
+
+/// The exit code of `run` and `worker`: 130 when interrupted, 3 when trials failed.
+fn finish_training(outcome: hypersweep::Result<app::RunOutcome>) -> ExitCode {
+    match outcome {
+        Ok(o) if o.interrupted => {
+            eprintln!("interrupted: rerun the same command to finish the remaining trials");
+            ExitCode::from(130)
+        }
+        Ok(o) if o.failed > 0 => {
+            eprintln!(
+                "{} trial(s) failed; see their error in the table and the report (retry with --rerun-failed)",
+                o.failed
+            );
+            ExitCode::from(3)
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => exit_code(Err(e)),
+    }
+}
+
+/// Prints an error once and turns it into the exit code that says whose problem it was.
+fn exit_code(result: hypersweep::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

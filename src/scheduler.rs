@@ -52,13 +52,19 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs `trials` over `slots`, most expensive first; calls `on_event` on the caller's thread for
-/// every event, in order. Returns the results of the trials that ran.
+/// Asked by a slot before it trains a trial, on the slot's thread: false skips the trial (another
+/// process holds it, or finished it).
+pub type Claim = Arc<dyn Fn(&Trial, Device) -> bool + Send + Sync>;
+
+/// Runs `trials` over `slots`, most expensive first, each once `claim` grants it; calls
+/// `on_event` on the caller's thread for every event, in order. Returns the results of the
+/// trials that ran.
 pub fn run(
     trials: Vec<(Trial, f64)>,
     engine: &Arc<dyn Engine>,
     slots: &[Slot],
     cancel: &Arc<Cancel>,
+    claim: &Claim,
     mut on_event: impl FnMut(&SweepEvent),
 ) -> Vec<TrialResult> {
     let started = Instant::now();
@@ -74,11 +80,15 @@ pub fn run(
         let tx = tx.clone();
         let engine = engine.clone();
         let cancel = cancel.clone();
+        let claim = claim.clone();
         handles.push(std::thread::spawn(move || {
             while !cancel.stop_new.load(Ordering::SeqCst) {
                 let Some(trial) = queue.lock().expect("queue").pop_front() else {
                     break;
                 };
+                if !claim(&trial, slot.device) {
+                    continue;
+                }
                 let result = run_one(&trial, &*engine, &slot, &cancel.stop_running, &tx);
                 let _ = tx.send(SweepEvent::TrialFinished {
                     trial: Box::new(trial),

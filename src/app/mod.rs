@@ -3,8 +3,9 @@
 
 mod run;
 mod status;
+mod train;
 
-pub use run::{RunOutcome, run, run_with};
+pub use run::{RunOutcome, run, run_with, worker};
 pub use status::status;
 
 use crate::error::{Error, IoContext, Result};

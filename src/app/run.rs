@@ -1,24 +1,18 @@
-//! `hypersweep run`: check the data, take the results directory, train what is not done, save
-//! each trial as it finishes, then print the table and write the report.
+//! `hypersweep run`: check the sweep and the flags, record the plan in the results directory
+//! (or join the processes already working there), then train what is not done (`train.rs`).
 
 use super::load_plan;
-use crate::cli::RunArgs;
+use super::train::{self, check_data};
+use crate::cli::{RunArgs, WorkerArgs};
+use crate::devices;
 use crate::engine::scripted::Scripted;
 use crate::engine::{BurnEngine, Engine};
 use crate::error::{Error, Result};
-use crate::events::SweepEvent;
-use crate::format::{metric_text, pct, text_table};
 use crate::logging::LogFile;
-use crate::plan::Plan;
 use crate::program::ProgramRunner;
-use crate::progress::Display;
-use crate::scheduler::{self, Cancel, Slot};
-use crate::store::{Lock, Store, SweepInfo};
-use crate::trial::{Status, Trial, TrialResult};
-use crate::{data, devices, report};
-use std::collections::HashMap;
+use crate::store::{Claims, Lock, Store, SweepInfo};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// The outcome of `run`, for the exit code.
 pub struct RunOutcome {
@@ -39,13 +33,26 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
     run_sweep(args, log, Some(engine))
 }
 
+/// `hypersweep worker DIR`: trains the unclaimed trials of a recorded sweep until none remain.
+pub fn worker(args: &WorkerArgs, log: &LogFile) -> Result<RunOutcome> {
+    let store = Store::open(&args.dir)?;
+    let info = store.read_plan()?;
+    let sizes = check_data(&info.trials)?;
+    devices::parse(
+        &args.train.devices,
+        args.train.per_device,
+        args.train.threads,
+        info.trials.len(),
+        &devices::cuda_device_count,
+    )?;
+    log.open(&store.dir().join("hypersweep.log"))?;
+    let engine = runner(None, &info, &store);
+    train::train_sweep(&store, &info, &engine, &args.train, &sizes)
+}
+
 /// The runner of a sweep's trials: the given engine, the sweep's program, or a built-in one.
-fn runner(
-    given: Option<&Arc<dyn Engine>>,
-    program: Option<&crate::spec::Program>,
-    store: &Store,
-) -> Arc<dyn Engine> {
-    match (given, program) {
+fn runner(given: Option<&Arc<dyn Engine>>, info: &SweepInfo, store: &Store) -> Arc<dyn Engine> {
+    match (given, &info.program) {
         (Some(e), _) => e.clone(),
         (None, Some(p)) => Arc::new(ProgramRunner::new(p.clone(), store)),
         (None, None) => match Scripted::from_env() {
@@ -58,244 +65,97 @@ fn runner(
 fn run_sweep(args: &RunArgs, log: &LogFile, given: Option<&Arc<dyn Engine>>) -> Result<RunOutcome> {
     let (spec, plan) = load_plan(&args.file, args.data_dir.as_deref())?;
     let store = Store::new(&args.out, &plan.name);
-    let engine = &runner(given, spec.program.as_ref(), &store);
-    let train_sizes = check_data(&plan)?;
+    let sizes = check_data(&plan.trials)?;
     // Flags are checked before the directory is touched: a bad one must leave nothing behind.
     devices::parse(
-        &args.devices,
-        args.per_device,
-        args.threads,
+        &args.train.devices,
+        args.train.per_device,
+        args.train.threads,
         plan.trials.len(),
         &devices::cuda_device_count,
     )?;
-    let _lock = if args.fresh {
-        start_fresh(&store)?
-    } else {
-        Lock::acquire(store.dir())?
-    };
-    log.open(&store.dir().join("hypersweep.log"))?;
     let info = SweepInfo::new(&plan, &spec);
-    store.write_plan(&spec.source, &info)?;
-
-    let (pending, skipped) = pending_trials(&store, &plan, args.rerun_failed, &train_sizes);
-    let slots = devices::parse(
-        &args.devices,
-        args.per_device,
-        args.threads,
-        pending.len(),
-        &devices::cuda_device_count,
-    )?;
-    let cancel = Arc::new(Cancel::default());
-    {
-        let c = cancel.clone();
-        // A second registration in the same process (tests) is not an error worth failing on.
-        let _ = ctrlc::set_handler(move || {
-            c.press();
-        });
-    }
-    let results = train(
-        &store,
-        &plan,
-        (pending, skipped),
-        engine,
-        &slots,
-        &cancel,
-        args,
-        &spec.report.metric,
-    )?;
-    let failed = results
-        .iter()
-        .filter(|r| r.status == Status::Failed)
-        .count();
-    if args.quiet {
-        // The one line --quiet keeps: what happened and where it is.
-        println!(
-            "{}: {} trained ({} failed), {} already done — {}",
-            plan.name,
-            results.len(),
-            failed,
-            skipped,
-            store.dir().display()
-        );
-    } else {
-        print!("{}", results_table(&store, &plan, &spec.report.metric));
-    }
-    if !args.no_report {
-        let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
-        if !args.quiet {
-            println!("report: {}", written.display());
-        }
-    }
-    Ok(RunOutcome {
-        failed,
-        interrupted: cancel.stop_new.load(Ordering::SeqCst),
-    })
+    record_plan(&store, &info, &spec.source, args.fresh)?;
+    log.open(&store.dir().join("hypersweep.log"))?;
+    let engine = runner(given, &info, &store);
+    train::train_sweep(&store, &info, &engine, &args.train, &sizes)
 }
 
-/// `--fresh`: takes the old directory's lock (so a live run there is refused, and no run can
-/// start in it meanwhile), moves the directory aside, and locks the new one.
-fn start_fresh(store: &Store) -> Result<Lock> {
-    if store.dir().exists() {
-        let old = Lock::acquire(store.dir())?;
+/// Writes the plan into the results directory, under its lock (held only for this): with
+/// `--fresh` the old directory is moved aside first, which is refused while another process
+/// trains there; a different plan than the one recorded is refused while others work on it
+/// (without them it replaces it: an edited sweep file keeps the trials it still has).
+fn record_plan(store: &Store, info: &SweepInfo, source: &str, fresh: bool) -> Result<()> {
+    let lock = Lock::wait(store.dir())?;
+    let live = || {
+        Claims::new(store.dir())
+            .all()
+            .into_iter()
+            .filter(|f| f.live)
+            .filter_map(|f| f.claim)
+            .find(|c| c.pid != std::process::id() || c.host != crate::store::host_name())
+    };
+    if fresh {
+        if let Some(c) = live() {
+            return Err(Error::Locked {
+                dir: store.dir().to_path_buf(),
+                pid: c.pid,
+            });
+        }
+        // Moved while locked: the lock moves with it, and the new directory gets its own.
         if let Some(moved) = store.move_aside()? {
             eprintln!("moved the previous results to {}", moved.display());
         }
-        drop(old);
+        drop(lock);
+        let _lock = Lock::wait(store.dir())?;
+        return store.write_plan(source, info);
     }
-    Lock::acquire(store.dir())
-}
-
-/// Data problems (a missing directory, a subset larger than the split) are the user's and must
-/// show before anything trains; each distinct data setting is prepared once. Returns the
-/// training-set size of each (data, seed) setting, for the cost estimates.
-fn check_data(plan: &Plan) -> Result<HashMap<String, usize>> {
-    let mut sizes = HashMap::new();
-    for t in &plan.trials {
-        let Some(c) = t.builtin() else { continue };
-        if let std::collections::hash_map::Entry::Vacant(e) = sizes.entry(data_key(t)) {
-            let s = data::prepare(&c.data, c.seed)
-                .map_err(|e| Error::Data(format!("trial `{}`: {e}", t.name)))?;
-            e.insert(s.summary.train);
-        }
+    if let Ok(recorded) = store.read_plan()
+        && let Some(diff) = plan_difference(&recorded, info)
+        && let Some(c) = live()
+    {
+        return Err(Error::Input(format!(
+            "{} holds a different plan ({diff}) and `{}` is training there (pid {} on {}); wait for it, or use another --out",
+            store.dir().display(),
+            c.name,
+            c.pid,
+            c.host
+        )));
     }
-    Ok(sizes)
+    store.write_plan(source, info)
 }
 
-fn data_key(t: &Trial) -> String {
-    t.builtin()
-        .map(|c| {
-            format!(
-                "{}/{}",
-                serde_json::to_string(&c.data).unwrap_or_default(),
-                c.seed
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// The trials still to train, each with its cost estimate, and how many are already done.
-fn pending_trials(
-    store: &Store,
-    plan: &Plan,
-    rerun_failed: bool,
-    train_sizes: &HashMap<String, usize>,
-) -> (Vec<(Trial, f64)>, usize) {
-    let mut pending = vec![];
-    let mut skipped = 0;
-    for t in &plan.trials {
-        let done = match store.load(&t.id) {
-            Ok(Some(r)) => r.status.is_final() || (r.status == Status::Failed && !rerun_failed),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(trial = %t.name, "unreadable stored result, training again: {e}");
-                false
-            }
-        };
-        if done {
-            skipped += 1;
-        } else {
-            // Program trials have no estimate: equal costs keep them in plan order.
-            let n = train_sizes.get(&data_key(t)).copied().unwrap_or(0);
-            let cost = t.builtin().map_or(1.0, |c| c.cost_estimate(n));
-            pending.push((t.clone(), cost));
-        }
+/// What differs between a recorded plan and a new one, in words; `None` when they match.
+fn plan_difference(old: &SweepInfo, new: &SweepInfo) -> Option<String> {
+    let ids =
+        |i: &SweepInfo| -> HashSet<String> { i.trials.iter().map(|t| t.id.to_string()).collect() };
+    let (a, b) = (ids(old), ids(new));
+    if a == b {
+        return None;
     }
-    (pending, skipped)
-}
-
-/// Trains the pending trials, saving each result as it arrives and showing progress. A result
-/// that cannot be saved ends the run with that error once the running trials are done.
-#[allow(clippy::too_many_arguments)]
-fn train(
-    store: &Store,
-    plan: &Plan,
-    (pending, skipped): (Vec<(Trial, f64)>, usize),
-    engine: &Arc<dyn Engine>,
-    slots: &[Slot],
-    cancel: &Arc<Cancel>,
-    args: &RunArgs,
-    metric: &str,
-) -> Result<Vec<TrialResult>> {
-    let mut display = Display::new(args.quiet, plan.trials.len(), metric);
-    let mut write_error: Option<Error> = None;
-    display.event(&SweepEvent::Started {
-        total: plan.trials.len(),
-        skipped,
-        slots: slots
+    let names = |i: &SweepInfo, other: &HashSet<String>| -> Vec<String> {
+        i.trials
             .iter()
-            .map(|s| format!("{}×{}t", s.device, s.threads))
-            .collect(),
-    });
-    let results = scheduler::run(pending, engine, slots, cancel, |ev| {
-        let saved = match ev {
-            SweepEvent::TrialStarted {
-                id, name, device, ..
-            } => store.mark_running(id, name, device),
-            SweepEvent::TrialFinished { trial, result } => {
-                let saved = store.write_trial(trial, result);
-                store.clear_running(&trial.id);
-                saved
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = saved {
-            tracing::error!("cannot save: {e}");
-            // No new trial starts once results cannot be saved.
-            cancel.stop_new.store(true, Ordering::SeqCst);
-            write_error.get_or_insert(e);
-        }
-        display.event(ev);
-    });
-    display.finish();
-    match write_error {
-        Some(e) => Err(e),
-        None => Ok(results),
-    }
-}
-
-/// The final table of a run: every trial of the plan with its stored status and metrics (the
-/// report's metric for program trials).
-fn results_table(store: &Store, plan: &Plan, metric: &str) -> String {
-    let program = plan.trials.iter().any(|t| t.builtin().is_none());
-    let (first, second) = if program {
-        (metric, "exit code")
-    } else {
-        ("test acc", "best val acc")
+            .filter(|t| !other.contains(t.id.as_str()))
+            .take(3)
+            .map(|t| format!("`{}`", t.name))
+            .collect()
     };
-    let headers: Vec<String> = [
-        "name", "status", first, second, "epochs", "seconds", "device",
-    ]
-    .map(String::from)
-    .to_vec();
-    let rows: Vec<Vec<String>> = plan
-        .trials
-        .iter()
-        .map(|t| match store.load(&t.id) {
-            Ok(Some(r)) if program => vec![
-                t.name.clone(),
-                r.status.to_string(),
-                metric_text(metric, r.metric(metric)),
-                r.exit_code.map(|c| c.to_string()).unwrap_or("–".into()),
-                r.epochs_run.to_string(),
-                format!("{:.1}", r.total_seconds),
-                r.device.clone(),
-            ],
-            Ok(Some(r)) => vec![
-                t.name.clone(),
-                r.status.to_string(),
-                pct(r.test_accuracy),
-                pct(r.best_val_accuracy),
-                r.epochs_run.to_string(),
-                format!("{:.1}", r.total_seconds),
-                r.device.clone(),
-            ],
-            Ok(None) => [t.name.as_str(), "not run", "–", "–", "–", "–", "–"]
-                .map(String::from)
-                .to_vec(),
-            Err(_) => [t.name.as_str(), "unreadable", "–", "–", "–", "–", "–"]
-                .map(String::from)
-                .to_vec(),
-        })
-        .collect();
-    text_table(&headers, &rows)
+    let gone = names(old, &b);
+    let added = names(new, &a);
+    Some(format!(
+        "{} trials recorded, {} in this file; only recorded: {}; only in this file: {}",
+        old.trials.len(),
+        new.trials.len(),
+        if gone.is_empty() {
+            "none".into()
+        } else {
+            gone.join(", ")
+        },
+        if added.is_empty() {
+            "none".into()
+        } else {
+            added.join(", ")
+        },
+    ))
 }

@@ -36,18 +36,7 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
         "not finished",
         info.trials.len().saturating_sub(finished.len())
     );
-    if let Some((pid, true)) = store.lock_holder() {
-        s += &format!("  a run is in progress (pid {pid})\n");
-    }
-    let (running, stale) = store.running();
-    for r in &running {
-        s += &format!("    running: {} on {} (pid {})\n", r.name, r.device, r.pid);
-    }
-    if stale > 0 {
-        s += &format!(
-            "  {stale} trial(s) were running in a process that is gone; rerun the sweep to finish them\n"
-        );
-    }
+    s += &claims_text(&store, finished.len(), info.trials.len());
     let best = finished
         .iter()
         .filter(|f| f.result.test_accuracy.is_some())
@@ -67,4 +56,40 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
     }
     s += &format!("  time spent in trials: {seconds:.1} s\n");
     Ok(s)
+}
+
+/// The claims: which trial trains where (host, pid, Slurm task), stale claims, what remains.
+fn claims_text(store: &Store, finished: usize, planned: usize) -> String {
+    let mut claims = store.claims();
+    claims.sort_by(|a, b| {
+        let name = |f: &crate::store::Found| f.claim.as_ref().map(|c| c.name.clone());
+        name(a).cmp(&name(b))
+    });
+    let live: Vec<_> = claims.iter().filter(|f| f.live).collect();
+    let mut s = String::new();
+    for f in &live {
+        let Some(c) = &f.claim else { continue };
+        let slurm = match (&c.slurm_job, &c.slurm_task) {
+            (Some(j), Some(t)) => format!(", Slurm job {j} task {t}"),
+            (Some(j), None) => format!(", Slurm job {j}"),
+            _ => String::new(),
+        };
+        s += &format!(
+            "    running: {} on {} ({}, pid {}{slurm}; heartbeat {:.0} s ago)\n",
+            c.name, c.device, c.host, c.pid, f.age
+        );
+    }
+    let stale = claims.len() - live.len();
+    if stale > 0 {
+        s += &format!(
+            "  {stale} claim(s) left by processes that are gone or silent; the next run or worker takes them over\n"
+        );
+    }
+    s += &format!(
+        "  {:<14} {} ({} running now)\n",
+        "remaining",
+        planned.saturating_sub(finished),
+        live.len()
+    );
+    s
 }

@@ -3,10 +3,12 @@
 //! markers, the lock, and every write through one atomic, fsynced path. `result.json` is written
 //! last, so its presence means the trial is complete.
 
+mod claims;
 mod epochs;
 mod files;
 mod lock;
 
+pub use claims::{Claim, Claims, Found, host_name};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, write_atomic};
 pub use lock::{Lock, process_alive};
@@ -60,19 +62,6 @@ pub struct Finished {
     pub result: TrialResult,
 }
 
-/// A trial some process is training now (from its running marker).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Running {
-    /// The process training it.
-    pub pid: u32,
-    /// The trial.
-    pub id: TrialId,
-    /// Its name.
-    pub name: String,
-    /// Where it trains.
-    pub device: String,
-}
-
 /// The results directory of one sweep.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -119,10 +108,6 @@ impl Store {
     /// Where one trial's files live.
     pub fn trial_dir(&self, id: &TrialId) -> PathBuf {
         self.dir.join("trials").join(id.as_str())
-    }
-
-    fn running_dir(&self) -> PathBuf {
-        self.dir.join("running")
     }
 
     /// Moves an existing results directory aside (never deletes), for `--fresh`.
@@ -243,47 +228,9 @@ impl Store {
         (done, unreadable)
     }
 
-    /// Records that this process is training trial `id` (named `name`) on `device`.
-    pub fn mark_running(&self, id: &TrialId, name: &str, device: &str) -> Result<()> {
-        create_dir(&self.running_dir())?;
-        let marker = Running {
-            pid: std::process::id(),
-            id: id.clone(),
-            name: name.into(),
-            device: device.into(),
-        };
-        let path = self.running_dir().join(format!("{id}.json"));
-        write_atomic(&path, serde_json::to_string(&marker)?.as_bytes())
-    }
-
-    /// Removes the running marker of a trial that ended.
-    pub fn clear_running(&self, id: &TrialId) {
-        let _ = fs::remove_file(self.running_dir().join(format!("{id}.json")));
-    }
-
-    /// Trials whose marker names a live process, and how many markers were left by dead ones.
-    pub fn running(&self) -> (Vec<Running>, usize) {
-        let mut live = vec![];
-        let mut stale = 0;
-        let Ok(entries) = fs::read_dir(self.running_dir()) else {
-            return (live, stale);
-        };
-        for e in entries.filter_map(std::result::Result::ok) {
-            let marker: Option<Running> = fs::read_to_string(e.path())
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            match marker {
-                Some(m) if process_alive(m.pid) => live.push(m),
-                _ => stale += 1,
-            }
-        }
-        live.sort_by(|a, b| a.name.cmp(&b.name));
-        (live, stale)
-    }
-
-    /// The pid in the run lock, and whether it is alive, when a lock file exists.
-    pub fn lock_holder(&self) -> Option<(u32, bool)> {
-        lock::holder(&self.dir)
+    /// The newest claim of every trial that has one: who trains what, and stale claims.
+    pub fn claims(&self) -> Vec<Found> {
+        Claims::new(&self.dir).all()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use assert_cmd::Command;
 use hypersweep::app::{self, RunOutcome};
-use hypersweep::cli::RunArgs;
+use hypersweep::cli::{RunArgs, TrainArgs};
 use hypersweep::engine::scripted::Scripted;
 use hypersweep::store::Store;
 use std::path::{Path, PathBuf};
@@ -82,14 +82,16 @@ impl Sweep {
         RunArgs {
             file: self.file.clone(),
             out: self.out.clone(),
-            devices: "cpu:2".into(),
-            per_device: 1,
-            threads: Some(1),
             data_dir: None,
-            rerun_failed: false,
             fresh: false,
-            quiet: true,
-            no_report: false,
+            train: TrainArgs {
+                devices: "cpu:2".into(),
+                per_device: 1,
+                threads: Some(1),
+                rerun_failed: false,
+                quiet: true,
+                no_report: false,
+            },
         }
     }
 
@@ -118,13 +120,25 @@ impl Sweep {
     /// `hypersweep run` of this sweep as a child process on the scripted engine (`epoch_ms`
     /// per epoch, one CPU slot, quiet, no report), its output captured.
     pub fn spawn_scripted_run(&self, epoch_ms: u64) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
-            .args([
+        self.spawn_scripted(
+            &[
                 "run",
                 self.file.to_str().unwrap(),
                 "--out",
                 self.out.to_str().unwrap(),
-            ])
+            ],
+            epoch_ms,
+        )
+    }
+
+    /// `hypersweep worker results/<name>` as a child process, like `spawn_scripted_run`.
+    pub fn spawn_scripted_worker(&self, epoch_ms: u64) -> std::process::Child {
+        self.spawn_scripted(&["worker", self.dir().to_str().unwrap()], epoch_ms)
+    }
+
+    fn spawn_scripted(&self, args: &[&str], epoch_ms: u64) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
+            .args(args)
             .args(["--devices", "cpu:1", "--quiet", "--no-report"])
             .env("HYPERSWEEP_ENGINE", "scripted")
             .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", epoch_ms.to_string())

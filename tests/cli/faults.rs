@@ -31,7 +31,6 @@ fn two_processes_at_one_stale_lock_train_each_trial_once() {
             let err = String::from_utf8_lossy(&o.stderr);
             match o.status.code() {
                 Some(0) => total += trained(&out),
-                Some(1) => assert!(err.contains("another `hypersweep run`"), "{err}"),
                 c => panic!("round {round}: exit {c:?}: {err}"),
             }
         }

@@ -9,3 +9,4 @@ mod programs;
 mod reports;
 mod runs;
 mod training;
+mod workers;

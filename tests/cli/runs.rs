@@ -90,33 +90,50 @@ fn a_failing_or_panicking_trial_is_recorded_and_the_rest_go_on() {
     s.run(&e);
     assert_eq!(e.started_count(), 0);
     let e = scripted(0);
-    s.run_with(&e, |a| a.rerun_failed = true);
+    s.run_with(&e, |a| a.train.rerun_failed = true);
     assert_eq!(e.started_count(), 2);
     let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
     assert!(md.contains("failed: scripted failure"), "{md}");
 }
 
 #[test]
-fn a_live_lock_stops_a_second_run_and_fresh_and_a_dead_ones_file_does_not() {
-    let s = Sweep::new("name: l\nfixed: {epochs: 1}\n");
-    let held = hypersweep::store::Lock::acquire(&s.dir()).unwrap();
-    let me = std::process::id();
-    let err = s.try_run(&scripted(0), |_| {}).err().unwrap();
-    assert!(
-        matches!(err, Error::Locked { pid, .. } if pid == me),
-        "{err}"
-    );
-    assert_eq!(err.exit_code(), 1);
-    // --fresh refuses too, and moves nothing.
+fn fresh_is_refused_while_another_process_claims_a_trial_and_a_dead_claim_is_taken_over() {
+    let s = Sweep::new("name: l\nfixed: {epochs: 1}\ngrid:\n  seed: [1, 2]\n");
+    s.run(&scripted(0));
+    let claims = s.dir().join("claims");
+    std::fs::create_dir_all(&claims).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir().join("plan.json")).unwrap()).unwrap();
+    let id = plan["trials"][0]["id"].as_str().unwrap().to_string();
+    // pid 1 is alive on this host: a live claim of another process.
+    let claim = |pid: u32| {
+        serde_json::json!({"id": id, "name": "seed=1", "host": hypersweep::store::host_name(),
+            "pid": pid, "device": "cpu", "started": 0})
+        .to_string()
+    };
+    std::fs::write(claims.join(format!("{id}.1.json")), claim(1)).unwrap();
     let err = s.try_run(&scripted(0), |a| a.fresh = true).err().unwrap();
-    assert!(matches!(err, Error::Locked { .. }), "{err}");
-    assert_eq!(std::fs::read_dir(&s.out).unwrap().count(), 1);
-    drop(held);
-    // A lock file left by a process that is gone holds nothing.
-    std::fs::write(s.dir().join(".lock"), "999999999\n0\n").unwrap();
+    assert!(matches!(err, Error::Locked { pid: 1, .. }), "{err}");
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(
+        std::fs::read_dir(&s.out).unwrap().count(),
+        1,
+        "nothing moved"
+    );
+    // The trial claimed by a live process is left to it; the other is trained.
+    std::fs::remove_dir_all(s.dir().join("trials")).unwrap();
     let e = scripted(0);
     s.run(&e);
     assert_eq!(e.started_count(), 1);
+    // A claim whose process is gone is taken over.
+    std::fs::write(claims.join(format!("{id}.1.json")), claim(999_999_999)).unwrap();
+    let e = scripted(0);
+    s.run(&e);
+    assert_eq!(e.started_count(), 1);
+    assert!(
+        std::fs::read_dir(&claims).unwrap().next().is_none(),
+        "claims released"
+    );
 }
 
 #[test]
@@ -153,7 +170,8 @@ fn interrupts_stop_new_trials_then_running_ones() {
     };
     let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
-    let results = scheduler::run(trials, &engine, &[slot], &cancel, |ev| {
+    let always: scheduler::Claim = Arc::new(|_, _| true);
+    let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
         if let SweepEvent::TrialEpoch { row, .. } = ev
             && (row.epoch == 3 || row.epoch == 4)
             && presses < 2

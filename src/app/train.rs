@@ -1,0 +1,287 @@
+//! Training the trials a process can claim, shared by `run` and `worker`: which trials are
+//! pending, the device slots, claims (with their heartbeat) so that several processes share
+//! one sweep, saving each result as it arrives, then the table and the report.
+
+use super::run::RunOutcome;
+use crate::cli::TrainArgs;
+use crate::data;
+use crate::engine::{Device, Engine};
+use crate::error::{Error, Result};
+use crate::events::SweepEvent;
+use crate::format::{metric_text, pct, text_table};
+use crate::progress::Display;
+use crate::scheduler::{self, Cancel, Slot};
+use crate::store::{Claims, Store, SweepInfo};
+use crate::trial::{Status, Trial, TrialResult};
+use crate::{devices, report};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Trains what is pending of a recorded sweep, claim by claim, then prints the table and
+/// writes the report.
+pub fn train_sweep(
+    store: &Store,
+    info: &SweepInfo,
+    engine: &Arc<dyn Engine>,
+    args: &TrainArgs,
+    sizes: &HashMap<String, usize>,
+) -> Result<RunOutcome> {
+    let (pending, skipped) = pending_trials(store, &info.trials, args.rerun_failed, sizes);
+    let slots = devices::parse(
+        &args.devices,
+        args.per_device,
+        args.threads,
+        pending.len(),
+        &devices::cuda_device_count,
+    )?;
+    let cancel = Arc::new(Cancel::default());
+    {
+        let c = cancel.clone();
+        // A second registration in the same process (tests) is not an error worth failing on.
+        let _ = ctrlc::set_handler(move || {
+            c.press();
+        });
+    }
+    let claims = Arc::new(Claims::new(store.dir()));
+    let beating = heartbeat(&claims);
+    let results = train(
+        store,
+        info,
+        (pending, skipped),
+        engine,
+        &slots,
+        &cancel,
+        args,
+        &claims,
+    );
+    beating.store(false, Ordering::SeqCst);
+    let results = results?;
+    let failed = results
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .count();
+    if args.quiet {
+        // The one line --quiet keeps: what happened and where it is.
+        println!(
+            "{}: {} trained ({} failed), {} already done — {}",
+            info.name,
+            results.len(),
+            failed,
+            skipped,
+            store.dir().display()
+        );
+    } else {
+        print!("{}", results_table(store, info));
+    }
+    if !args.no_report {
+        let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
+        if !args.quiet {
+            println!("report: {}", written.display());
+        }
+    }
+    Ok(RunOutcome {
+        failed,
+        interrupted: cancel.stop_new.load(Ordering::SeqCst),
+    })
+}
+
+/// Refreshes this process's claims until the returned flag is cleared.
+fn heartbeat(claims: &Arc<Claims>) -> Arc<AtomicBool> {
+    let on = Arc::new(AtomicBool::new(true));
+    let (c, flag) = (claims.clone(), on.clone());
+    std::thread::spawn(move || {
+        let every = c.heartbeat_every();
+        let tick = std::time::Duration::from_millis(50).min(every);
+        let mut since = std::time::Duration::ZERO;
+        while flag.load(Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            since += tick;
+            if since >= every {
+                c.heartbeat();
+                since = std::time::Duration::ZERO;
+            }
+        }
+    });
+    on
+}
+
+/// True when the stored result of a trial means it needs no training.
+fn is_done(store: &Store, t: &Trial, rerun_failed: bool) -> bool {
+    match store.load(&t.id) {
+        Ok(Some(r)) => r.status.is_final() || (r.status == Status::Failed && !rerun_failed),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(trial = %t.name, "unreadable stored result, training again: {e}");
+            false
+        }
+    }
+}
+
+/// Data problems (a missing directory, a subset larger than the split) are the user's and must
+/// show before anything trains; each distinct data setting is prepared once. Returns the
+/// training-set size of each (data, seed) setting, for the cost estimates.
+pub fn check_data(trials: &[Trial]) -> Result<HashMap<String, usize>> {
+    let mut sizes = HashMap::new();
+    for t in trials {
+        let Some(c) = t.builtin() else { continue };
+        if let std::collections::hash_map::Entry::Vacant(e) = sizes.entry(data_key(t)) {
+            let s = data::prepare(&c.data, c.seed)
+                .map_err(|e| Error::Data(format!("trial `{}`: {e}", t.name)))?;
+            e.insert(s.summary.train);
+        }
+    }
+    Ok(sizes)
+}
+
+fn data_key(t: &Trial) -> String {
+    t.builtin()
+        .map(|c| {
+            format!(
+                "{}/{}",
+                serde_json::to_string(&c.data).unwrap_or_default(),
+                c.seed
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The trials still to train, each with its cost estimate, and how many are already done.
+fn pending_trials(
+    store: &Store,
+    trials: &[Trial],
+    rerun_failed: bool,
+    train_sizes: &HashMap<String, usize>,
+) -> (Vec<(Trial, f64)>, usize) {
+    let mut pending = vec![];
+    let mut skipped = 0;
+    for t in trials {
+        if is_done(store, t, rerun_failed) {
+            skipped += 1;
+        } else {
+            // Program trials have no estimate: equal costs keep them in plan order.
+            let n = train_sizes.get(&data_key(t)).copied().unwrap_or(0);
+            let cost = t.builtin().map_or(1.0, |c| c.cost_estimate(n));
+            pending.push((t.clone(), cost));
+        }
+    }
+    (pending, skipped)
+}
+
+/// Trains the pending trials, saving each result as it arrives and showing progress. A result
+/// that cannot be saved ends the run with that error once the running trials are done.
+/// Each trial is claimed by the slot that is about to train it, so trials other processes hold
+/// are skipped and none is trained twice.
+#[allow(clippy::too_many_arguments)]
+fn train(
+    store: &Store,
+    info: &SweepInfo,
+    (pending, skipped): (Vec<(Trial, f64)>, usize),
+    engine: &Arc<dyn Engine>,
+    slots: &[Slot],
+    cancel: &Arc<Cancel>,
+    args: &TrainArgs,
+    claims: &Arc<Claims>,
+) -> Result<Vec<TrialResult>> {
+    let mut display = Display::new(args.quiet, info.trials.len(), &info.report.metric);
+    let mut write_error: Option<Error> = None;
+    display.event(&SweepEvent::Started {
+        total: info.trials.len(),
+        skipped,
+        slots: slots
+            .iter()
+            .map(|s| format!("{}×{}t", s.device, s.threads))
+            .collect(),
+    });
+    let claim = claimer(store, claims, args.rerun_failed);
+    let results = scheduler::run(pending, engine, slots, cancel, &claim, |ev| {
+        let saved = match ev {
+            SweepEvent::TrialFinished { trial, result } => {
+                // result.json first: the claim goes only once the proof of the trial is there.
+                let saved = store.write_trial(trial, result);
+                claims.release(&trial.id);
+                saved
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = saved {
+            tracing::error!("cannot save: {e}");
+            // No new trial starts once results cannot be saved.
+            cancel.stop_new.store(true, Ordering::SeqCst);
+            write_error.get_or_insert(e);
+        }
+        display.event(ev);
+    });
+    display.finish();
+    match write_error {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+/// What a slot does before training a trial: claim it, and check (after claiming, so a result
+/// written meanwhile is seen) that no process finished it already.
+fn claimer(store: &Store, claims: &Arc<Claims>, rerun_failed: bool) -> scheduler::Claim {
+    let (store, claims) = (store.clone(), claims.clone());
+    Arc::new(move |t: &Trial, device: Device| {
+        match claims.try_claim(&t.id, &t.name, &device.to_string()) {
+            Ok(true) if is_done(&store, t, rerun_failed) => {
+                claims.release(&t.id);
+                false
+            }
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!("cannot claim trial `{}`: {e}", t.name);
+                false
+            }
+        }
+    })
+}
+
+/// The final table of a run: every trial of the plan with its stored status and metrics (the
+/// report's metric for program trials).
+fn results_table(store: &Store, info: &SweepInfo) -> String {
+    let metric = info.report.metric.as_str();
+    let program = info.program.is_some();
+    let (first, second) = if program {
+        (metric, "exit code")
+    } else {
+        ("test acc", "best val acc")
+    };
+    let headers: Vec<String> = [
+        "name", "status", first, second, "epochs", "seconds", "device",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = info
+        .trials
+        .iter()
+        .map(|t| match store.load(&t.id) {
+            Ok(Some(r)) if program => vec![
+                t.name.clone(),
+                r.status.to_string(),
+                metric_text(metric, r.metric(metric)),
+                r.exit_code.map(|c| c.to_string()).unwrap_or("–".into()),
+                r.epochs_run.to_string(),
+                format!("{:.1}", r.total_seconds),
+                r.device.clone(),
+            ],
+            Ok(Some(r)) => vec![
+                t.name.clone(),
+                r.status.to_string(),
+                pct(r.test_accuracy),
+                pct(r.best_val_accuracy),
+                r.epochs_run.to_string(),
+                format!("{:.1}", r.total_seconds),
+                r.device.clone(),
+            ],
+            Ok(None) => [t.name.as_str(), "not run", "–", "–", "–", "–", "–"]
+                .map(String::from)
+                .to_vec(),
+            Err(_) => [t.name.as_str(), "unreadable", "–", "–", "–", "–", "–"]
+                .map(String::from)
+                .to_vec(),
+        })
+        .collect();
+    text_table(&headers, &rows)
+}

@@ -1,0 +1,141 @@
+//! Several processes on one sweep (issue #16): `run`s started together and `worker`s share the
+//! trials through claims in the results directory; each trial is trained exactly once, a killed
+//! worker's trial is taken over, and `status` shows who trains what.
+
+use super::common::{Sweep, scripted_bin};
+use std::time::{Duration, Instant};
+
+/// The number in "N trained" of a `--quiet` run's line.
+fn trained(stdout: &[u8]) -> usize {
+    String::from_utf8_lossy(stdout)
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ok_results(s: &Sweep) -> usize {
+    std::fs::read_dir(s.dir().join("trials"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("result.json"))
+                        .is_ok_and(|t| t.contains("\"status\": \"ok\""))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_runs_started_together_train_twelve_trials_once_each() {
+    let s = Sweep::new(
+        "name: three\nfixed: {epochs: 2}\ngrid:\n  seed: [1, 2, 3, 4, 5, 6]\n  batch_size: [8, 16]\n",
+    );
+    for round in 0..10 {
+        let _ = std::fs::remove_dir_all(&s.out);
+        let procs = [
+            s.spawn_scripted_run(5),
+            s.spawn_scripted_run(5),
+            s.spawn_scripted_run(5),
+        ];
+        let mut total = 0;
+        for p in procs {
+            let o = p.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(0), "round {round}: {err}");
+            total += trained(&o.stdout);
+        }
+        assert_eq!(
+            total, 12,
+            "round {round}: trials trained {total} times in all"
+        );
+        assert_eq!(ok_results(&s), 12, "round {round}");
+        let claims = std::fs::read_dir(s.dir().join("claims")).unwrap().count();
+        assert_eq!(claims, 0, "round {round}: every claim released");
+    }
+}
+
+/// Waits until some trial of `s` is claimed; returns the claim file's text.
+fn wait_for_claim(s: &Sweep) -> String {
+    let t0 = Instant::now();
+    loop {
+        let found = std::fs::read_dir(s.dir().join("claims"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            });
+        if let Some(t) = found {
+            return t;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "no claim appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_worker_takes_over_the_trial_of_a_killed_one_and_status_shows_claims() {
+    let s = Sweep::new("name: takeover\nfixed: {epochs: 3}\ngrid:\n  seed: [1, 2, 3, 4]\n");
+    let mut first = s.spawn_scripted_run(300);
+    let claim = wait_for_claim(&s);
+    assert!(
+        claim.contains(&format!("\"pid\":{}", first.id())),
+        "{claim}"
+    );
+    let status = scripted_bin()
+        .args(["status", s.dir().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("running: seed=") && text.contains(&format!("pid {}", first.id())),
+        "{text}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let done_before = ok_results(&s);
+    let w = s.spawn_scripted_worker(1).wait_with_output().unwrap();
+    assert_eq!(
+        w.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    assert_eq!(trained(&w.stdout), 4 - done_before);
+    assert_eq!(ok_results(&s), 4);
+    // Nothing left: a worker exits 0 at once.
+    let w = s.spawn_scripted_worker(1).wait_with_output().unwrap();
+    assert_eq!(w.status.code(), Some(0));
+    assert_eq!(trained(&w.stdout), 0);
+}
+
+#[test]
+fn a_run_of_a_different_plan_is_refused_while_another_trains_there() {
+    let s = Sweep::new("name: differ\nfixed: {epochs: 3}\ngrid:\n  seed: [1, 2]\n");
+    let mut first = s.spawn_scripted_run(300);
+    wait_for_claim(&s);
+    s.rewrite("name: differ\nfixed: {epochs: 3}\ngrid:\n  seed: [1, 2, 9]\n");
+    let out = s.cli("run", &["--quiet"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("different plan") && err.contains("only in this file: `seed=9`"),
+        "{err}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // With nobody working there, the edited file replaces the plan and keeps what is done.
+    let out = s.cli("run", &["--quiet", "--no-report"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ok_results(&s), 3);
+}
