@@ -20,6 +20,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scheduler;
+pub mod signals;
 pub mod spec;
 pub mod store;
 pub mod trial;

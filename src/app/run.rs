@@ -67,13 +67,7 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
         &devices::cuda_device_count,
     )?;
     let cancel = Arc::new(Cancel::default());
-    {
-        let c = cancel.clone();
-        // A second registration in the same process (tests) is not an error worth failing on.
-        let _ = ctrlc::set_handler(move || {
-            c.press();
-        });
-    }
+    let _signals = crate::signals::watch(&cancel);
     let results = train(
         &store, &plan, pending, skipped, engine, &slots, &cancel, args,
     )?;

@@ -118,6 +118,12 @@ impl Sweep {
     /// `hypersweep run` of this sweep as a child process on the scripted engine (`epoch_ms`
     /// per epoch, one CPU slot, quiet, no report), its output captured.
     pub fn spawn_scripted_run(&self, epoch_ms: u64) -> std::process::Child {
+        self.spawn_scripted(epoch_ms, &["--devices", "cpu:1", "--quiet", "--no-report"])
+    }
+
+    /// `hypersweep run` of this sweep as a child process on the scripted engine (`epoch_ms`
+    /// per epoch) with the given flags, its output captured.
+    pub fn spawn_scripted(&self, epoch_ms: u64, flags: &[&str]) -> std::process::Child {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
             .args([
                 "run",
@@ -125,7 +131,7 @@ impl Sweep {
                 "--out",
                 self.out.to_str().unwrap(),
             ])
-            .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+            .args(flags)
             .env("HYPERSWEEP_ENGINE", "scripted")
             .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", epoch_ms.to_string())
             .stdout(std::process::Stdio::piped())
