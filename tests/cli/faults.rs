@@ -341,3 +341,29 @@ fn a_second_ctrl_c_says_stopping_running_trials_at_once() {
     }
     assert_eq!(finished(&s), 2);
 }
+
+#[test]
+fn a_trial_too_big_for_memory_fails_alone_as_out_of_memory() {
+    // 784 × 10⁹ weights: allocating them aborted the whole process and lost the sweep.
+    let s = Sweep::new(
+        "name: oom\ndata: {train_size: 200}\nfixed: {epochs: 1, batch_size: 50}\ntrials:\n  - name: huge\n    model: {kind: mlp, hidden: [1000000000]}\n  - name: small\n    model: {kind: linear}\n",
+    );
+    let out = super::common::bin()
+        .args(["run", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let mut by_name = std::collections::HashMap::new();
+    for e in std::fs::read_dir(s.dir().join("trials")).unwrap() {
+        let id = e.unwrap().file_name().to_string_lossy().to_string();
+        let r = result_of(&s, &id);
+        by_name.insert(r["name"].as_str().unwrap().to_string(), r);
+    }
+    let huge = &by_name["huge"];
+    assert_eq!(huge["status"], "failed");
+    let error = huge["error"].as_str().unwrap();
+    assert!(error.starts_with("out of memory: "), "{error}");
+    assert_eq!(by_name["small"]["status"], "ok");
+}
