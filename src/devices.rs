@@ -53,6 +53,68 @@ pub fn cuda_device_count() -> Result<usize, String> {
     }
 }
 
+/// Memory this process could still take, in bytes: `MemAvailable` plus free swap from
+/// /proc/meminfo, lowered to what is left under the cgroup's `memory.max` (a container's
+/// limit); `None` where neither can be read.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.as_deref()?.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib.saturating_mul(1024))
+    };
+    let machine = field("MemAvailable:").map(|a| a.saturating_add(field("SwapFree:").unwrap_or(0)));
+    let cgroup = cgroup_memory_left();
+    match (machine, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What is left under this process's cgroup (v2) memory limit, when it has one.
+fn cgroup_memory_left() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(dir.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    // `max` (no limit) does not parse, and then there is nothing to lower.
+    let limit = read("memory.max")?;
+    Some(limit.saturating_sub(read("memory.current").unwrap_or(0)))
+}
+
+/// Total memory of CUDA GPU `i`, in bytes; `None` without a driver or such a GPU. A trial
+/// needing more than the whole card can never fit on it.
+pub fn cuda_total_memory(i: usize) -> Option<u64> {
+    #[cfg(feature = "cuda")]
+    {
+        std::panic::catch_unwind(|| {
+            cudarc::driver::result::init().ok()?;
+            let dev = cudarc::driver::result::device::get(i32::try_from(i).ok()?).ok()?;
+            // SAFETY: `dev` is a device handle the driver just returned.
+            let bytes = unsafe { cudarc::driver::result::device::total_mem(dev) }.ok()?;
+            u64::try_from(bytes).ok()
+        })
+        .ok()
+        .flatten()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = i;
+        None
+    }
+}
+
 /// Parses a device spec into slots. `pending` is how many trials will run (to share cores).
 pub fn parse(
     spec: &str,

@@ -55,7 +55,8 @@ pub enum SweepEvent {
         /// What it produced, stamped with its id, name and device.
         result: Box<TrialResult>,
     },
-    /// The first Ctrl-C: no new trials start.
+    /// Stopping, announced as soon as it is asked for: once when new trials stop (the first
+    /// Ctrl-C), once more when running trials stop (the second Ctrl-C, or one SIGTERM).
     Stopping {
         /// True when running trials are stopped too (second interrupt), not only new ones.
         hard: bool,

@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One place a trial can run: a device and the CPU threads the trial may use.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +21,14 @@ pub struct Slot {
     pub threads: usize,
 }
 
-/// Two-stage stop: the first Ctrl-C stops new trials, the second interrupts running ones.
+/// Two-stage stop: the first Ctrl-C stops new trials, the second interrupts running ones; a
+/// SIGTERM does both at once (`src/signals.rs`).
 #[derive(Debug, Default)]
 pub struct Cancel {
     /// Set by the first interrupt: no new trial starts.
     pub stop_new: AtomicBool,
-    /// Set by the second interrupt: running trials stop and are recorded as interrupted.
+    /// Set by the second interrupt (or a SIGTERM): running trials stop and are recorded as
+    /// interrupted.
     pub stop_running: AtomicBool,
 }
 
@@ -40,7 +42,26 @@ impl Cancel {
             false
         }
     }
+
+    /// Stops everything at once: no new trial starts and running ones stop (SIGTERM).
+    pub fn stop_all(&self) {
+        self.stop_new.store(true, Ordering::SeqCst);
+        self.stop_running.store(true, Ordering::SeqCst);
+    }
+
+    /// 0 while running, 1 once new trials stop, 2 once running ones stop too.
+    fn stage(&self) -> u8 {
+        if self.stop_running.load(Ordering::SeqCst) {
+            2
+        } else {
+            u8::from(self.stop_new.load(Ordering::SeqCst))
+        }
+    }
 }
+
+/// How often the event loop looks at the stop flags when no event arrives, so that a Ctrl-C
+/// is acknowledged on screen at once even while every trial is deep in a long epoch.
+const POLL: Duration = Duration::from_millis(100);
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -99,14 +120,20 @@ pub fn run(
     }
     drop(tx);
     let mut results = vec![];
-    let mut announced = false;
-    for ev in rx {
-        if !announced && cancel.stop_new.load(Ordering::SeqCst) {
-            announced = true;
-            on_event(&SweepEvent::Stopping {
-                hard: cancel.stop_running.load(Ordering::SeqCst),
-            });
+    // Each stage of stopping is announced once, before any event it caused.
+    let mut announced = 0;
+    loop {
+        let ev = match rx.recv_timeout(POLL) {
+            Ok(ev) => Some(ev),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let stage = cancel.stage();
+        if stage > announced {
+            announced = stage;
+            on_event(&SweepEvent::Stopping { hard: stage == 2 });
         }
+        let Some(ev) = ev else { continue };
         if let SweepEvent::TrialFinished { result, .. } = &ev {
             results.push((**result).clone());
         }

@@ -36,13 +36,7 @@ pub fn train_sweep(
         &devices::cuda_device_count,
     )?;
     let cancel = Arc::new(Cancel::default());
-    {
-        let c = cancel.clone();
-        // A second registration in the same process (tests) is not an error worth failing on.
-        let _ = ctrlc::set_handler(move || {
-            c.press();
-        });
-    }
+    let _signals = crate::signals::watch(&cancel);
     let claims = Arc::new(Claims::new(store.dir()));
     let beating = heartbeat(&claims);
     let results = train(

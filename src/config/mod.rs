@@ -2,6 +2,9 @@
 //! value checks that make an impossible trial an error before anything trains.
 
 mod check;
+mod memory;
+
+pub use memory::{MemoryNeed, gib};
 
 use serde::{Deserialize, Serialize};
 

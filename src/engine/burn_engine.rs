@@ -37,16 +37,27 @@ impl Engine for BurnEngine {
         let device = ctx.device;
         let progress = &mut *ctx.progress;
         let cancel = ctx.cancel;
+        // What the trial may take: the machine's free memory on CPU, the card's on a GPU.
+        let memory = match device {
+            Device::Cpu => crate::devices::available_memory(),
+            Device::Cuda(i) => crate::devices::cuda_total_memory(i),
+        }
+        .map(|bytes| (bytes, device));
         pool.install(|| match device {
-            Device::Cpu => {
-                train::<CpuBackend>(config, &burn::backend::flex::FlexDevice, progress, cancel)
-            }
+            Device::Cpu => train::<CpuBackend>(
+                config,
+                &burn::backend::flex::FlexDevice,
+                progress,
+                cancel,
+                memory,
+            ),
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => train::<CudaBackend>(
                 config,
                 &burn::backend::cuda::CudaDevice::new(i),
                 progress,
                 cancel,
+                memory,
             ),
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => Err(Error::Trial(
@@ -76,12 +87,15 @@ fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<us
 }
 
 /// Trains one trial on `device` and evaluates it: the setup, the epochs, the summary of the
-/// epoch rows, then the test set with the final (or restored best) weights.
+/// epoch rows, then the test set with the final (or restored best) weights. With `memory`
+/// (bytes available, and where), a trial whose least need is above it fails with
+/// `out of memory: …` before its model is allocated.
 pub fn train<B: AutodiffBackend + CnnOps>(
     cfg: &TrialConfig,
     device: &B::Device,
     progress: &mut (dyn FnMut(Progress) + Send),
     cancel: &AtomicBool,
+    memory: Option<(u64, Device)>,
 ) -> Result<TrialResult>
 where
     B::InnerBackend: CnnOps,
@@ -93,6 +107,10 @@ where
         ..Default::default()
     };
     let bs = batch_size(cfg, splits.train.len(), &mut out.notes)?;
+    if let Some((available, on)) = memory {
+        cfg.check_memory(bs, available, &on.to_string())
+            .map_err(Error::Trial)?;
+    }
     let model: Net<B> = Net::new(&cfg.model, &mut data::rng(cfg.seed, Stream::Init), device);
     let optim = Optim::new(&cfg.optimizer).into_adaptor::<B, Net<B>>();
     let mut trainer = Trainer::new(cfg, &splits.train, bs, optim, device);
@@ -297,6 +315,25 @@ mod tests {
             )));
             assert_eq!(r.status, Status::Diverged, "{model}: {:?}", r.epochs);
         }
+    }
+
+    #[test]
+    fn a_trial_too_big_for_memory_fails_before_allocating() {
+        // 784 × 10⁹ weights, terabytes: allocating them would abort the whole process (or wake
+        // the kernel's OOM killer); the trial fails alone, at once.
+        let t = trial(
+            "name: t\ndata: {train_size: 100}\nfixed:\n  model: {kind: mlp, hidden: [1000000000]}\n  epochs: 1\n",
+        );
+        let cancel = AtomicBool::new(false);
+        let mut ctx = TrialContext {
+            device: Device::Cpu,
+            threads: 1,
+            progress: &mut |_| {},
+            cancel: &cancel,
+        };
+        let e = BurnEngine.run(&t, &mut ctx).unwrap_err().to_string();
+        assert!(e.starts_with("out of memory: "), "{e}");
+        assert!(e.contains("cpu has"), "{e}");
     }
 
     #[test]

@@ -413,6 +413,24 @@ mod tests {
         assert!(e.message.contains("did you mean `fixed`"));
     }
 
+    #[test]
+    fn numeric_looking_names_are_kept_as_written() {
+        // The YAML layer resolves `1.50` to the number 1.5; a name is the text the user wrote.
+        let spec = Spec::parse(
+            "f.yaml",
+            "name: 1.50\ndescription: 2.0e1\ntrials:\n  - name: 007\n  - name: 1e3\n  - name: 1_000\n  - name: 1.0\n  - name: 1.00\n",
+        )
+        .unwrap();
+        assert_eq!(spec.name, "1.50");
+        assert_eq!(spec.description, "2.0e1");
+        let names: Vec<&str> = spec.trials.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["007", "1e3", "1_000", "1.0", "1.00"]);
+        let spec = Spec::parse("f.yaml", "name: 1.50\ntrials:\n  - name: 007\n").unwrap();
+        let plan = crate::plan::expand(&spec).unwrap();
+        assert_eq!(plan.name, "1.50");
+        assert_eq!(plan.trials[0].name, "007");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
         #[test]

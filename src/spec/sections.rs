@@ -44,10 +44,14 @@ pub struct NamedTrial {
 /// Keys whose value is a whole unit even when written as a mapping: they are set, not merged.
 const LEAF_MAPS: &[&str] = &["data.normalize"];
 
+/// A string value; a number is taken as written (`1.50`, `007`, `1e3`), never as its value
+/// printed back (`1.5`, `7`, `1000.0`), since names become directories.
 pub(super) fn expect_string(file: &str, key: &str, node: &Node) -> Result<String, SpecError> {
     match &node.kind {
         NodeKind::Scalar(Value::String(s)) => Ok(s.clone()),
-        NodeKind::Scalar(Value::Number(n)) => Ok(n.to_string()),
+        NodeKind::Scalar(Value::Number(n)) => {
+            Ok(node.text.clone().unwrap_or_else(|| n.to_string()))
+        }
         _ => Err(SpecError::at(
             file,
             node.pos,

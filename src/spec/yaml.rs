@@ -26,6 +26,9 @@ pub struct Node {
     pub pos: Pos,
     /// The value itself.
     pub kind: NodeKind,
+    /// A scalar's text as written (without quotes); `None` for lists and mappings. Names are
+    /// taken from it, so `name: 1.50` stays `1.50` (its value would print as `1.5`).
+    pub text: Option<String>,
 }
 
 /// The three shapes a YAML value can take.
@@ -143,6 +146,7 @@ impl MarkedEventReceiver for Builder {
                 Ok(v) => self.push_value(Node {
                     pos,
                     kind: NodeKind::Scalar(v),
+                    text: Some(text),
                 }),
                 Err(e) => self.error = Some((pos, e)),
             },
@@ -156,7 +160,14 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     NodeKind::Map(vec![])
                 };
-                self.stack.push((Node { pos, kind }, None));
+                self.stack.push((
+                    Node {
+                        pos,
+                        kind,
+                        text: None,
+                    },
+                    None,
+                ));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((node, _)) = self.stack.pop() {

@@ -63,7 +63,10 @@ mod tests {
             let _second = Lock::wait(&path).unwrap();
             tx.send(()).unwrap();
         });
-        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err());
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err()
+        );
         drop(l);
         assert!(rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok());
     }

@@ -120,32 +120,36 @@ impl Sweep {
     /// `hypersweep run` of this sweep as a child process on the scripted engine (`epoch_ms`
     /// per epoch, one CPU slot, quiet, no report), its output captured.
     pub fn spawn_scripted_run(&self, epoch_ms: u64) -> std::process::Child {
-        self.spawn_scripted(
-            &[
-                "run",
-                self.file.to_str().unwrap(),
-                "--out",
-                self.out.to_str().unwrap(),
-            ],
-            epoch_ms,
-        )
+        self.spawn_scripted(epoch_ms, &["--devices", "cpu:1", "--quiet", "--no-report"])
+    }
+
+    /// `hypersweep run` of this sweep as a child process on the scripted engine (`epoch_ms`
+    /// per epoch) with the given flags, its output captured.
+    pub fn spawn_scripted(&self, epoch_ms: u64, flags: &[&str]) -> std::process::Child {
+        let mut args = vec![
+            "run",
+            self.file.to_str().unwrap(),
+            "--out",
+            self.out.to_str().unwrap(),
+        ];
+        args.extend(flags);
+        spawn_scripted_command(&args, epoch_ms)
     }
 
     /// `hypersweep worker results/<name>` as a child process, like `spawn_scripted_run`.
     pub fn spawn_scripted_worker(&self, epoch_ms: u64) -> std::process::Child {
-        self.spawn_scripted(&["worker", self.dir().to_str().unwrap()], epoch_ms)
-    }
-
-    fn spawn_scripted(&self, args: &[&str], epoch_ms: u64) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
-            .args(args)
-            .args(["--devices", "cpu:1", "--quiet", "--no-report"])
-            .env("HYPERSWEEP_ENGINE", "scripted")
-            .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", epoch_ms.to_string())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        let dir = self.dir();
+        spawn_scripted_command(
+            &[
+                "worker",
+                dir.to_str().unwrap(),
+                "--devices",
+                "cpu:1",
+                "--quiet",
+                "--no-report",
+            ],
+            epoch_ms,
+        )
     }
 
     /// `hypersweep <cmd> <sweep file> --out <results>` on the scripted binary, plus `extra`.
@@ -176,4 +180,16 @@ pub fn validate(dir: &Path, name: &str, text: &str) -> (Option<i32>, String, Str
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A hypersweep command as a child process on the scripted engine, its output captured.
+fn spawn_scripted_command(args: &[&str], epoch_ms: u64) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
+        .args(args)
+        .env("HYPERSWEEP_ENGINE", "scripted")
+        .env("HYPERSWEEP_SCRIPTED_EPOCH_MS", epoch_ms.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }

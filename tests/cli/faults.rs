@@ -4,6 +4,7 @@
 //! and damaged results.
 
 use super::common::{Sweep, scripted, scripted_bin, validate};
+use std::time::{Duration, Instant};
 
 /// The number in "N trained" of a `--quiet` run's line.
 fn trained(stdout: &str) -> usize {
@@ -210,4 +211,160 @@ fn log_steps_over_a_huge_number_of_steps_is_refused() {
         err.contains("log_steps") && err.contains("s.yaml:2:"),
         "{err}"
     );
+}
+
+/// Sends `signal` to `child`.
+fn send(child: &std::process::Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// The ids of the trials claimed (being trained), once there are `n` of them.
+fn wait_running(s: &Sweep, n: usize, child: &mut std::process::Child) -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let ids: Vec<String> = std::fs::read_dir(s.dir().join("claims"))
+            .map(|rd| {
+                rd.filter_map(|e| {
+                    let name = e.ok()?.file_name();
+                    let (id, _generation) =
+                        name.to_str()?.strip_suffix(".json")?.rsplit_once('.')?;
+                    Some(id.to_string())
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        if ids.len() >= n {
+            return ids;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no trial started");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to exit; kills it and fails when it takes longer than `within`.
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if t0.elapsed() > within {
+            let _ = child.kill();
+            panic!("the run was still going {within:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The stored result of trial `id`.
+fn result_of(s: &Sweep, id: &str) -> serde_json::Value {
+    let p = s.dir().join("trials").join(id).join("result.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// Trials with a stored result.
+fn finished(s: &Sweep) -> usize {
+    std::fs::read_dir(s.dir().join("trials"))
+        .map(|rd| {
+            rd.filter(|e| e.as_ref().unwrap().path().join("result.json").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn one_sigterm_stops_running_trials_at_once_and_a_rerun_trains_them() {
+    // Two slots; each trial runs 100 epochs of 100 ms, the third waits for a slot.
+    let s = Sweep::new("name: term\nfixed: {epochs: 100}\ngrid:\n  seed: [1, 2, 3]\n");
+    let mut child = s.spawn_scripted(100, &["--devices", "cpu:2", "--quiet", "--no-report"]);
+    let running = wait_running(&s, 2, &mut child);
+    std::thread::sleep(Duration::from_millis(300));
+    // A cluster scheduler's SIGTERM: the grace period before SIGKILL is short.
+    send(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(3));
+    assert_eq!(status.code(), Some(130));
+    for id in &running {
+        let r = result_of(&s, id);
+        assert_eq!(r["status"], "interrupted", "{id}: {r}");
+        assert!(r["epochs_run"].as_u64().unwrap() < 100, "{r}");
+    }
+    assert_eq!(finished(&s), 2, "the waiting trial must not start");
+    // The rerun trains the two interrupted trials and the one that never started.
+    let out = s.cli("run", &["--quiet", "--no-report"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(trained(&String::from_utf8_lossy(&out.stdout)), 3);
+    for id in &running {
+        assert_eq!(result_of(&s, id)["status"], "ok");
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_says_stopping_running_trials_at_once() {
+    // Epochs of 1.5 s: no trial reports anything for long stretches, yet each Ctrl-C is
+    // acknowledged on screen within a second.
+    let s = Sweep::new("name: int2\nfixed: {epochs: 20}\ngrid:\n  seed: [1, 2, 3]\n");
+    let mut child = s.spawn_scripted(1500, &["--devices", "cpu:2", "--no-report"]);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(l.unwrap());
+        }
+    });
+    let mut seen = vec![];
+    let mut expect = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Ok(l) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            assert!(
+                !l.starts_with("done"),
+                "a trial ended before `{what}`: {seen:?}"
+            );
+            seen.push(l.clone());
+            if l.contains(what) {
+                return;
+            }
+        }
+        panic!("no `{what}` within a second of the Ctrl-C: {seen:?}");
+    };
+    let running = wait_running(&s, 2, &mut child);
+    send(&child, libc::SIGINT);
+    expect("no new trials start");
+    send(&child, libc::SIGINT);
+    expect("stopping running trials");
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+    for id in &running {
+        assert_eq!(result_of(&s, id)["status"], "interrupted");
+    }
+    assert_eq!(finished(&s), 2);
+}
+
+#[test]
+fn a_trial_too_big_for_memory_fails_alone_as_out_of_memory() {
+    // 784 × 10⁹ weights: allocating them aborted the whole process and lost the sweep.
+    let s = Sweep::new(
+        "name: oom\ndata: {train_size: 200}\nfixed: {epochs: 1, batch_size: 50}\ntrials:\n  - name: huge\n    model: {kind: mlp, hidden: [1000000000]}\n  - name: small\n    model: {kind: linear}\n",
+    );
+    let out = super::common::bin()
+        .args(["run", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let mut by_name = std::collections::HashMap::new();
+    for e in std::fs::read_dir(s.dir().join("trials")).unwrap() {
+        let id = e.unwrap().file_name().to_string_lossy().to_string();
+        let r = result_of(&s, &id);
+        by_name.insert(r["name"].as_str().unwrap().to_string(), r);
+    }
+    let huge = &by_name["huge"];
+    assert_eq!(huge["status"], "failed");
+    let error = huge["error"].as_str().unwrap();
+    assert!(error.starts_with("out of memory: "), "{error}");
+    assert_eq!(by_name["small"]["status"], "ok");
 }

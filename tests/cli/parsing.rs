@@ -287,3 +287,26 @@ fn a_usage_error_exits_1_not_2() {
     let out = bin().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_numeric_looking_name_names_the_results_directory_as_written() {
+    // `1.50` is the number 1.5 to YAML; the directory must still be `1.50/`, and a named
+    // trial `007` keeps its zeros.
+    let s = super::common::Sweep::new(
+        "name: 1.50\nfixed: {epochs: 1}\ntrials:\n  - name: 007\n  - name: 1e3\n    seed: 2\n",
+    );
+    assert_eq!(s.name, "1.50");
+    s.cli("run", &["--quiet", "--no-report"]).assert().success();
+    assert!(
+        s.dir().is_dir(),
+        "no results directory {}",
+        s.dir().display()
+    );
+    assert!(!s.out.join("1.5").exists());
+    let plan = bin()
+        .args(["plan", s.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("007") && text.contains("1e3"), "{text}");
+}

@@ -1,0 +1,56 @@
+//! Ctrl-C and SIGTERM during a run. The first Ctrl-C (SIGINT) stops new trials, the second one
+//! stops the running trials too; one SIGTERM stops both at once, since a cluster scheduler that
+//! sends it waits only a short grace period before SIGKILL. Stopped trials are recorded
+//! `interrupted` and the run exits with what it saved. The flags themselves live in `Cancel`;
+//! the scheduler announces each stage as soon as its flag is set.
+
+use crate::scheduler::Cancel;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Turns SIGINT and SIGTERM into presses of a `Cancel` for as long as it lives; dropping it
+/// stops watching.
+pub struct Watch {
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts watching for SIGINT and SIGTERM on behalf of `cancel`. Without a watch (the handlers
+/// could not be installed, which is logged) the signals keep their default action: the process
+/// ends at once, which loses nothing saved.
+pub fn watch(cancel: &Arc<Cancel>) -> Option<Watch> {
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot handle Ctrl-C and SIGTERM: {e}");
+            return None;
+        }
+    };
+    let handle = signals.handle();
+    let cancel = cancel.clone();
+    let thread = std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal == SIGTERM {
+                tracing::warn!("SIGTERM: stopping running trials");
+                cancel.stop_all();
+            } else {
+                cancel.press();
+            }
+        }
+    });
+    Some(Watch {
+        handle,
+        thread: Some(thread),
+    })
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
