@@ -48,6 +48,9 @@ pub enum Command {
     /// Train the unclaimed trials of an existing results directory until none remain (what a
     /// cluster task runs).
     Worker(WorkerArgs),
+    /// Record the plan and submit a Slurm job array of workers plus a report job; returns at
+    /// once with the job ids.
+    Submit(SubmitArgs),
     /// Counts by status, running trials, the best trial so far and the time spent.
     Status {
         /// A results directory (results/<sweep>) or the sweep file.
@@ -105,6 +108,43 @@ pub struct RunArgs {
     /// How trials are trained.
     #[command(flatten)]
     pub train: TrainArgs,
+}
+
+/// Options of `hypersweep submit`.
+#[derive(Args, Debug, Clone)]
+pub struct SubmitArgs {
+    /// The sweep file (YAML).
+    pub file: PathBuf,
+    /// Results root; the sweep writes to DIR/<sweep name>/ (a file system the nodes share).
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Worker tasks in the job array.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub tasks: usize,
+    /// Tasks running at once (the array's `%P`); all of them when absent.
+    #[arg(long, value_name = "P")]
+    pub parallel: Option<usize>,
+    /// Slurm partition.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// GPUs per task; its trials train on them (`--devices cuda:all` in the task).
+    #[arg(long, value_name = "G")]
+    pub gpus_per_task: Option<usize>,
+    /// CPUs per task; a CPU task trains one trial at a time with this many threads.
+    #[arg(long, default_value_t = 1, value_name = "C")]
+    pub cpus_per_task: usize,
+    /// Time limit per task (Slurm's format: `30`, `2:00:00`, `1-0`).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// An extra `#SBATCH` line for the worker script (repeatable): `--sbatch=--mem=8G`.
+    #[arg(long = "sbatch", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+    /// Print the worker script and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The `--devices` of each worker (default: `cuda:all` with GPUs, else `cpu:1`).
+    #[arg(long, value_name = "SPEC")]
+    pub devices: Option<String>,
 }
 
 /// Options of `hypersweep worker`.

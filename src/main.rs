@@ -84,6 +84,7 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => return finish_training(app::run(args, &log)),
         Command::Worker(args) => return finish_training(app::worker(args, &log)),
+        Command::Submit(args) => app::submit(args).map(|s| print!("{s}")),
     };
     exit_code(result)
 }

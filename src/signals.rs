@@ -1,16 +1,18 @@
 //! Ctrl-C and SIGTERM during a run. The first Ctrl-C (SIGINT) stops new trials, the second one
 //! stops the running trials too; one SIGTERM stops both at once, since a cluster scheduler that
 //! sends it waits only a short grace period before SIGKILL. Stopped trials are recorded
-//! `interrupted` and the run exits with what it saved. The flags themselves live in `Cancel`;
+//! `interrupted` and the run exits with what it saved. SIGUSR1 does the same: it is what Slurm
+//! sends before a time limit or preemption (`--signal=B:USR1@90`), and the trials' claims are
+//! released so that the requeued task, or another worker, trains them again. The flags themselves live in `Cancel`;
 //! the scheduler announces each stage as soon as its flag is set.
 
 use crate::scheduler::Cancel;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::{Handle, Signals};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Turns SIGINT and SIGTERM into presses of a `Cancel` for as long as it lives; dropping it
+/// Turns SIGINT, SIGTERM and SIGUSR1 into presses of a `Cancel` for as long as it lives; dropping it
 /// stops watching.
 pub struct Watch {
     handle: Handle,
@@ -21,7 +23,7 @@ pub struct Watch {
 /// could not be installed, which is logged) the signals keep their default action: the process
 /// ends at once, which loses nothing saved.
 pub fn watch(cancel: &Arc<Cancel>) -> Option<Watch> {
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGUSR1]) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot handle Ctrl-C and SIGTERM: {e}");
@@ -32,8 +34,13 @@ pub fn watch(cancel: &Arc<Cancel>) -> Option<Watch> {
     let cancel = cancel.clone();
     let thread = std::thread::spawn(move || {
         for signal in signals.forever() {
-            if signal == SIGTERM {
-                tracing::warn!("SIGTERM: stopping running trials");
+            if signal == SIGTERM || signal == SIGUSR1 {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGUSR1"
+                };
+                tracing::warn!("{name}: stopping running trials");
                 cancel.stop_all();
             } else {
                 cancel.press();

@@ -3,10 +3,12 @@
 
 mod run;
 mod status;
+mod submit;
 mod train;
 
 pub use run::{RunOutcome, run, run_with, worker};
 pub use status::status;
+pub use submit::submit;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::text_table;

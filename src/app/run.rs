@@ -85,7 +85,12 @@ fn run_sweep(args: &RunArgs, log: &LogFile, given: Option<&Arc<dyn Engine>>) -> 
 /// `--fresh` the old directory is moved aside first, which is refused while another process
 /// trains there; a different plan than the one recorded is refused while others work on it
 /// (without them it replaces it: an edited sweep file keeps the trials it still has).
-fn record_plan(store: &Store, info: &SweepInfo, source: &str, fresh: bool) -> Result<()> {
+pub(super) fn record_plan(
+    store: &Store,
+    info: &SweepInfo,
+    source: &str,
+    fresh: bool,
+) -> Result<()> {
     let lock = Lock::wait(store.dir())?;
     let live = || {
         Claims::new(store.dir())

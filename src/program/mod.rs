@@ -60,18 +60,31 @@ impl ProgramRunner {
             .env("HYPERSWEEP_TRIAL_DIR", dir)
             .env("HYPERSWEEP_PARAMS", &params)
             .env("HYPERSWEEP_METRICS", dir.join(METRICS_FILE))
-            .env(
-                "CUDA_VISIBLE_DEVICES",
-                match ctx.device {
-                    Device::Cuda(i) => i.to_string(),
-                    Device::Cpu => String::new(),
-                },
-            );
+            .env("CUDA_VISIBLE_DEVICES", visible_device(ctx.device));
         for var in THREAD_VARS {
             cmd.env(var, ctx.threads.to_string());
         }
         cmd.envs(&self.program.env);
         Ok(cmd)
+    }
+}
+
+/// The GPU a program sees: `cuda:N` is the N-th GPU this process sees, which under Slurm (or a
+/// user's own `CUDA_VISIBLE_DEVICES=2,3`) is the N-th entry of that list, not the card numbered
+/// N; on CPU, none.
+fn visible_device(device: Device) -> String {
+    match device {
+        Device::Cpu => String::new(),
+        Device::Cuda(i) => std::env::var("CUDA_VISIBLE_DEVICES")
+            .ok()
+            .and_then(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .nth(i)
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| i.to_string()),
     }
 }
 
