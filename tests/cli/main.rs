@@ -8,5 +8,6 @@ mod parsing;
 mod programs;
 mod reports;
 mod runs;
+mod slurm;
 mod training;
 mod workers;
