@@ -3,7 +3,8 @@
 
 use super::load_plan;
 use crate::error::Result;
-use crate::format::pct;
+use crate::format::metric_text;
+use crate::spec::Goal;
 use crate::store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,18 +38,35 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
         info.trials.len().saturating_sub(finished.len())
     );
     s += &claims_text(&store, finished.len(), info.trials.len());
+    // Built-in sweeps show test accuracy; a program's sweep its own metric and goal.
+    let metric = match &info.program {
+        Some(_) => info.report.metric.clone(),
+        None => "test_accuracy".to_string(),
+    };
+    let sign = match (&info.program, info.report.goal()) {
+        (Some(_), Goal::Minimize) => -1.0,
+        _ => 1.0,
+    };
+    let value = |f: &crate::store::Finished| {
+        f.result
+            .metric(&metric)
+            .filter(|v| v.is_finite())
+            .map(|v| v * sign)
+    };
     let best = finished
         .iter()
-        .filter(|f| f.result.test_accuracy.is_some())
+        .filter(|f| value(f).is_some())
         .max_by(|a, b| {
-            let acc = |f: &crate::store::Finished| f.result.test_accuracy.unwrap_or(f64::NAN);
-            acc(a).total_cmp(&acc(b))
+            value(a)
+                .unwrap_or(f64::NAN)
+                .total_cmp(&value(b).unwrap_or(f64::NAN))
         });
     if let Some(best) = best {
         s += &format!(
-            "  best so far: {} — test accuracy {}\n",
+            "  best so far: {} — {} {}\n",
             best.trial.name,
-            pct(best.result.test_accuracy)
+            metric.replace('_', " "),
+            metric_text(&metric, best.result.metric(&metric))
         );
     }
     for u in &unreadable {
