@@ -38,16 +38,23 @@ pub fn worker(args: &WorkerArgs, log: &LogFile) -> Result<RunOutcome> {
     let store = Store::open(&args.dir)?;
     let info = store.read_plan()?;
     let sizes = check_data(&info.trials)?;
-    devices::parse(
-        &args.train.devices,
-        args.train.per_device,
-        args.train.threads,
-        info.trials.len(),
-        &devices::cuda_device_count,
-    )?;
+    check_flags(&args.train, info.trials.len())?;
     log.open(&store.dir().join("hypersweep.log"))?;
     let engine = runner(None, &info, &store);
     train::train_sweep(&store, &info, &engine, &args.train, &sizes)
+}
+
+/// Device flags are checked before the directory is touched: a bad one must leave nothing
+/// behind.
+fn check_flags(args: &crate::cli::TrainArgs, trials: usize) -> Result<()> {
+    devices::parse(
+        &args.devices,
+        args.per_device,
+        args.threads,
+        trials,
+        &devices::cuda_device_count,
+    )
+    .map(|_| ())
 }
 
 /// The runner of a sweep's trials: the given engine, the sweep's program, or a built-in one.
@@ -66,14 +73,7 @@ fn run_sweep(args: &RunArgs, log: &LogFile, given: Option<&Arc<dyn Engine>>) -> 
     let (spec, plan) = load_plan(&args.file, args.data_dir.as_deref())?;
     let store = Store::new(&args.out, &plan.name);
     let sizes = check_data(&plan.trials)?;
-    // Flags are checked before the directory is touched: a bad one must leave nothing behind.
-    devices::parse(
-        &args.train.devices,
-        args.train.per_device,
-        args.train.threads,
-        plan.trials.len(),
-        &devices::cuda_device_count,
-    )?;
+    check_flags(&args.train, plan.trials.len())?;
     let info = SweepInfo::new(&plan, &spec);
     record_plan(&store, &info, &spec.source, args.fresh)?;
     log.open(&store.dir().join("hypersweep.log"))?;

@@ -193,3 +193,18 @@ fn spawn_scripted_command(args: &[&str], epoch_ms: u64) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// How many trials of the sweep have a stored result with this status.
+pub fn results_with_status(s: &Sweep, status: &str) -> usize {
+    let needle = format!("\"status\": \"{status}\"");
+    std::fs::read_dir(s.dir().join("trials"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("result.json"))
+                        .is_ok_and(|t| t.contains(&needle))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}

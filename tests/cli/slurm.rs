@@ -3,7 +3,7 @@
 //! passes without testing anything. Workers train with the scripted engine: the environment of
 //! `submit` reaches the tasks (sbatch exports it).
 
-use super::common::{Sweep, bin};
+use super::common::{Sweep, bin, results_with_status};
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -63,29 +63,11 @@ fn array_id(text: &str) -> String {
 }
 
 fn ok_results(s: &Sweep) -> usize {
-    std::fs::read_dir(s.dir().join("trials"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("result.json"))
-                        .is_ok_and(|t| t.contains("\"status\": \"ok\""))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    results_with_status(s, "ok")
 }
 
 fn interrupted(s: &Sweep) -> usize {
-    std::fs::read_dir(s.dir().join("trials"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("result.json"))
-                        .is_ok_and(|t| t.contains("\"status\": \"interrupted\""))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    results_with_status(s, "interrupted")
 }
 
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {

@@ -2,7 +2,7 @@
 //! trials through claims in the results directory; each trial is trained exactly once, a killed
 //! worker's trial is taken over, and `status` shows who trains what.
 
-use super::common::{Sweep, scripted_bin};
+use super::common::{Sweep, results_with_status, scripted_bin};
 use std::time::{Duration, Instant};
 
 /// The number in "N trained" of a `--quiet` run's line.
@@ -16,16 +16,7 @@ fn trained(stdout: &[u8]) -> usize {
 }
 
 fn ok_results(s: &Sweep) -> usize {
-    std::fs::read_dir(s.dir().join("trials"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("result.json"))
-                        .is_ok_and(|t| t.contains("\"status\": \"ok\""))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    results_with_status(s, "ok")
 }
 
 #[test]
