@@ -47,6 +47,11 @@ pub fn submit(args: &SubmitArgs) -> Result<String> {
         &[format!("--dependency=afterany:{array}")],
         &report_path,
     )?;
+    // `status` asks squeue about these.
+    write_atomic(
+        &slurm.join(JOBS_FILE),
+        format!("{array}\n{report}\n").as_bytes(),
+    )?;
     Ok(format!(
         "submitted job array {array} ({} task(s){}) and report job {report} (after it)\n\
          scripts: {}\n\
@@ -58,6 +63,28 @@ pub fn submit(args: &SubmitArgs) -> Result<String> {
         slurm.display(),
         dir.display(),
     ))
+}
+
+/// The job ids of the last `submit` of a sweep, one a line, under `slurm/`.
+pub const JOBS_FILE: &str = "jobs";
+
+/// What Slurm says about the sweep's last submitted jobs, when `squeue` is on PATH: one line
+/// per job or array task still queued or running.
+pub fn squeue_text(dir: &Path) -> Option<String> {
+    let ids = std::fs::read_to_string(dir.join("slurm").join(JOBS_FILE)).ok()?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    let squeue = which("squeue")?;
+    let out = Command::new(squeue)
+        .args(["-h", "-o", "%i %j %T %M %R", "-j", &ids.join(",")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text.lines().map(|l| format!("    slurm: {l}\n")).collect();
+    Some(if lines.is_empty() {
+        format!("  slurm jobs {} have left the queue\n", ids.join(", "))
+    } else {
+        lines.concat()
+    })
 }
 
 /// A program on PATH, like the shell finds it.

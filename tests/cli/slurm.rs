@@ -123,6 +123,12 @@ fn submit_returns_at_once_and_the_array_trains_every_trial_once_then_reports() {
     let text = submit(&s, 100, &["--tasks", "3", "--parallel", "2"]);
     let job = array_id(&text);
     assert!(text.contains("hypersweep status"), "{text}");
+    let status = bin().arg("status").arg(s.dir()).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("slurm: {job}")) || status.contains("left the queue"),
+        "{status}"
+    );
     wait_until("9 results and the report", Duration::from_secs(180), || {
         ok_results(&s) == 9 && s.dir().join("report.html").exists()
     });

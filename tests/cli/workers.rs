@@ -20,13 +20,14 @@ fn ok_results(s: &Sweep) -> usize {
 }
 
 #[test]
-fn three_runs_started_together_train_twelve_trials_once_each() {
+fn four_runs_started_together_train_twelve_trials_once_each() {
     let s = Sweep::new(
         "name: three\nfixed: {epochs: 2}\ngrid:\n  seed: [1, 2, 3, 4, 5, 6]\n  batch_size: [8, 16]\n",
     );
     for round in 0..10 {
         let _ = std::fs::remove_dir_all(&s.out);
         let procs = [
+            s.spawn_scripted_run(5),
             s.spawn_scripted_run(5),
             s.spawn_scripted_run(5),
             s.spawn_scripted_run(5),
