@@ -7,15 +7,27 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The suffix of temporary files, followed by the writer's pid.
+/// The suffix of temporary files, followed by the writer's pid and host (`.tmp-123@node7`):
+/// processes on several machines may share a results directory, and a pid means something
+/// only on its own machine.
 const TMP_MARK: &str = ".tmp-";
+
+/// This machine's name, read once.
+fn this_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(super::claims::host_name)
+}
 
 fn tmp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    path.with_file_name(format!("{name}{TMP_MARK}{}", std::process::id()))
+    path.with_file_name(format!(
+        "{name}{TMP_MARK}{}@{}",
+        std::process::id(),
+        this_host()
+    ))
 }
 
 /// Writes a file so that readers see either the old content or the whole new one.
@@ -54,10 +66,12 @@ pub fn remove_stale_tmp(dir: &Path) {
             continue;
         }
         let name = e.file_name().to_string_lossy().to_string();
-        let pid = name
-            .rsplit_once(TMP_MARK)
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !super::lock::process_alive(pid)) {
+        // `<pid>@<host>`, or a bare pid from an older hypersweep (this machine's).
+        let writer = name.rsplit_once(TMP_MARK).and_then(|(_, w)| {
+            let (pid, host) = w.split_once('@').unwrap_or((w, this_host()));
+            Some((pid.parse::<u32>().ok()?, host == this_host()))
+        });
+        if writer.is_some_and(|(pid, here)| here && !super::lock::process_alive(pid)) {
             let _ = fs::remove_file(path);
         }
     }
@@ -97,9 +111,13 @@ mod tests {
         let t = d.path().join("trials").join("abc");
         fs::create_dir_all(&t).unwrap();
         fs::write(t.join("result.json.tmp-999999999"), "half").unwrap();
-        fs::write(d.path().join("plan.csv.tmp-999999999"), "half").unwrap();
-        let mine = format!("result.json.tmp-{}", std::process::id());
+        let dead_here = format!("plan.csv.tmp-999999999@{}", this_host());
+        fs::write(d.path().join(&dead_here), "half").unwrap();
+        let mine = format!("result.json.tmp-{}@{}", std::process::id(), this_host());
         fs::write(t.join(&mine), "writing").unwrap();
+        // Another machine's writer: its pid means nothing here, so it is left alone.
+        let elsewhere = "epochs.csv.tmp-999999999@some-other-node".to_string();
+        fs::write(t.join(&elsewhere), "writing").unwrap();
         fs::write(t.join("result.json"), "{}").unwrap();
         remove_stale_tmp(d.path());
         let mut left: Vec<String> = fs::read_dir(&t)
@@ -107,8 +125,8 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .collect();
         left.sort();
-        assert_eq!(left, vec!["result.json".to_string(), mine]);
-        assert!(!d.path().join("plan.csv.tmp-999999999").exists());
+        assert_eq!(left, vec![elsewhere, "result.json".to_string(), mine]);
+        assert!(!d.path().join(dead_here).exists());
     }
 
     #[test]
