@@ -56,6 +56,23 @@ fn axis_columns(l: &Loaded, rows: &[&TrialRow]) -> Vec<Column> {
         .collect()
 }
 
+/// The columns that say which trial a row of a long table belongs to: id, name and its varied
+/// values.
+fn trial_columns(l: &Loaded, rows: &[&TrialRow]) -> Vec<Column> {
+    let mut cols = vec![
+        Column::new(
+            "id".into(),
+            rows.iter().map(|r| r.id.to_string()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "name".into(),
+            rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        ),
+    ];
+    cols.extend(axis_columns(l, rows));
+    cols
+}
+
 /// The first epoch whose accuracy (on `metric`) reaches the threshold.
 pub fn epoch_reaching(r: &TrialRow, threshold: f64, metric: &str) -> Option<usize> {
     r.result
@@ -191,19 +208,7 @@ pub fn epochs(l: &Loaded) -> Result<DataFrame> {
         .flat_map(|r| r.result.epochs.iter().map(move |e| (r, e)))
         .collect();
     let trial_rows: Vec<&TrialRow> = flat.iter().map(|(r, _)| *r).collect();
-    let mut cols = vec![
-        Column::new(
-            "id".into(),
-            flat.iter()
-                .map(|(r, _)| r.id.to_string())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "name".into(),
-            flat.iter().map(|(r, _)| r.name.clone()).collect::<Vec<_>>(),
-        ),
-    ];
-    cols.extend(axis_columns(l, &trial_rows));
+    let mut cols = trial_columns(l, &trial_rows);
     let f = |g: fn(&crate::trial::EpochRow) -> Option<f64>| -> Vec<Option<f64>> {
         flat.iter().map(|(_, e)| g(e)).collect()
     };
@@ -306,19 +311,7 @@ fn program_epochs(l: &Loaded) -> Result<DataFrame> {
         .into_iter()
         .collect();
     names.sort_by_key(|n| !matches!(n.as_str(), "epoch" | "step"));
-    let mut cols = vec![
-        Column::new(
-            "id".into(),
-            flat.iter()
-                .map(|(r, _)| r.id.to_string())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "name".into(),
-            flat.iter().map(|(r, _)| r.name.clone()).collect::<Vec<_>>(),
-        ),
-    ];
-    cols.extend(axis_columns(l, &trial_rows));
+    let mut cols = trial_columns(l, &trial_rows);
     for n in names {
         let values: Vec<Option<f64>> = flat.iter().map(|(_, e)| e.get(&n).copied()).collect();
         cols.push(Column::new(metric_column(l, &n).into(), values));
