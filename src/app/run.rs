@@ -91,6 +91,8 @@ pub(super) fn record_plan(
     source: &str,
     fresh: bool,
 ) -> Result<()> {
+    // Nothing to start over from: taking the lock would create the directory just to move it.
+    let fresh = fresh && store.dir().exists();
     let lock = Lock::wait(store.dir())?;
     let live = || {
         Claims::new(store.dir())

@@ -148,6 +148,14 @@ fn fresh_moves_old_results_aside() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert!(names.iter().any(|n| n.starts_with("fr.old-")), "{names:?}");
+    // On a sweep never run, --fresh has nothing to move aside.
+    let s = Sweep::new("name: new\nfixed: {epochs: 1}\n");
+    s.run_with(&scripted(0), |a| a.fresh = true);
+    assert_eq!(
+        std::fs::read_dir(&s.out).unwrap().count(),
+        1,
+        "no empty .old directory"
+    );
 }
 
 #[test]
