@@ -41,22 +41,7 @@ pub fn section(l: &Loaded) -> Vec<Block> {
             })
             .filter(|s| !s.points.is_empty())
             .collect();
-        if series.is_empty() {
-            continue;
-        }
-        let markers = series.iter().all(|s| s.points.len() <= 3);
-        b.push(Block::Plot(
-            format!("curve-{stem}"),
-            LineChart {
-                title: &format!("{label} per epoch"),
-                x_label: "epoch",
-                y_label: label,
-                log_x: false,
-                markers,
-                series,
-            }
-            .render(),
-        ));
+        b.extend(curve_plot(format!("curve-{stem}"), "epoch", label, series));
     }
     b.extend(step_losses(l));
     b.extend(program_curves(l));
@@ -97,24 +82,32 @@ fn program_curves(l: &Loaded) -> Vec<Block> {
             })
             .filter(|s| s.points.len() > 1)
             .collect();
-        if series.is_empty() {
-            continue;
-        }
-        let markers = series.iter().all(|s| s.points.len() <= 3);
-        b.push(Block::Plot(
+        b.extend(curve_plot(
             format!("curve-{}", stem(&metric)),
-            LineChart {
-                title: &format!("{metric} per {x_label}"),
-                x_label,
-                y_label: &metric,
-                log_x: false,
-                markers,
-                series,
-            }
-            .render(),
+            x_label,
+            &metric,
+            series,
         ));
     }
     b
+}
+
+/// One learning-curve chart of `label` per `x_label`, with markers when every line is short;
+/// nothing when no trial has points.
+fn curve_plot(file: String, x_label: &str, label: &str, series: Vec<Series>) -> Option<Block> {
+    if series.is_empty() {
+        return None;
+    }
+    let markers = series.iter().all(|s| s.points.len() <= 3);
+    let chart = LineChart {
+        title: &format!("{label} per {x_label}"),
+        x_label,
+        y_label: label,
+        log_x: false,
+        markers,
+        series,
+    };
+    Some(Block::Plot(file, chart.render()))
 }
 
 /// A metric's name as part of a file name.
