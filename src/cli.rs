@@ -161,7 +161,8 @@ pub struct WorkerArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Devices: `cpu` (one trial per core), `cpu:N` (N trials at once), `cuda:0,cuda:1`,
-    /// `cuda:all`, or `auto` (every GPU if a CUDA driver answers, else cpu).
+    /// `cuda:all`, `wgpu` (the GPU wgpu finds: Vulkan, Metal, DX12), or `auto` (every GPU if a
+    /// CUDA driver answers, else cpu).
     #[arg(long, default_value = "cpu", value_name = "SPEC")]
     pub devices: String,
     /// Trials sharing one GPU at a time.

@@ -30,6 +30,9 @@ pub fn cuda_device_count() -> Result<usize, String> {
     }
     #[cfg(feature = "cuda")]
     {
+        if !cuda_driver_loads() {
+            return Err(NO_DRIVER.into());
+        }
         let probe = std::panic::catch_unwind(|| {
             // cudarc loads libcuda dynamically and panics when it is missing.
             cudarc::driver::result::init().map_err(|e| format!("{e:?}"))?;
@@ -40,16 +43,87 @@ pub fn cuda_device_count() -> Result<usize, String> {
         match probe {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(format!("the CUDA driver answered with an error: {e}")),
-            Err(_) => Err(
-                "the CUDA driver library (libcuda.so) could not be loaded: install the NVIDIA driver, \
-                 or point LD_LIBRARY_PATH at the directory holding libcuda.so"
-                    .into(),
-            ),
+            Err(_) => Err(NO_DRIVER.into()),
         }
     }
     #[cfg(not(feature = "cuda"))]
     {
         Err("this hypersweep was built without the `cuda` feature".into())
+    }
+}
+
+#[cfg(feature = "cuda")]
+const NO_DRIVER: &str = "the CUDA driver library (libcuda.so) could not be loaded: install the NVIDIA \
+     driver, or point LD_LIBRARY_PATH at the directory holding libcuda.so";
+
+/// Whether the CUDA driver library can be loaded, tried under the names cudarc tries. cudarc
+/// panics when none loads, and a caught panic is still reported by the panic hook; a user asking
+/// for `cuda:0` on a machine without a driver must see only the one-line error.
+#[cfg(feature = "cuda")]
+fn cuda_driver_loads() -> bool {
+    let names = ["cuda", "nvcuda"]
+        .into_iter()
+        .flat_map(cudarc::get_lib_name_candidates);
+    names.into_iter().any(|name| {
+        let Ok(c_name) = std::ffi::CString::new(name) else {
+            return false;
+        };
+        // SAFETY: dlopen with a valid C string; the handle is closed at once (the library
+        // stays mapped only while cudarc holds its own handle).
+        unsafe {
+            let handle = libc::dlopen(c_name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+            if handle.is_null() {
+                return false;
+            }
+            libc::dlclose(handle);
+        }
+        true
+    })
+}
+
+/// The adapter `--devices wgpu` trains on, named for the log (`llvmpipe (Vulkan, Cpu)`), or why
+/// there is none. Asked of wgpu's native backends (Vulkan, Metal, DX12), which are what burn's
+/// Wgpu backend uses; cubecl would panic at the first trial instead.
+pub fn wgpu_adapter() -> Result<String, String> {
+    #[cfg(feature = "wgpu")]
+    {
+        let instance = wgpu::Instance::default();
+        let adapters = block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+        let mut found: Vec<_> = adapters.iter().map(wgpu::Adapter::get_info).collect();
+        // The one burn's default device picks: a discrete GPU before an integrated, virtual or
+        // software one.
+        found.sort_by_key(|a| match a.device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Cpu => 3,
+            wgpu::DeviceType::Other => 4,
+        });
+        found
+            .first()
+            .map(|a| format!("{} ({:?}, {:?})", a.name, a.backend, a.device_type))
+            .ok_or_else(|| {
+                "wgpu found no GPU (Vulkan, Metal or DX12): install the GPU's driver, or Mesa's \
+                 software Vulkan driver (Debian: apt-get install mesa-vulkan-drivers)"
+                    .into()
+            })
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        Err("this hypersweep was built without the `wgpu` feature".into())
+    }
+}
+
+/// Waits for a future that native wgpu answers at once (adapter enumeration).
+#[cfg(feature = "wgpu")]
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -98,6 +172,9 @@ fn cgroup_memory_left() -> Option<u64> {
 pub fn cuda_total_memory(i: usize) -> Option<u64> {
     #[cfg(feature = "cuda")]
     {
+        if !cuda_driver_loads() {
+            return None;
+        }
         std::panic::catch_unwind(|| {
             cudarc::driver::result::init().ok()?;
             let dev = cudarc::driver::result::device::get(i32::try_from(i).ok()?).ok()?;
@@ -199,6 +276,23 @@ fn slots(
             _ => Ok(cpu_slots(cores())),
         };
     }
+    if spec == "wgpu" || spec == "wgpu:0" {
+        let adapter = wgpu_adapter().map_err(|e| format!("--devices {spec}: {e}"))?;
+        tracing::info!("wgpu trains on {adapter}");
+        return Ok(vec![
+            Slot {
+                device: Device::Wgpu,
+                threads: threads.unwrap_or(1),
+            };
+            per_device
+        ]);
+    }
+    if spec.starts_with("wgpu:") {
+        return Err(format!(
+            "--devices {spec}: one wgpu GPU per run, `wgpu` (the best one found); choose another with \
+             CUBECL_WGPU_DEFAULT_DEVICE=DiscreteGpu(1) (or IntegratedGpu(N), Cpu)"
+        ));
+    }
     if spec == "cuda:all" || spec == "cuda" {
         let n = gpu_count().map_err(|e| format!("--devices {spec}: {e}"))?;
         if n == 0 {
@@ -213,7 +307,9 @@ fn slots(
             .strip_prefix("cuda:")
             .and_then(|i| i.parse::<usize>().ok())
             .ok_or_else(|| {
-                format!("unknown device `{part}`: expected cpu, cpu:N, cuda:N[,cuda:M…], cuda:all or auto")
+                format!(
+                    "unknown device `{part}`: expected cpu, cpu:N, cuda:N[,cuda:M…], cuda:all, wgpu or auto"
+                )
             })?;
         if ids.contains(&id) {
             return Err(format!("device cuda:{id} is listed twice"));

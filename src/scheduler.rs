@@ -23,13 +23,27 @@ pub struct Slot {
 
 /// Two-stage stop: the first Ctrl-C stops new trials, the second interrupts running ones; a
 /// SIGTERM does both at once (`src/signals.rs`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cancel {
     /// Set by the first interrupt: no new trial starts.
     pub stop_new: AtomicBool,
     /// Set by the second interrupt (or a SIGTERM): running trials stop and are recorded as
     /// interrupted.
     pub stop_running: AtomicBool,
+    /// How long running trials have to stop once asked. A trial still running after it (a GPU
+    /// kernel or compilation that never returns to the loop that checks the flag) is recorded
+    /// as interrupted and left behind, so that the process can exit and a rerun retrains it.
+    pub grace: Duration,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel {
+            stop_new: AtomicBool::new(false),
+            stop_running: AtomicBool::new(false),
+            grace: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Cancel {
@@ -91,6 +105,7 @@ pub fn run(
     let started = Instant::now();
     let mut ordered = trials;
     ordered.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut running = Running::new(ordered.iter().map(|(t, _)| t));
     let queue: Arc<Mutex<VecDeque<Trial>>> =
         Arc::new(Mutex::new(ordered.into_iter().map(|(t, _)| t).collect()));
     let (tx, rx) = mpsc::channel::<SweepEvent>();
@@ -122,6 +137,7 @@ pub fn run(
     let mut results = vec![];
     // Each stage of stopping is announced once, before any event it caused.
     let mut announced = 0;
+    let mut hard_stop: Option<Instant> = None;
     loop {
         let ev = match rx.recv_timeout(POLL) {
             Ok(ev) => Some(ev),
@@ -133,7 +149,19 @@ pub fn run(
             announced = stage;
             on_event(&SweepEvent::Stopping { hard: stage == 2 });
         }
+        if stage == 2 && hard_stop.get_or_insert_with(Instant::now).elapsed() > cancel.grace {
+            // Trials that did not stop in time: recorded as interrupted, their threads abandoned.
+            for ev in running.abandon(cancel.grace) {
+                if let SweepEvent::TrialFinished { result, .. } = &ev {
+                    results.push((**result).clone());
+                }
+                on_event(&ev);
+            }
+            handles.clear();
+            break;
+        }
         let Some(ev) = ev else { continue };
+        running.see(&ev);
         if let SweepEvent::TrialFinished { result, .. } = &ev {
             results.push((**result).clone());
         }
@@ -146,6 +174,57 @@ pub fn run(
         seconds: started.elapsed().as_secs_f64(),
     });
     results
+}
+
+/// The trials started and not yet finished, as the event loop sees them.
+struct Running {
+    trials: std::collections::HashMap<crate::trial::TrialId, Trial>,
+    started: Vec<(crate::trial::TrialId, String, Instant)>,
+}
+
+impl Running {
+    fn new<'a>(trials: impl Iterator<Item = &'a Trial>) -> Running {
+        Running {
+            trials: trials.map(|t| (t.id.clone(), t.clone())).collect(),
+            started: vec![],
+        }
+    }
+
+    fn see(&mut self, ev: &SweepEvent) {
+        match ev {
+            SweepEvent::TrialStarted { id, device, .. } => {
+                self.started
+                    .push((id.clone(), device.clone(), Instant::now()));
+            }
+            SweepEvent::TrialFinished { trial, .. } => self.started.retain(|s| s.0 != trial.id),
+            _ => {}
+        }
+    }
+
+    /// A `TrialFinished` with status interrupted for each trial still running.
+    fn abandon(&mut self, grace: Duration) -> Vec<SweepEvent> {
+        let started = std::mem::take(&mut self.started);
+        started
+            .into_iter()
+            .filter_map(|(id, device, t0)| {
+                let trial = self.trials.get(&id)?.clone();
+                let mut result = TrialResult::failed(
+                    &trial,
+                    &device,
+                    format!(
+                        "did not stop within {} s of being asked to; abandoned",
+                        grace.as_secs()
+                    ),
+                    t0.elapsed().as_secs_f64(),
+                );
+                result.status = crate::trial::Status::Interrupted;
+                Some(SweepEvent::TrialFinished {
+                    trial: Box::new(trial),
+                    result: Box::new(result),
+                })
+            })
+            .collect()
+    }
 }
 
 /// One trial on one slot: announces it, forwards its progress, and turns an error or a panic

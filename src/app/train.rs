@@ -17,6 +17,27 @@ use crate::{devices, report};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Trials of this run that were stopped before their end (they train again on a rerun).
+fn stopped_count(results: &[TrialResult]) -> usize {
+    results
+        .iter()
+        .filter(|r| r.status == Status::Interrupted)
+        .count()
+}
+
+/// The stop flags, with time for running trials to stop: a program gets its own `grace`
+/// (SIGTERM, then SIGKILL) and 5 s more to be reaped.
+fn stop_grace(info: &SweepInfo) -> Cancel {
+    let grace = Cancel::default().grace;
+    Cancel {
+        grace: info.program.as_ref().map_or(grace, |p| {
+            grace.max(Duration::from_secs_f64(p.grace) + Duration::from_secs(5))
+        }),
+        ..Cancel::default()
+    }
+}
 
 /// Trains what is pending of a recorded sweep, claim by claim, then prints the table and
 /// writes the report.
@@ -35,7 +56,7 @@ pub fn train_sweep(
         pending.len(),
         &devices::cuda_device_count,
     )?;
-    let cancel = Arc::new(Cancel::default());
+    let cancel = Arc::new(stop_grace(info));
     let _signals = crate::signals::watch(&cancel);
     let claims = Arc::new(Claims::new(store.dir()));
     let beating = heartbeat(&claims);
@@ -57,12 +78,16 @@ pub fn train_sweep(
         .count();
     if args.quiet {
         // The one line --quiet keeps: what happened and where it is.
+        let interrupted = stopped_count(&results);
+        let note = if interrupted > 0 {
+            format!(", {interrupted} interrupted")
+        } else {
+            String::new()
+        };
         println!(
-            "{}: {} trained ({} failed), {} already done — {}",
+            "{}: {} trained ({failed} failed){note}, {skipped} already done — {}",
             info.name,
-            results.len(),
-            failed,
-            skipped,
+            results.len() - interrupted,
             store.dir().display()
         );
     } else {

@@ -1,6 +1,6 @@
 //! The burn engine: one trial from data to final metrics, generic over the backend. CPU trials
 //! run on Flex inside their own rayon pool (so `threads` bounds them); CUDA trials on burn's
-//! Cuda backend when the `cuda` feature is built in.
+//! Cuda backend when the `cuda` feature is built in, `wgpu` trials on burn's Wgpu backend.
 
 use super::cnn_ops::CnnOps;
 use super::epochs::Trainer;
@@ -22,6 +22,9 @@ pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
 /// The CUDA backend: burn's Cuda under autodiff.
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+/// The wgpu backend (Vulkan, Metal, DX12): burn's Wgpu under autodiff.
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Autodiff<burn::backend::Wgpu>;
 
 /// The engine that really trains, on the device of the trial's slot.
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,6 +44,7 @@ impl Engine for BurnEngine {
         let memory = match device {
             Device::Cpu => crate::devices::available_memory(),
             Device::Cuda(i) => crate::devices::cuda_total_memory(i),
+            Device::Wgpu => None,
         }
         .map(|bytes| (bytes, device));
         pool.install(|| match device {
@@ -60,12 +64,26 @@ impl Engine for BurnEngine {
                 memory,
             ),
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(Error::Trial(
-                "this hypersweep was built without the `cuda` feature; rebuild with default features"
-                    .into(),
-            )),
+            Device::Cuda(_) => Err(not_built("cuda")),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => train::<WgpuBackend>(
+                config,
+                &burn::backend::wgpu::WgpuDevice::DefaultDevice,
+                progress,
+                cancel,
+                memory,
+            ),
+            #[cfg(not(feature = "wgpu"))]
+            Device::Wgpu => Err(not_built("wgpu")),
         })
     }
+}
+
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+fn not_built(feature: &str) -> Error {
+    Error::Trial(format!(
+        "this hypersweep was built without the `{feature}` feature; rebuild with default features"
+    ))
 }
 
 /// The batch size a trial trains with: the configured one, clamped (with a note) to the size

@@ -57,6 +57,10 @@ fn burn_pool<B: Backend>(x: Tensor<B, 4>, k: usize, relu: bool) -> Tensor<B, 4> 
 impl CnnOps for burn::backend::Cuda {}
 #[cfg(feature = "cuda")]
 impl CnnOps for burn::backend::Autodiff<burn::backend::Cuda> {}
+#[cfg(feature = "wgpu")]
+impl CnnOps for burn::backend::Wgpu {}
+#[cfg(feature = "wgpu")]
+impl CnnOps for burn::backend::Autodiff<burn::backend::Wgpu> {}
 
 /// The `f32` values of a tensor in row-major order (copied only when strided).
 fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {

@@ -32,6 +32,9 @@ pub enum Device {
     Cpu,
     /// A CUDA GPU, by device index (`cuda:N`).
     Cuda(usize),
+    /// The GPU wgpu finds (Vulkan, Metal, DX12): AMD, Intel and Apple GPUs, or Mesa's software
+    /// Vulkan driver (`wgpu`).
+    Wgpu,
 }
 
 impl fmt::Display for Device {
@@ -39,6 +42,7 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => write!(f, "cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Wgpu => write!(f, "wgpu"),
         }
     }
 }

@@ -4,12 +4,15 @@
 //! that are about the orchestration (resume, locks, reports, exit codes) run in milliseconds.
 //!
 //! Requests are made through the learning rate: 0.5 fails with "scripted failure", 0.25 panics
-//! with "scripted panic"; any other trial ends `ok` with test accuracy `0.9 - lr / 10`.
+//! with "scripted panic", 0.125 hangs (`STUCK_LR`); any other trial ends `ok` with test accuracy `0.9 - lr / 10`. A device
+//! can be made broken (`with_broken_device`, or `HYPERSWEEP_SCRIPTED_BROKEN_DEVICE=cuda:1`): every
+//! trial on it fails, as on a GPU whose driver errors.
 
-use super::{Engine, EpochRow, Progress, Status, Trial, TrialContext, TrialResult};
+use super::{Device, Engine, EpochRow, Progress, Status, Trial, TrialContext, TrialResult};
 use crate::config::TrialConfig;
 use crate::data::DataSummary;
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,6 +21,9 @@ use std::time::Duration;
 pub const FAIL_LR: f64 = 0.5;
 /// The learning rate at which a scripted trial panics.
 pub const PANIC_LR: f64 = 0.25;
+/// The learning rate at which a scripted trial hangs for a minute without looking at the stop
+/// flag, as a trial inside a GPU call that does not return.
+pub const STUCK_LR: f64 = 0.125;
 
 /// A scripted engine; it remembers the configs it was given and how many ran at once.
 #[derive(Debug, Default)]
@@ -29,6 +35,10 @@ pub struct Scripted {
     running: AtomicUsize,
     /// The most trials that ran at the same time.
     pub max_running: AtomicUsize,
+    /// Trials running on each device now, and the most there were at once.
+    on_device: Mutex<HashMap<Device, (usize, usize)>>,
+    /// Every trial on this device fails.
+    broken: Option<Device>,
 }
 
 impl Scripted {
@@ -49,7 +59,37 @@ impl Scripted {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Some(Scripted::new(ms))
+        let broken = std::env::var("HYPERSWEEP_SCRIPTED_BROKEN_DEVICE").ok();
+        let broken = broken.and_then(|d| {
+            let i = d.strip_prefix("cuda:")?.parse().ok()?;
+            Some(Device::Cuda(i))
+        });
+        Some(Scripted {
+            broken,
+            ..Scripted::new(ms)
+        })
+    }
+
+    /// The same engine, with every trial on `device` failing.
+    #[must_use]
+    pub fn with_broken_device(self, device: Device) -> Scripted {
+        Scripted {
+            broken: Some(device),
+            ..self
+        }
+    }
+
+    /// The most trials that ran on `device` at the same time.
+    pub fn max_running_on(&self, device: Device) -> usize {
+        let on = self.on_device.lock().expect("on_device");
+        on.get(&device).map_or(0, |c| c.1)
+    }
+
+    fn enter(&self, device: Device) {
+        let mut on = self.on_device.lock().expect("on_device");
+        let c = on.entry(device).or_default();
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
     }
 
     /// How many trials it has started.
@@ -58,11 +98,13 @@ impl Scripted {
     }
 }
 
-/// Decrements the running count when a trial ends, panics included.
-struct Running<'a>(&'a AtomicUsize);
+/// Decrements the running counts when a trial ends, panics included.
+struct Running<'a>(&'a Scripted, Device);
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        let mut on = self.0.on_device.lock().expect("on_device");
+        on.entry(self.1).or_default().0 -= 1;
     }
 }
 
@@ -72,8 +114,19 @@ impl Engine for Scripted {
         self.started.lock().expect("started").push(config.clone());
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
-        let _running = Running(&self.running);
+        self.enter(ctx.device);
+        let _running = Running(self, ctx.device);
+        if self.broken == Some(ctx.device) {
+            std::thread::sleep(Duration::from_millis(self.epoch_ms));
+            return Err(Error::Trial(format!(
+                "scripted device failure on {}",
+                ctx.device
+            )));
+        }
         let lr = config.optimizer.lr();
+        if lr == STUCK_LR {
+            std::thread::sleep(Duration::from_secs(60));
+        }
         let mut status = Status::Ok;
         let mut epochs = vec![];
         for e in 1..=config.epochs {

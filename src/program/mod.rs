@@ -60,7 +60,10 @@ impl ProgramRunner {
             .env("HYPERSWEEP_TRIAL_DIR", dir)
             .env("HYPERSWEEP_PARAMS", &params)
             .env("HYPERSWEEP_METRICS", dir.join(METRICS_FILE))
-            .env("CUDA_VISIBLE_DEVICES", visible_device(ctx.device));
+            .env("HYPERSWEEP_DEVICE", program_device(ctx.device));
+        if let Some(visible) = visible_device(ctx.device) {
+            cmd.env("CUDA_VISIBLE_DEVICES", visible);
+        }
         for var in THREAD_VARS {
             cmd.env(var, ctx.threads.to_string());
         }
@@ -69,11 +72,22 @@ impl ProgramRunner {
     }
 }
 
+/// What a program is told to train on, in the words PyTorch takes (`torch.device(...)`): `cpu`,
+/// `cuda` (its one visible GPU, `cuda:0` inside the program) or `wgpu`.
+fn program_device(device: Device) -> &'static str {
+    match device {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Wgpu => "wgpu",
+    }
+}
+
 /// The GPU a program sees: `cuda:N` is the N-th GPU this process sees, which under Slurm (or a
 /// user's own `CUDA_VISIBLE_DEVICES=2,3`) is the N-th entry of that list, not the card numbered
-/// N; on CPU, none.
-fn visible_device(device: Device) -> String {
-    match device {
+/// N; on CPU, none; on `wgpu`, the variable is left as it is (wgpu does not read it).
+fn visible_device(device: Device) -> Option<String> {
+    Some(match device {
+        Device::Wgpu => return None,
         Device::Cpu => String::new(),
         Device::Cuda(i) => std::env::var("CUDA_VISIBLE_DEVICES")
             .ok()
@@ -85,7 +99,7 @@ fn visible_device(device: Device) -> String {
                     .map(String::from)
             })
             .unwrap_or_else(|| i.to_string()),
-    }
+    })
 }
 
 /// The file a program appends its metric rows to, in its trial directory.

@@ -4,6 +4,7 @@
 
 mod common;
 mod faults;
+mod gpu;
 mod parsing;
 mod programs;
 mod reports;

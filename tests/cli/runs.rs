@@ -245,3 +245,43 @@ fn report_and_status_on_a_non_results_directory_are_user_errors() {
         assert!(err.contains("not a results directory"), "{cmd}: {err}");
     }
 }
+
+#[test]
+fn a_trial_that_does_not_stop_is_abandoned_after_the_grace_and_recorded_interrupted() {
+    use hypersweep::engine::Device;
+    use hypersweep::events::SweepEvent;
+    use hypersweep::scheduler::{self, Cancel, Slot};
+    let spec = hypersweep::spec::Spec::parse(
+        "s.yaml",
+        "name: s\nfixed: {epochs: 3, optimizer: {kind: sgd, learning_rate: 0.125}}\n",
+    )
+    .unwrap();
+    let plan = hypersweep::plan::expand(&spec).unwrap();
+    let cancel = Arc::new(Cancel {
+        grace: std::time::Duration::from_millis(300),
+        ..Cancel::default()
+    });
+    let c = cancel.clone();
+    let slot = Slot {
+        device: Device::Cpu,
+        threads: 1,
+    };
+    let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
+    let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
+    let always: scheduler::Claim = Arc::new(|_, _| true);
+    let t0 = std::time::Instant::now();
+    let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
+        if let SweepEvent::TrialStarted { .. } = ev {
+            c.stop_all();
+        }
+    });
+    // The stuck trial sleeps a minute; the run gave up on it after the grace.
+    assert!(t0.elapsed().as_secs() < 10, "{:?}", t0.elapsed());
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, Status::Interrupted);
+    assert!(
+        results[0].error.as_deref().unwrap().contains("abandoned"),
+        "{:?}",
+        results[0]
+    );
+}

@@ -116,9 +116,30 @@ fn asking_for_a_missing_gpu_is_a_clear_error() {
             err.contains("cuda:0") && (err.contains("libcuda") || err.contains("CUDA")),
             "{err}"
         );
+        // Only the error: no panic message from the driver bindings before it.
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains("panic"), "{err}");
     } else {
         assert_eq!(out.status.code(), Some(0), "{err}");
     }
+}
+
+#[test]
+fn wgpu_without_a_vulkan_driver_is_a_clear_error() {
+    let s = Sweep::new("name: g\nfixed: {epochs: 1}\n");
+    let out = s
+        .cli("run", &["--devices", "wgpu"])
+        .env("VK_ICD_FILENAMES", "/no/such/icd.json")
+        .env("VK_DRIVER_FILES", "/no/such/icd.json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--devices wgpu") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+    assert!(!s.dir().join("trials").exists());
 }
 
 #[test]
