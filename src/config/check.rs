@@ -70,10 +70,14 @@ impl TrialConfig {
 }
 
 fn check_data(d: &DataConfig) -> Result<(), Invalid> {
-    if d.source != "mnist" {
+    if crate::data::Dataset::from_name(&d.source).is_none() {
         return Err(bad(
             "data.source",
-            format!("unknown data source `{}`: expected `mnist`", d.source),
+            format!(
+                "unknown data source `{}`: expected {}",
+                d.source,
+                crate::data::Dataset::NAMES
+            ),
         ));
     }
     check_split(&d.split)?;

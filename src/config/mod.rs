@@ -68,9 +68,10 @@ impl Default for TrialConfig {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Only `mnist` today: the bundled 10k sample, or the official files under `path`.
+    /// `mnist` (the bundled 10k sample, or the official files under `path`) or `fashion-mnist`
+    /// (Debian's `dataset-fashion-mnist` package, or the official files under `path`).
     pub source: String,
-    /// A directory holding the four official MNIST IDX files (optionally gzipped).
+    /// A directory holding the four official IDX files (optionally gzipped).
     pub path: Option<String>,
     /// How the samples are divided into train, validation and test.
     pub split: SplitConfig,

@@ -1,10 +1,12 @@
-//! MNIST in memory: the bundled 10k sample or the official files, seeded splits and subsets,
-//! normalisation. Every random choice uses a generator seeded by the trial's own seed.
+//! MNIST and Fashion-MNIST in memory: the bundled 10k sample or the official files, seeded
+//! splits and subsets, normalisation. Every random choice uses a generator seeded by the trial's own seed.
 
 pub mod augment;
+mod dataset;
 pub mod idx;
 
 use crate::config::DataConfig;
+pub use dataset::{Dataset, FASHION_DIR};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -88,8 +90,8 @@ fn find_official(dir: &Path, which: usize) -> Result<PathBuf, String> {
     ))
 }
 
-fn load_source(path: Option<&str>) -> Result<Source, String> {
-    match path {
+fn load_source(data: Dataset, path: Option<&str>) -> Result<Source, String> {
+    match path.or(data.default_dir()) {
         None => {
             let im = idx::maybe_gunzip(BUNDLED_IMAGES.to_vec(), "bundled images")?;
             let lb = idx::maybe_gunzip(BUNDLED_LABELS.to_vec(), "bundled labels")?;
@@ -111,8 +113,10 @@ fn load_source(path: Option<&str>) -> Result<Source, String> {
             let dir = Path::new(dir);
             if !dir.is_dir() {
                 return Err(format!(
-                    "data directory {} does not exist; it should hold the four official MNIST files",
-                    dir.display()
+                    "{} directory {} does not exist: {}",
+                    data.title(),
+                    dir.display(),
+                    data.install_hint()
                 ));
             }
             let paths: Vec<PathBuf> = (0..4)
@@ -131,21 +135,22 @@ fn load_source(path: Option<&str>) -> Result<Source, String> {
                     pixels: sp,
                     labels: sl,
                 },
-                label: format!("MNIST from {}", dir.display()),
+                label: format!("{} from {}", data.title(), dir.display()),
             })
         }
     }
 }
 
 /// Sources are read once per process and shared by every trial that uses them.
-pub fn source(path: Option<&str>) -> Result<Arc<Source>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<Option<String>, Arc<Source>>>> = OnceLock::new();
+pub fn source(data: Dataset, path: Option<&str>) -> Result<Arc<Source>, String> {
+    type Key = (Dataset, Option<String>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Source>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let key = path.map(str::to_string);
+    let key = (data, path.map(str::to_string));
     if let Some(s) = cache.lock().expect("data cache").get(&key) {
         return Ok(s.clone());
     }
-    let s = Arc::new(load_source(path)?);
+    let s = Arc::new(load_source(data, path)?);
     cache.lock().expect("data cache").insert(key, s.clone());
     Ok(s)
 }
@@ -283,7 +288,9 @@ pub fn prepare(cfg: &DataConfig, seed: u64) -> crate::error::Result<Splits> {
 }
 
 fn split(cfg: &DataConfig, seed: u64) -> Result<Splits, String> {
-    let src = source(cfg.path.as_deref())?;
+    let data = Dataset::from_name(&cfg.source)
+        .ok_or_else(|| format!("unknown data source `{}`", cfg.source))?;
+    let src = source(data, cfg.path.as_deref())?;
     let sets = [&src.train, &src.test];
     let label = |it: &(usize, usize)| sets[it.0].labels[it.1];
     let s = &cfg.split;
@@ -356,7 +363,7 @@ mod tests {
 
     #[test]
     fn bundled_sample_loads_with_its_documented_counts() {
-        let s = source(None).unwrap();
+        let s = source(Dataset::Mnist, None).unwrap();
         assert_eq!(s.train.len() + s.test.len(), 10_000);
         let mut counts = [0; 10];
         for l in s.train.labels.iter().chain(&s.test.labels) {

@@ -356,10 +356,18 @@ pub fn bar_chart(title: &str, bars: &[(String, f64, f64)], highlight: Option<usi
     svg
 }
 
-/// The confusion matrix as a heat map (rows: true class, columns: predicted).
-pub fn confusion(title: &str, cm: &[Vec<u64>]) -> String {
+/// The confusion matrix as a heat map (rows: true class, columns: predicted), rows labelled with
+/// the class names, columns with their numbers (names would not fit a cell's width).
+pub fn confusion(title: &str, cm: &[Vec<u64>], classes: &[String]) -> String {
     let cell = 32.0;
-    let off = 60.0;
+    let widest = classes.iter().map(|c| c.chars().count()).max().unwrap_or(1);
+    let numbered = widest > 2;
+    // Room on the left for "9 Ankle boot" at about 6.5 px a character.
+    let off = if numbered {
+        40.0 + 6.5 * (widest + 2) as f64
+    } else {
+        60.0
+    };
     let size = off + cell * cm.len() as f64 + 20.0;
     let max = cm
         .iter()
@@ -384,11 +392,17 @@ pub fn confusion(title: &str, cm: &[Vec<u64>]) -> String {
         off + cell * cm.len() as f64 / 2.0
     );
     for (i, row) in cm.iter().enumerate() {
+        let name = match classes.get(i) {
+            Some(c) if numbered => format!("{i} {c}"),
+            Some(c) => c.clone(),
+            None => i.to_string(),
+        };
         let _ = write!(
             svg,
-            r#"<text x="{}" y="{:.1}" text-anchor="middle">{i}</text><text x="{:.1}" y="{}" text-anchor="middle">{i}</text>"#,
-            off - 12.0,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text><text x="{:.1}" y="{}" text-anchor="middle">{i}</text>"#,
+            off - 6.0,
             off + cell * i as f64 + cell / 2.0 + 4.0,
+            esc(&name),
             off + cell * i as f64 + cell / 2.0,
             off - 6.0
         );
@@ -417,12 +431,18 @@ pub fn confusion(title: &str, cm: &[Vec<u64>]) -> String {
     svg
 }
 
-/// A grid of 28×28 digits (hex-encoded bytes) with a caption under each.
+/// A grid of 28×28 images (hex-encoded bytes) with a caption under each (`\n` breaks a line).
 pub fn digit_grid(title: &str, digits: &[(String, String)]) -> String {
     let per_row = 5usize;
     let scale = 2.0;
     let cw = 28.0 * scale + 44.0;
-    let ch = 28.0 * scale + 22.0;
+    let lines = digits
+        .iter()
+        .map(|d| d.1.lines().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let ch = 28.0 * scale + 8.0 + 14.0 * lines as f64;
     let rows = digits.len().div_ceil(per_row).max(1);
     let (w, h) = (cw * per_row as f64 + 10.0, ch * rows as f64 + 30.0);
     let mut svg = format!(
@@ -465,13 +485,15 @@ pub fn digit_grid(title: &str, digits: &[(String, String)]) -> String {
                 x += run;
             }
         }
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            ox + 14.0 * scale,
-            oy + 28.0 * scale + 14.0,
-            esc(caption)
-        );
+        for (n, line) in caption.lines().enumerate() {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                ox + 14.0 * scale,
+                oy + 28.0 * scale + 14.0 * (n + 1) as f64,
+                esc(line)
+            );
+        }
     }
     svg += "</svg>";
     svg

@@ -142,6 +142,108 @@ fn wgpu_without_a_vulkan_driver_is_a_clear_error() {
     assert!(!s.dir().join("trials").exists());
 }
 
+/// Whether Debian's `dataset-fashion-mnist` is installed; `HYPERSWEEP_REQUIRE_FASHION=1` (set by
+/// `.ci/run`) makes its absence a failure instead of a skip.
+fn fashion_installed() -> bool {
+    let there = std::path::Path::new(hypersweep::data::FASHION_DIR).is_dir();
+    assert!(
+        there || std::env::var("HYPERSWEEP_REQUIRE_FASHION").is_err(),
+        "HYPERSWEEP_REQUIRE_FASHION is set but {} is missing",
+        hypersweep::data::FASHION_DIR
+    );
+    there
+}
+
+/// Writes the four official IDX files of a tiny ten-class set: class c lights rows 2c+4 and
+/// 2c+5 (plus noise), which a linear model tells apart in a few steps.
+fn write_tiny_idx(dir: &std::path::Path) {
+    let mut noise = 12345u32;
+    let mut part = |n: u32, images: &str, labels: &str| {
+        let mut im = vec![0, 0, 8, 3];
+        for d in [n, 28, 28] {
+            im.extend(d.to_be_bytes());
+        }
+        let mut lb = vec![0, 0, 8, 1];
+        lb.extend(n.to_be_bytes());
+        for i in 0..n {
+            let c = (i % 10) as usize;
+            lb.push(c as u8);
+            for p in 0..784 {
+                noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let lit = p / 28 == 2 * c + 4 || p / 28 == 2 * c + 5;
+                im.push(if lit { 200 } else { (noise >> 27) as u8 * 8 });
+            }
+        }
+        std::fs::write(dir.join(images), im).unwrap();
+        std::fs::write(dir.join(labels), lb).unwrap();
+    };
+    part(300, "train-images-idx3-ubyte", "train-labels-idx1-ubyte");
+    part(100, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
+}
+
+#[test]
+fn a_fashion_mnist_report_names_the_classes_and_never_says_digits() {
+    let s = Sweep::new("name: f\n");
+    let data = s.tmp.path().join("fashion");
+    std::fs::create_dir(&data).unwrap();
+    write_tiny_idx(&data);
+    s.rewrite(&format!(
+        "name: f\ndata: {{source: fashion-mnist, path: {}}}\nfixed: {{epochs: 3, model: {{kind: linear}}, optimizer: {{kind: sgd, learning_rate: 0.1}}}}\n",
+        data.display()
+    ));
+    let out = bin()
+        .args([
+            "run",
+            s.file.to_str().unwrap(),
+            "--out",
+            s.out.to_str().unwrap(),
+        ])
+        .args(["--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    let html = std::fs::read_to_string(s.dir().join("report.html")).unwrap();
+    assert!(md.contains("Fashion-MNIST from"), "{md}");
+    for class in ["T-shirt/top", "Ankle boot"] {
+        assert!(md.contains(class), "per-class table: {class}\n{md}");
+        assert!(html.contains(class), "confusion matrix: {class}");
+    }
+    for text in [&md, &html] {
+        assert!(
+            !text.to_lowercase().contains("digit"),
+            "a report of clothes says digits"
+        );
+    }
+}
+
+#[test]
+fn fashion_mnist_not_installed_is_an_error_saying_what_to_install() {
+    let s = Sweep::new(
+        "name: f\ndata: {source: fashion-mnist, path: /no/such/fashion}\nfixed: {epochs: 1}\n",
+    );
+    let out = bin()
+        .args([
+            "run",
+            s.file.to_str().unwrap(),
+            "--out",
+            s.out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/no/such/fashion") && err.contains("apt-get install dataset-fashion-mnist"),
+        "{err}"
+    );
+}
+
 #[test]
 fn every_study_file_trains_in_a_reduced_copy() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo("sweeps"))
@@ -161,6 +263,10 @@ fn every_study_file_trains_in_a_reduced_copy() {
             let hypersweep::trial::TrialKind::Builtin(c) = &mut t.config else {
                 continue;
             };
+            if c.data.source == "fashion-mnist" && !fashion_installed() {
+                eprintln!("skipped {}: Fashion-MNIST is not installed", f.display());
+                continue;
+            }
             c.epochs = 2;
             c.steps_per_epoch = Some(2);
             c.data.train_size = Some(c.data.train_size.unwrap_or(200).min(200));

@@ -3,6 +3,7 @@
 
 use super::super::svg;
 use super::super::{Block, Loaded, TrialRow, metric_of};
+use crate::data::Dataset;
 use crate::format::metric_text;
 
 /// The best trial of a program sweep: its parameters, final metrics and command.
@@ -42,6 +43,10 @@ pub fn section(order: &[&TrialRow]) -> Vec<Block> {
         return vec![];
     };
     let x = &best.result;
+    let data = Dataset::from_label(&x.data.source);
+    let classes: Vec<String> = (0..x.confusion_matrix.len())
+        .map(|i| data.class(i))
+        .collect();
     let mut b = vec![
         Block::Heading(2, format!("Best trial: {}", best.name)),
         Block::Plot(
@@ -49,11 +54,12 @@ pub fn section(order: &[&TrialRow]) -> Vec<Block> {
             svg::confusion(
                 &format!("Confusion matrix — {}", best.name),
                 &x.confusion_matrix,
+                &classes,
             ),
         ),
     ];
     let headers = std::iter::once("class".to_string())
-        .chain((0..10).map(|d: u8| d.to_string()))
+        .chain(classes.iter().cloned())
         .collect();
     let accuracy = std::iter::once("accuracy".to_string())
         .chain(
@@ -71,7 +77,10 @@ pub fn section(order: &[&TrialRow]) -> Vec<Block> {
             ["true", "predicted", "count"].map(String::from).to_vec(),
             x.most_confused
                 .iter()
-                .map(|(t, p, c)| vec![t.to_string(), p.to_string(), c.to_string()])
+                .map(|(t, p, c)| {
+                    let name = |i: &u8| data.class(usize::from(*i));
+                    vec![name(t), name(p), c.to_string()]
+                })
                 .collect(),
             None,
         ));
@@ -83,24 +92,32 @@ pub fn section(order: &[&TrialRow]) -> Vec<Block> {
         .map(|(i, r)| r.iter().sum::<u64>() - r[i])
         .sum();
     b.push(Block::Para(format!(
-        "{wrong} of {} test digits misclassified. The most confidently wrong:",
-        x.confusion_matrix.iter().flatten().sum::<u64>()
+        "{wrong} of {} test {} misclassified. The most confidently wrong:",
+        x.confusion_matrix.iter().flatten().sum::<u64>(),
+        data.items()
     )));
     if !x.mistakes.is_empty() {
         let digits: Vec<(String, String)> = x
             .mistakes
             .iter()
             .map(|m| {
-                (
-                    m.pixels.clone(),
-                    format!("{}→{} ({:.0}%)", m.truth, m.predicted, m.confidence * 100.0),
-                )
+                let (t, p) = (usize::from(m.truth), usize::from(m.predicted));
+                let confidence = m.confidence * 100.0;
+                let caption = match data {
+                    Dataset::Mnist => format!("{t}→{p} ({confidence:.0}%)"),
+                    // Names are long: one line each.
+                    _ => format!("{} →\n{} {confidence:.0}%", data.class(t), data.class(p)),
+                };
+                (m.pixels.clone(), caption)
             })
             .collect();
         b.push(Block::Plot(
             "mistakes".into(),
             svg::digit_grid(
-                "Misclassified test digits (true → predicted, confidence)",
+                &format!(
+                    "Misclassified test {} (true → predicted, confidence)",
+                    data.items()
+                ),
                 &digits,
             ),
         ));
