@@ -363,12 +363,14 @@ pub fn confusion(title: &str, cm: &[Vec<u64>], classes: &[String]) -> String {
     let widest = classes.iter().map(|c| c.chars().count()).max().unwrap_or(1);
     let numbered = widest > 2;
     // Room on the left for "9 Ankle boot" at about 6.5 px a character.
-    let off = if numbered {
+    let left = if numbered {
         40.0 + 6.5 * (widest + 2) as f64
     } else {
         60.0
     };
-    let size = off + cell * cm.len() as f64 + 20.0;
+    let top = 60.0;
+    let side = cell * cm.len() as f64;
+    let (width, height) = (left + side + 20.0, top + side + 30.0);
     let max = cm
         .iter()
         .enumerate()
@@ -382,14 +384,12 @@ pub fn confusion(title: &str, cm: &[Vec<u64>], classes: &[String]) -> String {
         .unwrap_or(1)
         .max(1) as f64;
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{}" viewBox="0 0 {size} {}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text><text x="{}" y="34" text-anchor="middle">predicted</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">true</text>"#,
-        size + 10.0,
-        size + 10.0,
-        size / 2.0,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text><text x="{}" y="34" text-anchor="middle">predicted</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">true</text>"#,
+        width / 2.0,
         esc(title),
-        off + cell * cm.len() as f64 / 2.0,
-        off + cell * cm.len() as f64 / 2.0,
-        off + cell * cm.len() as f64 / 2.0
+        left + side / 2.0,
+        top + side / 2.0,
+        top + side / 2.0
     );
     for (i, row) in cm.iter().enumerate() {
         let name = match classes.get(i) {
@@ -400,11 +400,11 @@ pub fn confusion(title: &str, cm: &[Vec<u64>], classes: &[String]) -> String {
         let _ = write!(
             svg,
             r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text><text x="{:.1}" y="{}" text-anchor="middle">{i}</text>"#,
-            off - 6.0,
-            off + cell * i as f64 + cell / 2.0 + 4.0,
+            left - 6.0,
+            top + cell * i as f64 + cell / 2.0 + 4.0,
             esc(&name),
-            off + cell * i as f64 + cell / 2.0,
-            off - 6.0
+            left + cell * i as f64 + cell / 2.0,
+            top - 6.0
         );
         for (j, v) in row.iter().enumerate() {
             // Diagonal in green, errors in red scaled to the largest error.
@@ -420,10 +420,10 @@ pub fn confusion(title: &str, cm: &[Vec<u64>], classes: &[String]) -> String {
             let _ = write!(
                 svg,
                 r##"<rect x="{:.1}" y="{:.1}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{text}">{v}</text>"##,
-                off + cell * j as f64,
-                off + cell * i as f64,
-                off + cell * j as f64 + cell / 2.0,
-                off + cell * i as f64 + cell / 2.0 + 4.0
+                left + cell * j as f64,
+                top + cell * i as f64,
+                left + cell * j as f64 + cell / 2.0,
+                top + cell * i as f64 + cell / 2.0 + 4.0
             );
         }
     }
