@@ -4,6 +4,7 @@
 
 mod compare;
 pub mod export;
+mod heatmap;
 pub mod sections;
 pub mod svg;
 pub mod tables;

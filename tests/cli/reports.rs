@@ -128,3 +128,42 @@ fn error_messages_snapshot() {
     all += &String::from_utf8_lossy(&out.stderr).replace(d.path().to_str().unwrap(), "<tmp>");
     insta::assert_snapshot!(all);
 }
+
+#[test]
+fn a_large_sweep_report_lists_its_best_and_shows_which_settings_matter() {
+    let s = Sweep::new(
+        "name: big\nfixed: {epochs: 2}\ngrid:\n  optimizer.learning_rate: [0.001, 0.01, 0.1, 0.2, 0.3, 0.4]\n  batch_size: [16, 32, 64, 128, 256]\n  model.activation: [relu, sigmoid]\n",
+    );
+    s.run(&scripted(0));
+    let dir = s.dir();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for line in [
+        "Listed: the best 50 of 60 trials",
+        "Bars: the best 30 of 60 trials",
+        "Curves: the best 10 of 60 trials",
+        "## Which settings matter",
+        "plots/heat-optimizer-learning_rate-batch_size.svg",
+        "plots/heat-batch_size-model-activation.svg",
+    ] {
+        assert!(md.contains(line), "report lacks {line}:\n{md}");
+    }
+    // The scripted accuracy depends on the learning rate alone: it explains all the variance.
+    let importance = std::fs::read_to_string(dir.join("plots/importance.svg")).unwrap();
+    let at = |t: &str| importance.find(t).unwrap_or(usize::MAX);
+    assert!(
+        at("optimizer.learning_rate") < at("batch_size"),
+        "{importance}"
+    );
+    assert!(
+        importance.contains("100.00%") && importance.contains("0.00%"),
+        "{importance}"
+    );
+    let heat =
+        std::fs::read_to_string(dir.join("plots/heat-optimizer-learning_rate-batch_size.svg"))
+            .unwrap();
+    assert_eq!(
+        heat.matches("stroke-width=\"3\"").count(),
+        1,
+        "one best cell"
+    );
+}

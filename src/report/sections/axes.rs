@@ -4,7 +4,7 @@
 
 use super::super::svg::{self, LineChart, Series};
 use super::super::{Block, Loaded, TrialRow};
-use super::setting_label;
+use super::{MAX_BARS, best_of, setting_label};
 use crate::format::mean_std;
 use serde_json::Value;
 
@@ -37,6 +37,16 @@ impl Plotted {
         r.result.metric(&self.key).filter(|v| v.is_finite())
     }
 
+    /// Its name in running text.
+    pub fn label_text(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether larger is better: accuracies for built-in trials, the sweep's goal for a program.
+    pub fn maximize(&self, l: &Loaded) -> bool {
+        l.program.is_none() || l.options.goal() == crate::spec::Goal::Maximize
+    }
+
     fn title(&self) -> String {
         let mut t = self.label.clone();
         if let Some(c) = t.get(..1) {
@@ -55,7 +65,8 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
         "Final accuracy".into()
     };
     let mut b = vec![Block::Heading(2, heading)];
-    let bars: Vec<(String, f64, f64)> = order
+    let (drawn, note) = best_of(order, MAX_BARS, "Bars");
+    let bars: Vec<(String, f64, f64)> = drawn
         .iter()
         .filter_map(|r| m.value(r).map(|a| (r.name.clone(), a, 0.0)))
         .collect();
@@ -66,6 +77,7 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
             m.key.replace('_', "-"),
             svg::bar_chart(&format!("{} per trial", m.title()), &bars, Some(0)),
         ));
+        b.extend(note);
     }
     let finished: Vec<&TrialRow> = l.rows.iter().filter(|r| m.value(r).is_some()).collect();
     if finished.is_empty() {

@@ -2,7 +2,8 @@
 //! of every step when trials log steps.
 
 use super::super::svg::{LineChart, Series};
-use super::super::{Block, Loaded};
+use super::super::{Block, Loaded, TrialRow};
+use super::{MAX_CURVES, best_of};
 use crate::trial::EpochRow;
 
 /// A plot file stem, its label, and the epoch value it draws.
@@ -22,12 +23,18 @@ const CURVES: [Curve; 6] = [
 /// Steps drawn per line at most; longer runs are thinned evenly.
 const MAX_STEP_POINTS: usize = 2000;
 
-/// The curves heading, one chart per measured epoch value, and the step-loss chart.
-pub fn section(l: &Loaded) -> Vec<Block> {
+/// The curves heading, one chart per measured epoch value, and the step-loss chart; in a large
+/// sweep, of its best trials only.
+pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     let mut b = vec![Block::Heading(2, "Learning curves".into())];
+    let (shown, note) = if l.rows.len() > MAX_CURVES {
+        best_of(order, MAX_CURVES, "Curves")
+    } else {
+        (l.rows.iter().collect(), None)
+    };
+    b.extend(note);
     for (stem, label, f) in CURVES {
-        let series: Vec<Series> = l
-            .rows
+        let series: Vec<Series> = shown
             .iter()
             .map(|r| Series {
                 label: r.name.clone(),
@@ -43,19 +50,18 @@ pub fn section(l: &Loaded) -> Vec<Block> {
             .collect();
         b.extend(curve_plot(format!("curve-{stem}"), "epoch", label, series));
     }
-    b.extend(step_losses(l));
-    b.extend(program_curves(l));
+    b.extend(step_losses(&shown));
+    b.extend(program_curves(l, &shown));
     b
 }
 
 /// One chart per metric a program reported in more than one row, against `epoch` (or `step`,
 /// or the row's position when it gave neither).
-fn program_curves(l: &Loaded) -> Vec<Block> {
+fn program_curves(l: &Loaded, shown: &[&TrialRow]) -> Vec<Block> {
     let mut b = vec![];
     for metric in l.metric_names() {
         let mut x_label = "epoch";
-        let series: Vec<Series> = l
-            .rows
+        let series: Vec<Series> = shown
             .iter()
             .map(|r| Series {
                 label: r.name.clone(),
@@ -123,9 +129,8 @@ fn stem(name: &str) -> String {
         .collect()
 }
 
-fn step_losses(l: &Loaded) -> Option<Block> {
-    let series: Vec<Series> = l
-        .rows
+fn step_losses(shown: &[&TrialRow]) -> Option<Block> {
+    let series: Vec<Series> = shown
         .iter()
         .filter(|r| !r.result.step_losses.is_empty())
         .map(|r| {

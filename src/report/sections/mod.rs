@@ -1,10 +1,11 @@
 //! The report as sections, each a small function over the loaded sweep that returns its blocks:
-//! the overview, the results table, notes, seeds, the metric against each axis, learning curves
-//! and the best trial in detail. A section with nothing to say returns no blocks.
+//! the overview, the results table, notes, seeds, the metric against each axis, which settings
+//! matter (importance, heat maps), learning curves and the best trial in detail. A section with nothing to say returns no blocks.
 
 mod axes;
 mod best;
 mod curves;
+mod landscape;
 mod notes;
 mod overview;
 mod results;
@@ -20,12 +21,34 @@ pub fn all(l: &Loaded) -> Vec<Block> {
     b.extend(notes::section(l));
     b.extend(seeds::section(l));
     b.extend(axes::section(l, &order));
-    b.extend(curves::section(l));
+    b.extend(landscape::section(l));
+    b.extend(curves::section(l, &order));
     if l.program.is_some() {
         b.extend(best::program(l, &order));
     }
     b.extend(best::section(&order));
     b
+}
+
+/// Trials listed in a table at most, drawn as bars and as learning curves; a larger sweep shows
+/// its best ones and says where the rest are.
+const MAX_LISTED: usize = 50;
+const MAX_BARS: usize = 30;
+const MAX_CURVES: usize = 10;
+
+/// The best `max` of `order`, and the sentence saying so when that is not all of them.
+fn best_of<'a>(
+    order: &[&'a TrialRow],
+    max: usize,
+    what: &str,
+) -> (Vec<&'a TrialRow>, Option<Block>) {
+    let note = (order.len() > max).then(|| {
+        Block::Para(format!(
+            "{what}: the best {max} of {} trials; every trial is in summary.csv.",
+            order.len()
+        ))
+    });
+    (order.iter().take(max).copied().collect(), note)
 }
 
 /// The finished trials, best first by the report's metric (trials without it last).

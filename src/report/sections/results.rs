@@ -1,6 +1,7 @@
 //! The comparison table: every finished trial, best first, with its varied values and metrics.
 
 use super::super::{Block, Loaded, TrialRow, metric_of, tables};
+use super::{MAX_LISTED, best_of};
 use crate::format::{metric_text, pct};
 
 /// The results heading, table and (with a threshold) the sentence saying what it measures.
@@ -26,7 +27,8 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     if let Some(t) = o.threshold {
         headers.push(format!("epoch reaching {:.0}%", t * 100.0));
     }
-    let rows = order.iter().map(|r| row(l, r)).collect();
+    let (listed, note) = best_of(order, MAX_LISTED, "Listed");
+    let rows = listed.iter().map(|r| row(l, r)).collect();
     let best = order
         .first()
         .filter(|r| metric_of(r, o).is_some())
@@ -35,6 +37,7 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
         Block::Heading(2, format!("Results (sorted by {})", o.metric)),
         Block::Table(headers, rows, best),
     ];
+    b.extend(note);
     if let Some(t) = o.threshold {
         let metric = if o.threshold_metric == "test_accuracy" {
             "test accuracy"
@@ -88,7 +91,8 @@ fn program_section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     headers.extend(l.axes.iter().cloned());
     headers.extend(metrics.iter().cloned());
     headers.extend(["epochs", "seconds", "exit code"].map(String::from));
-    let rows = order
+    let (listed, note) = best_of(order, MAX_LISTED, "Listed");
+    let rows = listed
         .iter()
         .map(|r| {
             let x = &r.result;
@@ -115,8 +119,10 @@ fn program_section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
         crate::spec::Goal::Maximize => "largest",
         crate::spec::Goal::Minimize => "smallest",
     };
-    vec![
+    let mut b = vec![
         Block::Heading(2, format!("Results (sorted by {}, {goal} first)", o.metric)),
         Block::Table(headers, rows, best),
-    ]
+    ];
+    b.extend(note);
+    b
 }

@@ -2,7 +2,7 @@
 
 use super::super::{Block, Loaded};
 use super::axes::Plotted;
-use super::setting_label;
+use super::{MAX_LISTED, setting_label};
 use crate::format::{mean_std, metric_text};
 
 /// One row per setting (the other varied values): n, test accuracy and training time.
@@ -29,9 +29,19 @@ pub fn section(l: &Loaded) -> Vec<Block> {
         }
         groups[idx].2.push(r.result.train_seconds);
     }
+    let mut groups: Vec<_> = groups.into_iter().filter(|g| !g.1.is_empty()).collect();
+    let total = groups.len();
+    let note = (total > MAX_LISTED).then(|| {
+        // A large sweep lists its best settings (by mean), like the results table.
+        let sign = if m.maximize(l) { -1.0 } else { 1.0 };
+        groups.sort_by(|a, b| (sign * mean_std(&a.1).0).total_cmp(&(sign * mean_std(&b.1).0)));
+        groups.truncate(MAX_LISTED);
+        Block::Para(format!(
+            "Listed: the best {MAX_LISTED} of {total} settings by their mean; every trial is in summary.csv."
+        ))
+    });
     let rows = groups
         .iter()
-        .filter(|g| !g.1.is_empty())
         .map(|g| {
             let (mean, std) = mean_std(&g.1);
             let (tm, ts) = mean_std(&g.2);
@@ -52,7 +62,7 @@ pub fn section(l: &Loaded) -> Vec<Block> {
             ]
         })
         .collect();
-    vec![
+    let mut b = vec![
         Block::Heading(2, "Over seeds (mean ± std)".into()),
         Block::Table(
             vec![
@@ -68,5 +78,7 @@ pub fn section(l: &Loaded) -> Vec<Block> {
             rows,
             None,
         ),
-    ]
+    ];
+    b.extend(note);
+    b
 }
