@@ -2,7 +2,7 @@
 //! ids and names. Pure: no I/O, no device.
 
 use crate::config::TrialConfig;
-use crate::spec::{Override, Pos, Program, Spec, SpecError, closest, leaf_paths, set_path};
+use crate::spec::{Method, Override, Pos, Program, Spec, SpecError, closest, leaf_paths, set_path};
 pub use crate::trial::Trial;
 use crate::trial::{ProgramTrial, TrialId, TrialKind};
 use serde_json::{Map, Value};
@@ -275,7 +275,19 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
             ),
         });
     }
-    let combos = grid_combos(spec);
+    let combos = match spec.search.method {
+        Method::Grid => grid_combos(spec),
+        Method::Random => sampled_combos(spec)?,
+        Method::Tpe => {
+            return Err(SpecError {
+                file: spec.file.clone(),
+                pos: spec.search.method_pos,
+                key: "method".into(),
+                message: "`method: tpe` is not available in this version yet; use `method: random`"
+                    .into(),
+            });
+        }
+    };
     let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
     let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
         vec![None]
@@ -318,6 +330,33 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
     })
 }
 
+/// The first `count` distinct draws from the space, each a set of overrides (section `space`).
+fn sampled_combos(spec: &Spec) -> Result<Vec<Vec<Override>>, SpecError> {
+    let s = &spec.search;
+    let (count, pos) = s.count.unwrap_or((0, Pos::default()));
+    let draws =
+        crate::search::distinct_draws(&s.space, s.seed(), count).map_err(|m| SpecError {
+            file: spec.file.clone(),
+            pos: Some(pos),
+            key: "count".into(),
+            message: m,
+        })?;
+    Ok(draws
+        .into_iter()
+        .map(|d| {
+            d.into_iter()
+                .zip(&s.space)
+                .map(|((key, value), p)| Override {
+                    key,
+                    value,
+                    pos: p.pos,
+                    section: "space".into(),
+                })
+                .collect()
+        })
+        .collect())
+}
+
 /// Cartesian product of the grid, first axis slowest.
 fn grid_combos(spec: &Spec) -> Vec<Vec<Override>> {
     let mut combos: Vec<Vec<Override>> = vec![vec![]];
@@ -347,10 +386,13 @@ pub const MAX_TRIALS: u128 = 1_000_000;
 /// How many trials a sweep expands to, computed without expanding it (saturating, so a grid of
 /// a thousand axes cannot overflow).
 pub fn trial_count(spec: &Spec) -> u128 {
-    let grid = spec
-        .grid
-        .iter()
-        .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128));
+    let grid = match spec.search.method {
+        Method::Grid => spec
+            .grid
+            .iter()
+            .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128)),
+        Method::Random | Method::Tpe => spec.search.count.map_or(1, |(c, _)| c as u128),
+    };
     let zip = spec.zip.first().map_or(1, |a| a.values.len() as u128);
     let named = spec.trials.len().max(1) as u128;
     let seeds = spec.seeds.as_ref().map_or(1, |s| s.len() as u128);
@@ -369,7 +411,13 @@ fn varied_axes(spec: &Spec) -> Vec<String> {
             }
         }
     }
-    for a in spec.grid.iter().chain(&spec.zip) {
+    let sampled = spec.search.space.iter().map(|p| &p.key);
+    for key in spec.grid.iter().map(|a| &a.key).chain(sampled) {
+        if !axes.contains(key) {
+            axes.push(key.clone());
+        }
+    }
+    for a in &spec.zip {
         if !axes.contains(&a.key) {
             axes.push(a.key.clone());
         }

@@ -5,12 +5,13 @@
 use super::run::RunOutcome;
 use crate::cli::TrainArgs;
 use crate::data;
-use crate::engine::{Device, Engine};
+use crate::engine::{Device, Engine, Progress};
 use crate::error::{Error, Result};
 use crate::events::SweepEvent;
 use crate::format::{metric_text, pct, text_table};
 use crate::progress::Display;
 use crate::scheduler::{self, Cancel, Slot};
+use crate::search::Pruner;
 use crate::store::{Claims, Store, SweepInfo};
 use crate::trial::{Status, Trial, TrialResult};
 use crate::{devices, report};
@@ -188,7 +189,9 @@ fn train(
             .collect(),
     });
     let claim = claimer(store, claims, args.rerun_failed);
-    let results = scheduler::run(pending, engine, slots, cancel, &claim, |ev| {
+    let judge = judge(store, info);
+    let hooks = (&claim, judge.as_ref());
+    let results = scheduler::run(pending, engine, slots, cancel, hooks, |ev| {
         let saved = match ev {
             SweepEvent::TrialFinished { trial, result } => {
                 // result.json first: the claim goes only once the proof of the trial is there.
@@ -211,6 +214,15 @@ fn train(
         Some(e) => Err(e),
         None => Ok(results),
     }
+}
+
+/// The sweep's early-termination rule as the scheduler's judge, when it has one.
+fn judge(store: &Store, info: &SweepInfo) -> Option<scheduler::Judge> {
+    let rule = info.early_terminate.clone()?;
+    let pruner = Arc::new(Pruner::new(rule, store.clone(), info.clone()));
+    Some(Arc::new(move |t: &Trial, p: &Progress| {
+        pruner.observe(t, p)
+    }))
 }
 
 /// What a slot does before training a trial: claim it, and check (after claiming, so a result

@@ -15,7 +15,7 @@ pub use lock::{Lock, process_alive};
 
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{Plan, value_text};
-use crate::spec::{Program, ReportOptions, Spec};
+use crate::spec::{EarlyTerminate, Method, Param, Program, ReportOptions, Spec};
 use crate::trial::{Trial, TrialId, TrialResult};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -37,6 +37,19 @@ pub struct SweepInfo {
     /// The sweep's program (its timeout, environment, working directory), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<Program>,
+    /// How the trials were chosen (absent for a grid).
+    #[serde(default, skip_serializing_if = "is_grid")]
+    pub method: Method,
+    /// The sampled keys and their distributions (empty for a grid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub space: Vec<Param>,
+    /// The rule that stops weak trials early, when the sweep has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_terminate: Option<EarlyTerminate>,
+}
+
+fn is_grid(m: &Method) -> bool {
+    *m == Method::Grid
 }
 
 impl SweepInfo {
@@ -49,6 +62,9 @@ impl SweepInfo {
             axes: plan.axes.clone(),
             trials: plan.trials.clone(),
             program: spec.program.clone(),
+            method: spec.search.method,
+            space: spec.search.space.clone(),
+            early_terminate: spec.early_terminate.clone(),
         }
     }
 }
