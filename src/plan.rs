@@ -277,16 +277,7 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
     }
     let combos = match spec.search.method {
         Method::Grid => grid_combos(spec),
-        Method::Random => sampled_combos(spec)?,
-        Method::Tpe => {
-            return Err(SpecError {
-                file: spec.file.clone(),
-                pos: spec.search.method_pos,
-                key: "method".into(),
-                message: "`method: tpe` is not available in this version yet; use `method: random`"
-                    .into(),
-            });
-        }
+        Method::Random | Method::Tpe => sampled_combos(spec)?,
     };
     let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
     let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
@@ -330,10 +321,17 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
     })
 }
 
+/// The trials of a TPE sweep drawn at random before TPE proposes the others from them: they are
+/// the plan; the rest are recorded as they are proposed (`search::proposals`).
+pub const TPE_STARTUP: usize = 5;
+
 /// The first `count` distinct draws from the space, each a set of overrides (section `space`).
 fn sampled_combos(spec: &Spec) -> Result<Vec<Vec<Override>>, SpecError> {
     let s = &spec.search;
-    let (count, pos) = s.count.unwrap_or((0, Pos::default()));
+    let (mut count, pos) = s.count.unwrap_or((0, Pos::default()));
+    if s.method == Method::Tpe {
+        count = count.min(TPE_STARTUP);
+    }
     let draws =
         crate::search::distinct_draws(&s.space, s.seed(), count).map_err(|m| SpecError {
             file: spec.file.clone(),
@@ -391,7 +389,11 @@ pub fn trial_count(spec: &Spec) -> u128 {
             .grid
             .iter()
             .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128)),
-        Method::Random | Method::Tpe => spec.search.count.map_or(1, |(c, _)| c as u128),
+        Method::Random => spec.search.count.map_or(1, |(c, _)| c as u128),
+        Method::Tpe => spec
+            .search
+            .count
+            .map_or(1, |(c, _)| c.min(TPE_STARTUP) as u128),
     };
     let zip = spec.zip.first().map_or(1, |a| a.values.len() as u128);
     let named = spec.trials.len().max(1) as u128;
@@ -476,6 +478,57 @@ fn build_trial(
     let name = trial_name(spec, nt, &varied);
     Ok(Trial {
         id: TrialId(id),
+        name,
+        varied,
+        config,
+    })
+}
+
+/// A trial like `template` (a trial of the same sweep) with `draw`'s values set at their keys:
+/// how TPE's proposals become trials without the sweep file. The config is checked like a
+/// planned one.
+pub fn from_template(template: &Trial, draw: &[(String, Value)]) -> Result<Trial, String> {
+    let config = match &template.config {
+        TrialKind::Builtin(c) => {
+            let mut root = match serde_json::to_value(c) {
+                Ok(Value::Object(m)) => m,
+                _ => return Err("the template trial's config is not a mapping".into()),
+            };
+            for (k, v) in draw {
+                set_path(&mut root, k, v.clone())?;
+            }
+            normalize_shorthands(&mut root);
+            let c: TrialConfig =
+                serde_json::from_value(Value::Object(root)).map_err(|e| e.to_string())?;
+            c.check()
+                .map_err(|inv| format!("`{}`: {}", inv.path, inv.message))?;
+            TrialKind::Builtin(Box::new(c))
+        }
+        TrialKind::Program(p) => {
+            let mut params = p.params.clone();
+            for (k, v) in draw {
+                set_path(&mut params, k, v.clone())?;
+            }
+            TrialKind::Program(ProgramTrial {
+                command: p.command.clone(),
+                params,
+            })
+        }
+    };
+    let mut varied = template.varied.clone();
+    for (k, v) in draw {
+        match varied.iter_mut().find(|(x, _)| x == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => varied.push((k.clone(), v.clone())),
+        }
+    }
+    let name = varied
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Trial {
+        id: TrialId(trial_id(&config)),
         name,
         varied,
         config,

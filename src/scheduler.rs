@@ -81,6 +81,33 @@ pub type Claim = Arc<dyn Fn(&Trial, Device) -> bool + Send + Sync>;
 /// stops the trial there, and it ends `pruned` (the sweep's early termination).
 pub type Judge = Arc<dyn Fn(&Trial, &Progress) -> Option<String> + Send + Sync>;
 
+/// Asked by a slot when the queue is empty: the next trial to train (a TPE proposal), or
+/// `None` when there is no more.
+pub type Next = Arc<dyn Fn() -> Option<Trial> + Send + Sync>;
+
+/// What the scheduler asks as it goes: whether a slot may train a trial, whether a running
+/// trial goes on, and which trial comes after the queued ones.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Asked before each trial.
+    pub claim: Claim,
+    /// Asked after each epoch, when the sweep stops weak trials early.
+    pub judge: Option<Judge>,
+    /// Asked when the queue is empty, when the sweep proposes trials as it goes.
+    pub next: Option<Next>,
+}
+
+impl Hooks {
+    /// Only a claim: every trial is queued up front and runs to its end.
+    pub fn claim(claim: Claim) -> Hooks {
+        Hooks {
+            claim,
+            judge: None,
+            next: None,
+        }
+    }
+}
+
 /// Runs `trials` over `slots`, most expensive first, each once `claim` grants it, each stopped
 /// early when `judge` says so; calls `on_event` on the caller's thread for every event, in
 /// order. Returns the results of the trials that ran.
@@ -89,7 +116,7 @@ pub fn run(
     engine: &Arc<dyn Engine>,
     slots: &[Slot],
     cancel: &Arc<Cancel>,
-    (claim, judge): (&Claim, Option<&Judge>),
+    hooks: &Hooks,
     mut on_event: impl FnMut(&SweepEvent),
 ) -> Vec<TrialResult> {
     let started = Instant::now();
@@ -105,21 +132,21 @@ pub fn run(
         let tx = tx.clone();
         let engine = engine.clone();
         let cancel = cancel.clone();
-        let claim = claim.clone();
-        let judge = judge.cloned();
+        let hooks = hooks.clone();
         handles.push(std::thread::spawn(move || {
             while !cancel.stop_new.load(Ordering::SeqCst) {
-                let Some(trial) = queue.lock().expect("queue").pop_front() else {
+                let queued = queue.lock().expect("queue").pop_front();
+                let Some(trial) = queued.or_else(|| hooks.next.as_ref().and_then(|n| n())) else {
                     break;
                 };
-                if !claim(&trial, slot.device) {
+                if !(hooks.claim)(&trial, slot.device) {
                     continue;
                 }
                 let result = run_one(
                     &trial,
                     &*engine,
                     &slot,
-                    (&cancel.stop_running, judge.as_ref()),
+                    (&cancel.stop_running, hooks.judge.as_ref()),
                     &tx,
                 );
                 let _ = tx.send(SweepEvent::TrialFinished {

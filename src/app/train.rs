@@ -12,6 +12,8 @@ use crate::format::{metric_text, pct, text_table};
 use crate::progress::Display;
 use crate::scheduler::{self, Cancel, Slot};
 use crate::search::Pruner;
+use crate::search::proposals::Proposer;
+use crate::spec::Method;
 use crate::store::{Claims, Store, SweepInfo};
 use crate::trial::{Status, Trial, TrialResult};
 use crate::{devices, report};
@@ -67,7 +69,12 @@ pub fn train_sweep(
             store.dir().display()
         );
     } else {
-        print!("{}", results_table(store, info));
+        // A TPE sweep's trials are the planned ones and every proposal recorded since.
+        let recorded = match info.method {
+            Method::Tpe => store.read_plan().unwrap_or_else(|_| info.clone()),
+            _ => info.clone(),
+        };
+        print!("{}", results_table(store, &recorded));
     }
     if !args.no_report {
         let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
@@ -178,20 +185,26 @@ fn train(
     args: &TrainArgs,
     claims: &Arc<Claims>,
 ) -> Result<Vec<TrialResult>> {
-    let mut display = Display::new(args.quiet, info.trials.len(), &info.report.metric);
+    let total = match info.method {
+        Method::Tpe => info.count.unwrap_or(0).max(info.trials.len()),
+        _ => info.trials.len(),
+    };
+    let mut display = Display::new(args.quiet, total, &info.report.metric);
     let mut write_error: Option<Error> = None;
     display.event(&SweepEvent::Started {
-        total: info.trials.len(),
+        total,
         skipped,
         slots: slots
             .iter()
             .map(|s| format!("{}×{}t", s.device, s.threads))
             .collect(),
     });
-    let claim = claimer(store, claims, args.rerun_failed);
-    let judge = judge(store, info);
-    let hooks = (&claim, judge.as_ref());
-    let results = scheduler::run(pending, engine, slots, cancel, hooks, |ev| {
+    let hooks = scheduler::Hooks {
+        claim: claimer(store, claims, args.rerun_failed),
+        judge: judge(store, info),
+        next: proposer(store, info, claims, args.rerun_failed, &pending),
+    };
+    let results = scheduler::run(pending, engine, slots, cancel, &hooks, |ev| {
         let saved = match ev {
             SweepEvent::TrialFinished { trial, result } => {
                 // result.json first: the claim goes only once the proof of the trial is there.
@@ -223,6 +236,28 @@ fn judge(store: &Store, info: &SweepInfo) -> Option<scheduler::Judge> {
     Some(Arc::new(move |t: &Trial, p: &Progress| {
         pruner.observe(t, p)
     }))
+}
+
+/// A TPE sweep's proposer as the scheduler's source of trials after the queued ones.
+fn proposer(
+    store: &Store,
+    info: &SweepInfo,
+    claims: &Arc<Claims>,
+    rerun_failed: bool,
+    pending: &[(Trial, f64)],
+) -> Option<scheduler::Next> {
+    if info.method != Method::Tpe {
+        return None;
+    }
+    let queued = pending.iter().map(|(t, _)| t.id.clone());
+    let p = Proposer::new(
+        store.clone(),
+        info.clone(),
+        claims.clone(),
+        rerun_failed,
+        queued,
+    );
+    Some(Arc::new(move || p.next()))
 }
 
 /// What a slot does before training a trial: claim it, and check (after claiming, so a result

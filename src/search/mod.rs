@@ -2,8 +2,10 @@
 //! termination of weak trials (`prune.rs`). Both are pure over their inputs: sampling over
 //! (space, seed, index), pruning over the recorded metric curves of a sweep's trials.
 
+pub mod proposals;
 pub mod prune;
 pub mod sample;
+pub mod tpe;
 
 pub use prune::{Pruner, decide};
 pub use sample::{distinct_draws, draw};
@@ -50,6 +52,17 @@ mod tests {
             ]
         );
         assert!(t.name.starts_with("learning_rate="), "{}", t.name);
+    }
+
+    #[test]
+    fn a_tpe_plan_holds_its_random_start() {
+        let p = plan(&format!(
+            "{}count: 20\n",
+            SPACE.replace("method: random", "method: tpe")
+        ))
+        .unwrap();
+        let r = plan(&format!("{SPACE}count: 20\n")).unwrap();
+        assert_eq!(ids(&p), ids(&r)[..crate::plan::TPE_STARTUP]);
     }
 
     #[test]

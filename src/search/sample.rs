@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 /// `x` rounded to `digits` significant digits (through decimal text, so on every platform alike).
-fn significant(x: f64, digits: usize) -> f64 {
+pub(super) fn significant(x: f64, digits: usize) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }

@@ -252,8 +252,12 @@ impl Spec {
             early_terminate: None,
         };
         let mut seen_fixed = false;
+        let mut seeds_pos = Pos::default();
         for (key, kpos, node) in entries {
             seen_fixed |= key == "fixed";
+            if key == "seeds" {
+                seeds_pos = *kpos;
+            }
             spec.read_section(key, *kpos, node)?;
         }
         if spec.name.is_empty() {
@@ -265,7 +269,12 @@ impl Spec {
             ));
         }
         let grid_pos = spec.grid.first().map(|a| a.pos);
-        search::check(file, &spec.search, grid_pos)?;
+        let crossed = [
+            ("seeds", spec.seeds.as_ref().map(|_| seeds_pos)),
+            ("trials", spec.trials.first().map(|t| t.pos)),
+            ("zip", spec.zip.first().map(|a| a.pos)),
+        ];
+        search::check(file, &spec.search, grid_pos, &crossed)?;
         spec.fill_early_terminate();
         if let Some(p) = &spec.program {
             // The program's metric and goal shape the report unless `report:` names its own.

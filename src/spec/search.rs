@@ -468,7 +468,12 @@ impl Bounds<'_> {
 
 /// The search keys checked against each other and against `grid`: a space needs a sampling
 /// method and a sampling method needs a space and a count.
-pub(super) fn check(file: &str, s: &Search, grid_pos: Option<Pos>) -> Result<(), SpecError> {
+pub(super) fn check(
+    file: &str,
+    s: &Search,
+    grid_pos: Option<Pos>,
+    crossed: &[(&str, Option<Pos>)],
+) -> Result<(), SpecError> {
     let at = |p: Option<Pos>| p.unwrap_or_default();
     match s.method {
         Method::Grid => {
@@ -528,6 +533,18 @@ pub(super) fn check(file: &str, s: &Search, grid_pos: Option<Pos>) -> Result<(),
                     "grid",
                     format!(
                         "`method: {name}` samples `space`; put a grid's list under `space` as `{{values: [...]}}`"
+                    ),
+                ));
+            }
+            if s.method == Method::Tpe
+                && let Some((key, p)) = crossed.iter().find(|(_, p)| p.is_some())
+            {
+                return Err(SpecError::at(
+                    file,
+                    p.unwrap_or_default(),
+                    *key,
+                    format!(
+                        "`method: tpe` proposes one trial at a time, so `{key}` cannot be crossed with its trials; use `method: random`, or set one value under `fixed`"
                     ),
                 ));
             }

@@ -43,9 +43,19 @@ pub struct SweepInfo {
     /// The sampled keys and their distributions (empty for a grid).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub space: Vec<Param>,
+    /// Trials to sample (random, tpe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// The seed of every draw and proposal (random, tpe).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub search_seed: u64,
     /// The rule that stops weak trials early, when the sweep has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_terminate: Option<EarlyTerminate>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_grid(m: &Method) -> bool {
@@ -64,6 +74,8 @@ impl SweepInfo {
             program: spec.program.clone(),
             method: spec.search.method,
             space: spec.search.space.clone(),
+            count: spec.search.count.map(|c| c.0),
+            search_seed: spec.search.seed(),
             early_terminate: spec.early_terminate.clone(),
         }
     }
@@ -157,14 +169,22 @@ impl Store {
         write_atomic(&self.dir.join(PLAN_JSON), json.as_bytes())
     }
 
-    /// The recorded sweep.
+    /// The recorded sweep; a TPE sweep's trials are the planned ones followed by every
+    /// recorded proposal.
     pub fn read_plan(&self) -> Result<SweepInfo> {
         let path = self.dir.join(PLAN_JSON);
         let text = fs::read_to_string(&path).at("read", &path)?;
-        serde_json::from_str(&text).map_err(|e| Error::NotResults {
+        let mut info: SweepInfo = serde_json::from_str(&text).map_err(|e| Error::NotResults {
             path: self.dir.clone(),
             why: format!("{} is damaged: {e}", path.display()),
-        })
+        })?;
+        if info.method == Method::Tpe {
+            let proposed = crate::search::proposals::read(&self.dir);
+            info.trials
+                .retain(|t| !proposed.iter().any(|p| p.id == t.id));
+            info.trials.extend(proposed);
+        }
+        Ok(info)
     }
 
     /// Saves a finished trial: config, epochs, then result.json last.

@@ -178,8 +178,8 @@ fn interrupts_stop_new_trials_then_running_ones() {
     };
     let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
-    let always: scheduler::Claim = Arc::new(|_, _| true);
-    let results = scheduler::run(trials, &engine, &[slot], &cancel, (&always, None), |ev| {
+    let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
+    let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
         if let SweepEvent::TrialEpoch { row, .. } = ev
             && (row.epoch == 3 || row.epoch == 4)
             && presses < 2

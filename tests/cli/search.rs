@@ -163,3 +163,51 @@ fn a_program_trial_is_stopped_when_pruned() {
         ]
     );
 }
+
+const TPE: &str = "name: tpe\nmethod: tpe\ncount: 8\nsearch_seed: 5\nfixed: {epochs: 1}\nspace:\n  optimizer.learning_rate: {distribution: log_uniform, min: 1.0e-4, max: 0.2}\n  batch_size: {distribution: int_uniform, min: 8, max: 64}\n";
+
+fn proposals(s: &Sweep) -> Vec<Value> {
+    std::fs::read_to_string(s.dir().join("proposals.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
+    let s = Sweep::new(TPE);
+    let e = scripted(0);
+    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    // Five random trials are the plan; TPE proposed the other three as slots freed up.
+    let first = proposals(&s);
+    assert_eq!(first.len(), 3);
+    assert_eq!(e.started_count(), 8);
+    let info = s.store().read_plan().unwrap();
+    let mut ids: Vec<String> = info.trials.iter().map(|t| t.id.to_string()).collect();
+    assert_eq!(ids.len(), 8);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "a proposal repeated a trial");
+    // The second proposal was recorded but its run died before its result was written.
+    let lost = first[1]["id"].as_str().unwrap();
+    std::fs::remove_file(s.dir().join("trials").join(lost).join("result.json")).unwrap();
+    s.rewrite(&TPE.replace("count: 8", "count: 10"));
+    let e = scripted(0);
+    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    // The rerun trains the recorded proposal first, then proposes two more after the first three.
+    let lrs: Vec<f64> = e
+        .started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.optimizer.lr())
+        .collect();
+    assert_eq!(lrs.len(), 3);
+    assert_eq!(Some(lrs[0]), first[1]["varied"][0][1].as_f64());
+    let all = proposals(&s);
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[..3], first[..]);
+    assert_eq!(s.store().read_plan().unwrap().trials.len(), 10);
+    assert_eq!(results_with_status(&s, "ok"), 10);
+}
