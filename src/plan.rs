@@ -314,6 +314,16 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
             }
         }
     }
+    if let Some(rule) = &spec.early_terminate
+        && spec.program.is_none()
+    {
+        crate::search::prune::check_builtin(rule, &trials).map_err(|m| SpecError {
+            file: spec.file.clone(),
+            pos: None,
+            key: "early_terminate.metric".into(),
+            message: m,
+        })?;
+    }
     Ok(Plan {
         name: spec.name.clone(),
         trials,
@@ -490,9 +500,8 @@ fn build_trial(
 pub fn from_template(template: &Trial, draw: &[(String, Value)]) -> Result<Trial, String> {
     let config = match &template.config {
         TrialKind::Builtin(c) => {
-            let mut root = match serde_json::to_value(c) {
-                Ok(Value::Object(m)) => m,
-                _ => return Err("the template trial's config is not a mapping".into()),
+            let Ok(Value::Object(mut root)) = serde_json::to_value(c) else {
+                return Err("the template trial's config is not a mapping".into());
             };
             for (k, v) in draw {
                 set_path(&mut root, k, v.clone())?;

@@ -131,6 +131,14 @@ mod tests {
             &["early_terminate.eta", "at least 2"],
         ),
         (
+            "name: x\nfixed: {epochs: 1}\nearly_terminate: {type: median}\n",
+            &["early_terminate.metric", "needs a validation split"],
+        ),
+        (
+            "name: x\nfixed: {epochs: 1}\nearly_terminate: {type: median, metric: accuracy}\n",
+            &["early_terminate.metric", "not measured every epoch"],
+        ),
+        (
             "name: x\nfixed: {epochs: 1}\nearly_terminate: {type: asha}\n",
             &["early_terminate", "asha"],
         ),

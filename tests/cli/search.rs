@@ -57,7 +57,7 @@ fn bad_search_keys_exit_1_naming_file_key_and_line() {
 
 /// Nine trials whose validation accuracy falls with their dropout (the scripted engine's
 /// curve), sampled at random, hyperband rungs at epochs 1 and 3 of 9.
-const PRUNED: &str = "name: prune\nmethod: random\ncount: 9\nsearch_seed: 3\nfixed: {epochs: 9, model: {kind: mlp, hidden: [8]}}\nspace:\n  model.dropout: {distribution: uniform, min: 0.0, max: 0.5}\nearly_terminate: {type: hyperband, metric: val_accuracy, min_epochs: 1, eta: 3}\n";
+const PRUNED: &str = "name: prune\nmethod: random\ncount: 9\nsearch_seed: 3\ndata: {split: {train: 0.7, val: 0.1, test: 0.2}}\nfixed: {epochs: 9, model: {kind: mlp, hidden: [8]}}\nspace:\n  model.dropout: {distribution: uniform, min: 0.0, max: 0.5}\nearly_terminate: {type: hyperband, metric: val_accuracy, min_epochs: 1, eta: 3}\n";
 
 fn stored(s: &Sweep) -> Vec<(f64, hypersweep::trial::TrialResult)> {
     let store = s.store();
@@ -121,6 +121,15 @@ fn hyperband_prunes_weak_trials_at_a_rung_and_resume_keeps_them_pruned() {
     assert_eq!(e.started_count(), 0);
     let report = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
     assert!(report.contains("was pruned after epoch"), "{report}");
+    // The search section: a scatter of the sampled key and the best-so-far curve.
+    assert!(report.contains("## Search"), "{report}");
+    assert!(
+        report.contains(&format!("{} were pruned", pruned.len())),
+        "{report}"
+    );
+    for plot in ["search-model-dropout", "search-best-so-far"] {
+        assert!(report.contains(plot), "no {plot} in {report}");
+    }
 }
 
 #[test]

@@ -105,6 +105,7 @@ fn curve_plot(file: String, x_label: &str, label: &str, series: Vec<Series>) -> 
         y_label: label,
         log_x: false,
         markers,
+        scatter: false,
         series,
     };
     Some(Block::Plot(file, chart.render()))
@@ -154,6 +155,7 @@ fn step_losses(l: &Loaded) -> Option<Block> {
             y_label: "minibatch loss",
             log_x: false,
             markers: false,
+            scatter: false,
             series,
         }
         .render(),

@@ -8,6 +8,7 @@ mod curves;
 mod notes;
 mod overview;
 mod results;
+mod sampled;
 mod seeds;
 
 use super::{Block, Loaded, TrialRow, metric_of};
@@ -20,6 +21,7 @@ pub fn all(l: &Loaded) -> Vec<Block> {
     b.extend(notes::section(l));
     b.extend(seeds::section(l));
     b.extend(axes::section(l, &order));
+    b.extend(sampled::section(l));
     b.extend(curves::section(l));
     if l.program.is_some() {
         b.extend(best::program(l, &order));
