@@ -169,15 +169,20 @@ impl Store {
         write_atomic(&self.dir.join(PLAN_JSON), json.as_bytes())
     }
 
+    /// The recorded plan as written: a TPE sweep's planned trials without its proposals.
+    pub fn read_planned(&self) -> Result<SweepInfo> {
+        let path = self.dir.join(PLAN_JSON);
+        let text = fs::read_to_string(&path).at("read", &path)?;
+        serde_json::from_str(&text).map_err(|e| Error::NotResults {
+            path: self.dir.clone(),
+            why: format!("{} is damaged: {e}", path.display()),
+        })
+    }
+
     /// The recorded sweep; a TPE sweep's trials are the planned ones followed by every
     /// recorded proposal.
     pub fn read_plan(&self) -> Result<SweepInfo> {
-        let path = self.dir.join(PLAN_JSON);
-        let text = fs::read_to_string(&path).at("read", &path)?;
-        let mut info: SweepInfo = serde_json::from_str(&text).map_err(|e| Error::NotResults {
-            path: self.dir.clone(),
-            why: format!("{} is damaged: {e}", path.display()),
-        })?;
+        let mut info = self.read_planned()?;
         if info.method == Method::Tpe {
             let proposed = crate::search::proposals::read(&self.dir);
             info.trials

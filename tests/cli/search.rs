@@ -186,6 +186,15 @@ fn proposals(s: &Sweep) -> Vec<Value> {
 #[test]
 fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
     let s = Sweep::new(TPE);
+    let out = scripted_bin()
+        .args(["validate", s.file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok: 5 trials, and 3 more proposed by TPE"),
+        "{text}"
+    );
     let e = scripted(0);
     s.run_with(&e, |a| a.train.devices = "cpu:1".into());
     // Five random trials are the plan; TPE proposed the other three as slots freed up.
