@@ -48,7 +48,7 @@ pub enum SweepEvent {
         /// The metrics of the row, `epoch` or `step` among them when the program gave one.
         row: MetricRow,
     },
-    /// A trial ended, in any status (ok, diverged, stopped_early, failed, interrupted).
+    /// A trial ended, in any status (ok, diverged, stopped_early, failed, interrupted, pruned).
     TrialFinished {
         /// The planned trial.
         trial: Box<Trial>,

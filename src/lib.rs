@@ -21,6 +21,7 @@ pub mod program;
 pub mod progress;
 pub mod report;
 pub mod scheduler;
+pub mod search;
 pub mod signals;
 pub mod spec;
 pub mod store;

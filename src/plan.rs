@@ -2,7 +2,7 @@
 //! ids and names. Pure: no I/O, no device.
 
 use crate::config::TrialConfig;
-use crate::spec::{Override, Pos, Program, Spec, SpecError, closest, leaf_paths, set_path};
+use crate::spec::{Method, Override, Pos, Program, Spec, SpecError, closest, leaf_paths, set_path};
 pub use crate::trial::Trial;
 use crate::trial::{ProgramTrial, TrialId, TrialKind};
 use serde_json::{Map, Value};
@@ -275,7 +275,10 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
             ),
         });
     }
-    let combos = grid_combos(spec);
+    let combos = match spec.search.method {
+        Method::Grid => grid_combos(spec),
+        Method::Random | Method::Tpe => sampled_combos(spec)?,
+    };
     let zip_len = spec.zip.first().map(|a| a.values.len()).unwrap_or(1);
     let named: Vec<Option<&crate::spec::NamedTrial>> = if spec.trials.is_empty() {
         vec![None]
@@ -311,11 +314,55 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
             }
         }
     }
+    if let Some(rule) = &spec.early_terminate
+        && spec.program.is_none()
+    {
+        crate::search::prune::check_builtin(rule, &trials).map_err(|m| SpecError {
+            file: spec.file.clone(),
+            pos: None,
+            key: "early_terminate.metric".into(),
+            message: m,
+        })?;
+    }
     Ok(Plan {
         name: spec.name.clone(),
         trials,
         axes: varied_axes(spec),
     })
+}
+
+/// The trials of a TPE sweep drawn at random before TPE proposes the others from them: they are
+/// the plan; the rest are recorded as they are proposed (`search::proposals`).
+pub const TPE_STARTUP: usize = 5;
+
+/// The first `count` distinct draws from the space, each a set of overrides (section `space`).
+fn sampled_combos(spec: &Spec) -> Result<Vec<Vec<Override>>, SpecError> {
+    let s = &spec.search;
+    let (mut count, pos) = s.count.unwrap_or((0, Pos::default()));
+    if s.method == Method::Tpe {
+        count = count.min(TPE_STARTUP);
+    }
+    let draws =
+        crate::search::distinct_draws(&s.space, s.seed(), count).map_err(|m| SpecError {
+            file: spec.file.clone(),
+            pos: Some(pos),
+            key: "count".into(),
+            message: m,
+        })?;
+    Ok(draws
+        .into_iter()
+        .map(|d| {
+            d.into_iter()
+                .zip(&s.space)
+                .map(|((key, value), p)| Override {
+                    key,
+                    value,
+                    pos: p.pos,
+                    section: "space".into(),
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// Cartesian product of the grid, first axis slowest.
@@ -347,10 +394,17 @@ pub const MAX_TRIALS: u128 = 1_000_000;
 /// How many trials a sweep expands to, computed without expanding it (saturating, so a grid of
 /// a thousand axes cannot overflow).
 pub fn trial_count(spec: &Spec) -> u128 {
-    let grid = spec
-        .grid
-        .iter()
-        .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128));
+    let grid = match spec.search.method {
+        Method::Grid => spec
+            .grid
+            .iter()
+            .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128)),
+        Method::Random => spec.search.count.map_or(1, |(c, _)| c as u128),
+        Method::Tpe => spec
+            .search
+            .count
+            .map_or(1, |(c, _)| c.min(TPE_STARTUP) as u128),
+    };
     let zip = spec.zip.first().map_or(1, |a| a.values.len() as u128);
     let named = spec.trials.len().max(1) as u128;
     let seeds = spec.seeds.as_ref().map_or(1, |s| s.len() as u128);
@@ -369,7 +423,13 @@ fn varied_axes(spec: &Spec) -> Vec<String> {
             }
         }
     }
-    for a in spec.grid.iter().chain(&spec.zip) {
+    let sampled = spec.search.space.iter().map(|p| &p.key);
+    for key in spec.grid.iter().map(|a| &a.key).chain(sampled) {
+        if !axes.contains(key) {
+            axes.push(key.clone());
+        }
+    }
+    for a in &spec.zip {
         if !axes.contains(&a.key) {
             axes.push(a.key.clone());
         }
@@ -428,6 +488,56 @@ fn build_trial(
     let name = trial_name(spec, nt, &varied);
     Ok(Trial {
         id: TrialId(id),
+        name,
+        varied,
+        config,
+    })
+}
+
+/// A trial like `template` (a trial of the same sweep) with `draw`'s values set at their keys:
+/// how TPE's proposals become trials without the sweep file. The config is checked like a
+/// planned one.
+pub fn from_template(template: &Trial, draw: &[(String, Value)]) -> Result<Trial, String> {
+    let config = match &template.config {
+        TrialKind::Builtin(c) => {
+            let Ok(Value::Object(mut root)) = serde_json::to_value(c) else {
+                return Err("the template trial's config is not a mapping".into());
+            };
+            for (k, v) in draw {
+                set_path(&mut root, k, v.clone())?;
+            }
+            normalize_shorthands(&mut root);
+            let c: TrialConfig =
+                serde_json::from_value(Value::Object(root)).map_err(|e| e.to_string())?;
+            c.check()
+                .map_err(|inv| format!("`{}`: {}", inv.path, inv.message))?;
+            TrialKind::Builtin(Box::new(c))
+        }
+        TrialKind::Program(p) => {
+            let mut params = p.params.clone();
+            for (k, v) in draw {
+                set_path(&mut params, k, v.clone())?;
+            }
+            TrialKind::Program(ProgramTrial {
+                command: p.command.clone(),
+                params,
+            })
+        }
+    };
+    let mut varied = template.varied.clone();
+    for (k, v) in draw {
+        match varied.iter_mut().find(|(x, _)| x == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => varied.push((k.clone(), v.clone())),
+        }
+    }
+    let name = varied
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.rsplit('.').next().unwrap_or(k), value_text(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(Trial {
+        id: TrialId(trial_id(&config)),
         name,
         varied,
         config,

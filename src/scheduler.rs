@@ -4,7 +4,7 @@
 
 use crate::engine::{Device, Engine, Progress, TrialContext};
 use crate::events::SweepEvent;
-use crate::trial::{Trial, TrialResult};
+use crate::trial::{Status, Trial, TrialResult};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,21 +91,52 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// process holds it, or finished it).
 pub type Claim = Arc<dyn Fn(&Trial, Device) -> bool + Send + Sync>;
 
-/// Runs `trials` over `slots`, most expensive first, each once `claim` grants it; calls
-/// `on_event` on the caller's thread for every event, in order. Returns the results of the
-/// trials that ran.
+/// Asked on a slot's thread after each epoch (or metrics row) of a running trial: `Some(why)`
+/// stops the trial there, and it ends `pruned` (the sweep's early termination).
+pub type Judge = Arc<dyn Fn(&Trial, &Progress) -> Option<String> + Send + Sync>;
+
+/// Asked by a slot when the queue is empty: the next trial to train (a TPE proposal), or
+/// `None` when there is no more.
+pub type Next = Arc<dyn Fn() -> Option<Trial> + Send + Sync>;
+
+/// What the scheduler asks as it goes: whether a slot may train a trial, whether a running
+/// trial goes on, and which trial comes after the queued ones.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Asked before each trial.
+    pub claim: Claim,
+    /// Asked after each epoch, when the sweep stops weak trials early.
+    pub judge: Option<Judge>,
+    /// Asked when the queue is empty, when the sweep proposes trials as it goes.
+    pub next: Option<Next>,
+}
+
+impl Hooks {
+    /// Only a claim: every trial is queued up front and runs to its end.
+    pub fn claim(claim: Claim) -> Hooks {
+        Hooks {
+            claim,
+            judge: None,
+            next: None,
+        }
+    }
+}
+
+/// Runs `trials` over `slots`, most expensive first, each once `claim` grants it, each stopped
+/// early when `judge` says so; calls `on_event` on the caller's thread for every event, in
+/// order. Returns the results of the trials that ran.
 pub fn run(
     trials: Vec<(Trial, f64)>,
     engine: &Arc<dyn Engine>,
     slots: &[Slot],
     cancel: &Arc<Cancel>,
-    claim: &Claim,
+    hooks: &Hooks,
     mut on_event: impl FnMut(&SweepEvent),
 ) -> Vec<TrialResult> {
     let started = Instant::now();
     let mut ordered = trials;
     ordered.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let mut running = Running::new(ordered.iter().map(|(t, _)| t));
+    let mut running = Running::default();
     let queue: Arc<Mutex<VecDeque<Trial>>> =
         Arc::new(Mutex::new(ordered.into_iter().map(|(t, _)| t).collect()));
     let (tx, rx) = mpsc::channel::<SweepEvent>();
@@ -116,16 +147,26 @@ pub fn run(
         let tx = tx.clone();
         let engine = engine.clone();
         let cancel = cancel.clone();
-        let claim = claim.clone();
+        let hooks = hooks.clone();
+        let known = running.trials.clone();
         handles.push(std::thread::spawn(move || {
             while !cancel.stop_new.load(Ordering::SeqCst) {
-                let Some(trial) = queue.lock().expect("queue").pop_front() else {
+                let queued = queue.lock().expect("queue").pop_front();
+                let Some(trial) = queued.or_else(|| hooks.next.as_ref().and_then(|n| n())) else {
                     break;
                 };
-                if !claim(&trial, slot.device) {
+                if !(hooks.claim)(&trial, slot.device) {
                     continue;
                 }
-                let result = run_one(&trial, &*engine, &slot, &cancel.stop_running, &tx);
+                let id = trial.id.clone();
+                known.lock().expect("known").insert(id, trial.clone());
+                let result = run_one(
+                    &trial,
+                    &*engine,
+                    &slot,
+                    (&cancel.stop_running, hooks.judge.as_ref()),
+                    &tx,
+                );
                 let _ = tx.send(SweepEvent::TrialFinished {
                     trial: Box::new(trial),
                     result: Box::new(result),
@@ -176,20 +217,15 @@ pub fn run(
     results
 }
 
-/// The trials started and not yet finished, as the event loop sees them.
+/// The trials started and not yet finished, as the event loop sees them; the slots record each
+/// trial they take in `trials` (queued ones and proposals alike).
+#[derive(Default)]
 struct Running {
-    trials: std::collections::HashMap<crate::trial::TrialId, Trial>,
+    trials: Arc<Mutex<std::collections::HashMap<crate::trial::TrialId, Trial>>>,
     started: Vec<(crate::trial::TrialId, String, Instant)>,
 }
 
 impl Running {
-    fn new<'a>(trials: impl Iterator<Item = &'a Trial>) -> Running {
-        Running {
-            trials: trials.map(|t| (t.id.clone(), t.clone())).collect(),
-            started: vec![],
-        }
-    }
-
     fn see(&mut self, ev: &SweepEvent) {
         match ev {
             SweepEvent::TrialStarted { id, device, .. } => {
@@ -207,7 +243,7 @@ impl Running {
         started
             .into_iter()
             .filter_map(|(id, device, t0)| {
-                let trial = self.trials.get(&id)?.clone();
+                let trial = self.trials.lock().expect("known").get(&id)?.clone();
                 let mut result = TrialResult::failed(
                     &trial,
                     &device,
@@ -227,13 +263,14 @@ impl Running {
     }
 }
 
-/// One trial on one slot: announces it, forwards its progress, and turns an error or a panic
-/// into a failed result. The result carries the trial's id, name and the slot's device.
+/// One trial on one slot: announces it, forwards its progress (and asks `judge` whether it goes
+/// on), and turns an error or a panic into a failed result. The result carries the trial's id,
+/// name and the slot's device.
 fn run_one(
     trial: &Trial,
     engine: &dyn Engine,
     slot: &Slot,
-    cancel: &AtomicBool,
+    (cancel, judge): (&AtomicBool, Option<&Judge>),
     tx: &mpsc::Sender<SweepEvent>,
 ) -> TrialResult {
     let device = slot.device.to_string();
@@ -244,7 +281,17 @@ fn run_one(
         epochs: trial.epochs().unwrap_or(0),
     });
     let t0 = Instant::now();
+    // A judged trial is stopped through its own flag: the engines stop on it as on a cancel.
+    let pruned = AtomicBool::new(false);
+    let verdict: Mutex<Option<String>> = Mutex::new(None);
     let mut progress = |p: Progress| {
+        if let Some(j) = judge
+            && !pruned.load(Ordering::SeqCst)
+            && let Some(why) = j(trial, &p)
+        {
+            *verdict.lock().expect("verdict") = Some(why);
+            pruned.store(true, Ordering::SeqCst);
+        }
         let (id, name, device) = (trial.id.clone(), trial.name.clone(), device.clone());
         let _ = tx.send(match p {
             Progress::Epoch(row) => SweepEvent::TrialEpoch {
@@ -261,16 +308,34 @@ fn run_one(
             },
         });
     };
+    let stop = if judge.is_some() { &pruned } else { cancel };
     let mut ctx = TrialContext {
         device: slot.device,
         threads: slot.threads,
         progress: &mut progress,
-        cancel,
+        cancel: stop,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)));
+    let outcome = if judge.is_some() {
+        with_cancel_forwarded(cancel, &pruned, || {
+            catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)))
+        })
+    } else {
+        catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)))
+    };
     let seconds = t0.elapsed().as_secs_f64();
     match outcome {
-        Ok(Ok(r)) => r.stamped(trial, &device),
+        Ok(Ok(mut r)) => {
+            // Stopped by the judge, not by Ctrl-C or SIGTERM: the trial is pruned.
+            let why = verdict.lock().expect("verdict").take();
+            if let Some(why) = why
+                && r.status == Status::Interrupted
+                && !cancel.load(Ordering::SeqCst)
+            {
+                r.status = Status::Pruned;
+                r.notes.push(why);
+            }
+            r.stamped(trial, &device)
+        }
         Ok(Err(e)) => TrialResult::failed(trial, &device, e.to_string(), seconds),
         Err(p) => TrialResult::failed(
             trial,
@@ -279,4 +344,24 @@ fn run_one(
             seconds,
         ),
     }
+}
+
+/// Runs `f` while a watcher sets `to` as soon as `from` is set (checked every 20 ms), so a
+/// trial that runs on its own stop flag still stops on Ctrl-C and SIGTERM.
+fn with_cancel_forwarded<T>(from: &AtomicBool, to: &AtomicBool, f: impl FnOnce() -> T) -> T {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                if from.load(Ordering::SeqCst) {
+                    to.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let out = f();
+        done.store(true, Ordering::SeqCst);
+        out
+    })
 }

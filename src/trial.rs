@@ -109,12 +109,18 @@ pub enum Status {
     Failed,
     /// Stopped by Ctrl-C or SIGTERM; trained again on the next run.
     Interrupted,
+    /// Stopped by the sweep's `early_terminate` rule after a weak epoch; final, like `ok`.
+    Pruned,
 }
 
 impl Status {
-    /// Finished trials a rerun keeps; failed and interrupted ones are retried on request.
+    /// Finished trials a rerun keeps (a pruned one too: the rule that stopped it would stop it
+    /// again); failed and interrupted ones are retried on request.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Ok | Status::Diverged | Status::StoppedEarly)
+        matches!(
+            self,
+            Status::Ok | Status::Diverged | Status::StoppedEarly | Status::Pruned
+        )
     }
 
     /// The name written in tables and result.json.
@@ -125,6 +131,7 @@ impl Status {
             Status::StoppedEarly => "stopped_early",
             Status::Failed => "failed",
             Status::Interrupted => "interrupted",
+            Status::Pruned => "pruned",
         }
     }
 }

@@ -13,7 +13,7 @@ pub use submit::submit;
 use crate::error::{Error, IoContext, Result};
 use crate::format::text_table;
 use crate::plan::{self, Plan};
-use crate::spec::{Override, Pos, Spec};
+use crate::spec::{Method, Override, Pos, Spec};
 use std::path::Path;
 
 /// Reads, checks and expands a sweep file; `data_dir` replaces every trial's data.path. A
@@ -48,15 +48,32 @@ pub fn load_plan(file: &Path, data_dir: Option<&Path>) -> Result<(Spec, Plan)> {
 
 /// `hypersweep validate`: `ok: N trials` or the first error.
 pub fn validate(file: &Path) -> Result<String> {
-    let (_, plan) = load_plan(file, None)?;
+    let (spec, plan) = load_plan(file, None)?;
     let n = plan.trials.len();
-    Ok(format!("ok: {n} trial{}", if n == 1 { "" } else { "s" }))
+    Ok(format!(
+        "ok: {n} trial{}{}",
+        if n == 1 { "" } else { "s" },
+        proposed_later(&spec, n)
+    ))
+}
+
+/// For a TPE sweep, the trials proposed while it runs, beyond the planned random start.
+fn proposed_later(spec: &Spec, planned: usize) -> String {
+    match spec.search.count {
+        Some((count, _)) if spec.search.method == Method::Tpe && count > planned => {
+            format!(
+                ", and {} more proposed by TPE as trials finish",
+                count - planned
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 /// `hypersweep plan`: the trials as a table, or as JSON with their full configs (a program
 /// trial's: its command and parameters).
 pub fn plan_text(file: &Path, json: bool, data_dir: Option<&Path>) -> Result<String> {
-    let (_, plan) = load_plan(file, data_dir)?;
+    let (spec, plan) = load_plan(file, data_dir)?;
     if json {
         let arr: Vec<serde_json::Value> = plan
             .trials
@@ -86,6 +103,7 @@ pub fn plan_text(file: &Path, json: bool, data_dir: Option<&Path>) -> Result<Str
         })
         .collect();
     let mut out = text_table(&headers, &rows);
-    out += &format!("{} trials\n", plan.trials.len());
+    let n = plan.trials.len();
+    out += &format!("{n} trials{}\n", proposed_later(&spec, n));
     Ok(out)
 }

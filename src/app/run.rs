@@ -117,7 +117,8 @@ pub(super) fn record_plan(
         let _lock = Lock::wait(store.dir())?;
         return store.write_plan(source, info);
     }
-    if let Ok(recorded) = store.read_plan()
+    // Proposals recorded since are not part of the plan a new run must match.
+    if let Ok(recorded) = store.read_planned()
         && let Some(diff) = plan_difference(&recorded, info)
         && let Some(c) = live()
     {

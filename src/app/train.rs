@@ -5,12 +5,15 @@
 use super::run::RunOutcome;
 use crate::cli::TrainArgs;
 use crate::data;
-use crate::engine::{Device, Engine};
+use crate::engine::{Device, Engine, Progress};
 use crate::error::{Error, Result};
 use crate::events::SweepEvent;
 use crate::format::{metric_text, pct, text_table};
 use crate::progress::Display;
 use crate::scheduler::{self, Cancel, Slot};
+use crate::search::Pruner;
+use crate::search::proposals::Proposer;
+use crate::spec::Method;
 use crate::store::{Claims, Store, SweepInfo};
 use crate::trial::{Status, Trial, TrialResult};
 use crate::{devices, report};
@@ -91,7 +94,12 @@ pub fn train_sweep(
             store.dir().display()
         );
     } else {
-        print!("{}", results_table(store, info));
+        // A TPE sweep's trials are the planned ones and every proposal recorded since.
+        let recorded = match info.method {
+            Method::Tpe => store.read_plan().unwrap_or_else(|_| info.clone()),
+            _ => info.clone(),
+        };
+        print!("{}", results_table(store, &recorded));
     }
     if !args.no_report {
         let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
@@ -202,18 +210,26 @@ fn train(
     args: &TrainArgs,
     claims: &Arc<Claims>,
 ) -> Result<Vec<TrialResult>> {
-    let mut display = Display::new(args.quiet, info.trials.len(), &info.report.metric);
+    let total = match info.method {
+        Method::Tpe => info.count.unwrap_or(0).max(info.trials.len()),
+        _ => info.trials.len(),
+    };
+    let mut display = Display::new(args.quiet, total, &info.report.metric);
     let mut write_error: Option<Error> = None;
     display.event(&SweepEvent::Started {
-        total: info.trials.len(),
+        total,
         skipped,
         slots: slots
             .iter()
             .map(|s| format!("{}×{}t", s.device, s.threads))
             .collect(),
     });
-    let claim = claimer(store, claims, args.rerun_failed);
-    let results = scheduler::run(pending, engine, slots, cancel, &claim, |ev| {
+    let hooks = scheduler::Hooks {
+        claim: claimer(store, claims, args.rerun_failed),
+        judge: judge(store, info),
+        next: proposer(store, info, claims, args.rerun_failed, &pending),
+    };
+    let results = scheduler::run(pending, engine, slots, cancel, &hooks, |ev| {
         let saved = match ev {
             SweepEvent::TrialFinished { trial, result } => {
                 // result.json first: the claim goes only once the proof of the trial is there.
@@ -236,6 +252,37 @@ fn train(
         Some(e) => Err(e),
         None => Ok(results),
     }
+}
+
+/// The sweep's early-termination rule as the scheduler's judge, when it has one.
+fn judge(store: &Store, info: &SweepInfo) -> Option<scheduler::Judge> {
+    let rule = info.early_terminate.clone()?;
+    let pruner = Arc::new(Pruner::new(rule, store.clone(), info.clone()));
+    Some(Arc::new(move |t: &Trial, p: &Progress| {
+        pruner.observe(t, p)
+    }))
+}
+
+/// A TPE sweep's proposer as the scheduler's source of trials after the queued ones.
+fn proposer(
+    store: &Store,
+    info: &SweepInfo,
+    claims: &Arc<Claims>,
+    rerun_failed: bool,
+    pending: &[(Trial, f64)],
+) -> Option<scheduler::Next> {
+    if info.method != Method::Tpe {
+        return None;
+    }
+    let queued = pending.iter().map(|(t, _)| t.id.clone());
+    let p = Proposer::new(
+        store.clone(),
+        info.clone(),
+        claims.clone(),
+        rerun_failed,
+        queued,
+    );
+    Some(Arc::new(move || p.next()))
 }
 
 /// What a slot does before training a trial: claim it, and check (after claiming, so a result

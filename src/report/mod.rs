@@ -12,7 +12,7 @@ pub mod tables;
 pub use compare::compare;
 
 use crate::error::{Error, Result};
-use crate::spec::{Goal, Program, ReportOptions};
+use crate::spec::{EarlyTerminate, Goal, Method, Param, Program, ReportOptions};
 use crate::store::Store;
 use crate::trial::{TrialId, TrialResult};
 use serde_json::{Map, Value};
@@ -60,6 +60,12 @@ pub struct Loaded {
     pub unreadable: Vec<String>,
     /// The sweep's program, when its trials run one.
     pub program: Option<Program>,
+    /// How the trials were chosen.
+    pub method: Method,
+    /// The sampled keys and their distributions (empty for a grid).
+    pub space: Vec<Param>,
+    /// The rule that stopped weak trials early, when the sweep has one.
+    pub early_terminate: Option<EarlyTerminate>,
 }
 
 impl Loaded {
@@ -109,6 +115,9 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         planned: info.trials.len(),
         unreadable,
         program: info.program,
+        method: info.method,
+        space: info.space,
+        early_terminate: info.early_terminate,
     })
 }
 

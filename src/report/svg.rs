@@ -42,6 +42,8 @@ pub struct LineChart<'a> {
     pub series: Vec<Series>,
     /// Draw markers at every point (few points) instead of plain lines.
     pub markers: bool,
+    /// Draw the points alone, unjoined (a scatter plot).
+    pub scatter: bool,
 }
 
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
@@ -121,7 +123,13 @@ impl LineChart<'_> {
         };
         self.axes(&mut svg, &f);
         for (i, s) in self.series.iter().enumerate() {
-            Self::line(&mut svg, &f, s, PALETTE[i % PALETTE.len()], self.markers);
+            Self::line(
+                &mut svg,
+                &f,
+                s,
+                PALETTE[i % PALETTE.len()],
+                (self.markers, self.scatter),
+            );
             Self::legend(&mut svg, i, &s.label);
         }
         svg += "</svg>";
@@ -224,21 +232,21 @@ impl LineChart<'_> {
 
     /// One series: its polyline, and markers with error bars when asked (or when it is a
     /// single point).
-    fn line(svg: &mut String, f: &Frame, s: &Series, c: &str, markers: bool) {
+    fn line(svg: &mut String, f: &Frame, s: &Series, c: &str, (markers, scatter): (bool, bool)) {
         let path: Vec<String> = s
             .points
             .iter()
             .filter(|p| f.drawable(**p))
             .map(|p| format!("{:.1},{:.1}", f.px(p.0), f.py(p.1)))
             .collect();
-        if path.len() > 1 {
+        if path.len() > 1 && !scatter {
             let _ = write!(
                 svg,
                 r#"<polyline fill="none" stroke="{c}" stroke-width="1.6" points="{}"/>"#,
                 path.join(" ")
             );
         }
-        if !(markers || path.len() == 1) {
+        if !(markers || scatter || path.len() == 1) {
             return;
         }
         for (j, p) in s.points.iter().enumerate() {

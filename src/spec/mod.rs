@@ -4,11 +4,13 @@
 
 mod keys;
 mod program;
+mod search;
 mod sections;
 mod yaml;
 
 pub use keys::{closest, edit_distance, leaf_paths, set_path};
 pub use program::{DEFAULT_GRACE, Goal, Program};
+pub use search::{Distribution, EarlyTerminate, Method, Param, PruneKind, Search};
 pub use sections::{Axis, NamedTrial, Override};
 pub use yaml::{MAX_FILE_BYTES, Node, NodeKind, Pos, parse_yaml};
 
@@ -159,6 +161,10 @@ pub struct Spec {
     pub report: ReportOptions,
     /// The user's program, when trials run it instead of a built-in model.
     pub program: Option<Program>,
+    /// How trials are chosen: the grid, or sampled from `space` (`method`, `count`, …).
+    pub search: Search,
+    /// Which trials stop before their last epoch; none unless `early_terminate` is given.
+    pub early_terminate: Option<EarlyTerminate>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -172,6 +178,11 @@ const TOP_KEYS: &[&str] = &[
     "zip",
     "seeds",
     "report",
+    "method",
+    "count",
+    "search_seed",
+    "space",
+    "early_terminate",
 ];
 
 impl Spec {
@@ -237,10 +248,16 @@ impl Spec {
             seeds: None,
             report: ReportOptions::default(),
             program: None,
+            search: Search::default(),
+            early_terminate: None,
         };
         let mut seen_fixed = false;
+        let mut seeds_pos = Pos::default();
         for (key, kpos, node) in entries {
             seen_fixed |= key == "fixed";
+            if key == "seeds" {
+                seeds_pos = *kpos;
+            }
             spec.read_section(key, *kpos, node)?;
         }
         if spec.name.is_empty() {
@@ -251,6 +268,14 @@ impl Spec {
                 "missing `name`: it names the results directory (results/<name>/)",
             ));
         }
+        let grid_pos = spec.grid.first().map(|a| a.pos);
+        let crossed = [
+            ("seeds", spec.seeds.as_ref().map(|_| seeds_pos)),
+            ("trials", spec.trials.first().map(|t| t.pos)),
+            ("zip", spec.zip.first().map(|a| a.pos)),
+        ];
+        search::check(file, &spec.search, grid_pos, &crossed)?;
+        spec.fill_early_terminate();
         if let Some(p) = &spec.program {
             // The program's metric and goal shape the report unless `report:` names its own.
             if let Some(m) = &p.metric {
@@ -273,7 +298,12 @@ impl Spec {
                 "`data` configures the built-in models; a program reads its own data (put its settings under `fixed`)",
             ));
         }
-        if !seen_fixed && spec.grid.is_empty() && spec.trials.is_empty() && spec.zip.is_empty() {
+        if !seen_fixed
+            && spec.grid.is_empty()
+            && spec.trials.is_empty()
+            && spec.zip.is_empty()
+            && spec.search.space.is_empty()
+        {
             return Err(SpecError::at(
                 file,
                 root.pos,
@@ -311,9 +341,38 @@ impl Spec {
                 self.report = deserialize_section(file, "report", node)?;
             }
             "program" => self.program = Some(program::program(file, node)?),
+            "method" => {
+                self.search.method = search::method(file, node)?;
+                self.search.method_pos = Some(kpos);
+            }
+            "count" => {
+                let n = search::whole(file, key, node, 1)?;
+                self.search.count = Some((n as usize, kpos));
+            }
+            "search_seed" => self.search.seed = Some((search::whole(file, key, node, 0)?, kpos)),
+            "space" => {
+                self.search.space = search::space(file, node)?;
+                self.search.space_pos = Some(kpos);
+            }
+            "early_terminate" => {
+                self.early_terminate = Some(search::early_terminate(file, node)?);
+            }
             other => return Err(unknown_top_key(file, other, kpos)),
         }
         Ok(())
+    }
+}
+
+impl Spec {
+    /// An early-termination rule without a metric compares the program's metric, or the
+    /// built-in models' validation accuracy.
+    fn fill_early_terminate(&mut self) {
+        let program_metric = self.program.as_ref().and_then(|p| p.metric.clone());
+        if let Some(rule) = &mut self.early_terminate
+            && rule.metric.is_none()
+        {
+            rule.metric = Some(program_metric.unwrap_or_else(|| "val_accuracy".into()));
+        }
     }
 }
 

@@ -177,6 +177,14 @@ pub(super) fn axes(file: &str, section: &str, node: &Node) -> Result<Vec<Axis>, 
     let mut out = vec![];
     for (k, kpos, v) in entries {
         let err = |message: String| SpecError::at(file, *kpos, format!("{section}.{k}"), message);
+        if let NodeKind::Map(m) = &v.kind
+            && m.iter()
+                .any(|(k, _, _)| k == "distribution" || k == "values")
+        {
+            return Err(err(format!(
+                "a distribution is sampled, not crossed: set `method: random` or `method: tpe` and put `{k}` under `space`"
+            )));
+        }
         let NodeKind::Seq(items) = &v.kind else {
             return Err(err(format!(
                 "an axis needs a list of values like [0.1, 0.01], found {}",

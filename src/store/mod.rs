@@ -15,7 +15,7 @@ pub use lock::{Lock, process_alive};
 
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{Plan, value_text};
-use crate::spec::{Program, ReportOptions, Spec};
+use crate::spec::{EarlyTerminate, Method, Param, Program, ReportOptions, Spec};
 use crate::trial::{Trial, TrialId, TrialResult};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -37,6 +37,29 @@ pub struct SweepInfo {
     /// The sweep's program (its timeout, environment, working directory), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<Program>,
+    /// How the trials were chosen (absent for a grid).
+    #[serde(default, skip_serializing_if = "is_grid")]
+    pub method: Method,
+    /// The sampled keys and their distributions (empty for a grid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub space: Vec<Param>,
+    /// Trials to sample (random, tpe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// The seed of every draw and proposal (random, tpe).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub search_seed: u64,
+    /// The rule that stops weak trials early, when the sweep has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_terminate: Option<EarlyTerminate>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_grid(m: &Method) -> bool {
+    *m == Method::Grid
 }
 
 impl SweepInfo {
@@ -49,6 +72,11 @@ impl SweepInfo {
             axes: plan.axes.clone(),
             trials: plan.trials.clone(),
             program: spec.program.clone(),
+            method: spec.search.method,
+            space: spec.search.space.clone(),
+            count: spec.search.count.map(|c| c.0),
+            search_seed: spec.search.seed(),
+            early_terminate: spec.early_terminate.clone(),
         }
     }
 }
@@ -141,14 +169,27 @@ impl Store {
         write_atomic(&self.dir.join(PLAN_JSON), json.as_bytes())
     }
 
-    /// The recorded sweep.
-    pub fn read_plan(&self) -> Result<SweepInfo> {
+    /// The recorded plan as written: a TPE sweep's planned trials without its proposals.
+    pub fn read_planned(&self) -> Result<SweepInfo> {
         let path = self.dir.join(PLAN_JSON);
         let text = fs::read_to_string(&path).at("read", &path)?;
         serde_json::from_str(&text).map_err(|e| Error::NotResults {
             path: self.dir.clone(),
             why: format!("{} is damaged: {e}", path.display()),
         })
+    }
+
+    /// The recorded sweep; a TPE sweep's trials are the planned ones followed by every
+    /// recorded proposal.
+    pub fn read_plan(&self) -> Result<SweepInfo> {
+        let mut info = self.read_planned()?;
+        if info.method == Method::Tpe {
+            let proposed = crate::search::proposals::read(&self.dir);
+            info.trials
+                .retain(|t| !proposed.iter().any(|p| p.id == t.id));
+            info.trials.extend(proposed);
+        }
+        Ok(info)
     }
 
     /// Saves a finished trial: config, epochs, then result.json last.

@@ -9,6 +9,7 @@ mod parsing;
 mod programs;
 mod reports;
 mod runs;
+mod search;
 mod slurm;
 mod training;
 mod workers;

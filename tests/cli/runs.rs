@@ -178,7 +178,7 @@ fn interrupts_stop_new_trials_then_running_ones() {
     };
     let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
-    let always: scheduler::Claim = Arc::new(|_, _| true);
+    let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
     let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
         if let SweepEvent::TrialEpoch { row, .. } = ev
             && (row.epoch == 3 || row.epoch == 4)
@@ -268,7 +268,7 @@ fn a_trial_that_does_not_stop_is_abandoned_after_the_grace_and_recorded_interrup
     };
     let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
-    let always: scheduler::Claim = Arc::new(|_, _| true);
+    let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
     let t0 = std::time::Instant::now();
     let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
         if let SweepEvent::TrialStarted { .. } = ev {

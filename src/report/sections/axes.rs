@@ -83,7 +83,9 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     if finished.is_empty() {
         return b;
     }
-    for axis in l.axes.iter().filter(|a| *a != "seed") {
+    // A sampled sweep's keys are drawn as scatter plots in its search section.
+    let sampled = |a: &String| l.space.iter().any(|p| p.key == *a);
+    for axis in l.axes.iter().filter(|a| *a != "seed" && !sampled(a)) {
         if numeric_axis(l, axis) {
             b.push(Block::Plot(
                 format!("vs-{}", axis.replace('.', "-")),
@@ -147,6 +149,7 @@ fn axis_chart(l: &Loaded, m: &Plotted, axis: &str, finished: &[&TrialRow]) -> St
         y_label: &m.label,
         log_x: log_axis(axis, &xs),
         markers: true,
+        scatter: false,
         series: series.into_iter().map(|s| to_series(s, &m.label)).collect(),
     }
     .render()

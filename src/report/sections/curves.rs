@@ -111,6 +111,7 @@ fn curve_plot(file: String, x_label: &str, label: &str, series: Vec<Series>) -> 
         y_label: label,
         log_x: false,
         markers,
+        scatter: false,
         series,
     };
     Some(Block::Plot(file, chart.render()))
@@ -159,6 +160,7 @@ fn step_losses(shown: &[&TrialRow]) -> Option<Block> {
             y_label: "minibatch loss",
             log_x: false,
             markers: false,
+            scatter: false,
             series,
         }
         .render(),

@@ -1,6 +1,7 @@
 //! The report as sections, each a small function over the loaded sweep that returns its blocks:
 //! the overview, the results table, notes, seeds, the metric against each axis, which settings
-//! matter (importance, heat maps), learning curves and the best trial in detail. A section with nothing to say returns no blocks.
+//! matter (importance, heat maps), learning curves and the best trial in detail. A section with
+//! nothing to say returns no blocks.
 
 mod axes;
 mod best;
@@ -9,6 +10,7 @@ mod landscape;
 mod notes;
 mod overview;
 mod results;
+mod sampled;
 mod seeds;
 
 use super::{Block, Loaded, TrialRow, metric_of};
@@ -21,6 +23,7 @@ pub fn all(l: &Loaded) -> Vec<Block> {
     b.extend(notes::section(l));
     b.extend(seeds::section(l));
     b.extend(axes::section(l, &order));
+    b.extend(sampled::section(l));
     b.extend(landscape::section(l));
     b.extend(curves::section(l, &order));
     if l.program.is_some() {

@@ -24,6 +24,10 @@ pub fn section(l: &Loaded) -> Vec<Block> {
                 "**{}** was interrupted; rerun the sweep to finish it.",
                 r.name
             )),
+            Status::Pruned => flags.push(format!(
+                "**{}** was pruned after epoch {} by the sweep's early termination.",
+                r.name, x.epochs_run
+            )),
             Status::Ok | Status::StoppedEarly => {}
         }
         if x.test_accuracy.is_some_and(|a| a < 0.2) && x.status != Status::Diverged {

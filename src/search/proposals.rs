@@ -1,0 +1,171 @@
+//! TPE's proposals, recorded in order in `proposals.jsonl` of the results directory (one trial
+//! per line, appended under the directory's lock). The plan holds the first trials (random
+//! draws, `plan::TPE_STARTUP`); each later trial is proposed when a slot frees up, from the
+//! trials finished by then. A resumed run or a joining worker first takes a recorded proposal
+//! that nobody finished or holds, and only then proposes the next, so every process continues
+//! the same sequence and none proposes a trial already recorded.
+
+use super::tpe::{Observation, propose};
+use crate::error::{Error, Result};
+use crate::plan::from_template;
+use crate::spec::Goal;
+use crate::store::{Claims, Lock, Store, SweepInfo, write_atomic};
+use crate::trial::{Status, Trial, TrialId};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// The file of recorded proposals, in the results directory.
+pub const PROPOSALS: &str = "proposals.jsonl";
+
+/// The recorded proposals, in order; a line that cannot be read is skipped with a warning.
+pub fn read(dir: &Path) -> Vec<Trial> {
+    let Ok(text) = std::fs::read_to_string(dir.join(PROPOSALS)) else {
+        return vec![];
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| match serde_json::from_str(l) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("skipping a damaged line of {PROPOSALS}: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Proposes the trials of a TPE sweep after the planned ones, for the scheduler.
+pub struct Proposer {
+    store: Store,
+    info: SweepInfo,
+    claims: Arc<Claims>,
+    rerun_failed: bool,
+    /// Trials this process queued or proposed already.
+    handed: Mutex<HashSet<TrialId>>,
+}
+
+impl Proposer {
+    /// A proposer for a recorded sweep whose queue already holds `queued`.
+    pub fn new(
+        store: Store,
+        info: SweepInfo,
+        claims: Arc<Claims>,
+        rerun_failed: bool,
+        queued: impl IntoIterator<Item = TrialId>,
+    ) -> Proposer {
+        Proposer {
+            store,
+            info,
+            claims,
+            rerun_failed,
+            handed: Mutex::new(queued.into_iter().collect()),
+        }
+    }
+
+    /// The next trial to train, or `None` once `count` trials are proposed and handed out.
+    pub fn next(&self) -> Option<Trial> {
+        self.try_next().unwrap_or_else(|e| {
+            tracing::error!("cannot propose a trial: {e}");
+            None
+        })
+    }
+
+    fn done(&self, t: &Trial) -> bool {
+        match self.store.load(&t.id) {
+            Ok(Some(r)) => {
+                r.status.is_final() || (r.status == Status::Failed && !self.rerun_failed)
+            }
+            _ => false,
+        }
+    }
+
+    fn try_next(&self) -> Result<Option<Trial>> {
+        let dir = self.store.dir();
+        let _lock = Lock::wait(dir)?;
+        let recorded = read(dir);
+        let mut handed = self.handed.lock().expect("handed");
+        for t in &recorded {
+            let held = || self.claims.current(&t.id).is_some_and(|f| f.live);
+            if !handed.contains(&t.id) && !self.done(t) && !held() {
+                handed.insert(t.id.clone());
+                return Ok(Some(t.clone()));
+            }
+        }
+        let ids: HashSet<&TrialId> = recorded.iter().map(|t| &t.id).collect();
+        let planned: Vec<&Trial> = self
+            .info
+            .trials
+            .iter()
+            .filter(|t| !ids.contains(&t.id))
+            .collect();
+        let index = planned.len() + recorded.len();
+        if index >= self.info.count.unwrap_or(0) || planned.is_empty() {
+            return Ok(None);
+        }
+        let known: Vec<&Trial> = planned.iter().copied().chain(&recorded).collect();
+        let trial = self.fresh(index, &known)?;
+        let mut text = String::new();
+        for t in recorded.iter().chain([&trial]) {
+            text += &serde_json::to_string(t)?;
+            text.push('\n');
+        }
+        write_atomic(&dir.join(PROPOSALS), text.as_bytes())?;
+        handed.insert(trial.id.clone());
+        Ok(Some(trial))
+    }
+
+    /// The finished trials as TPE sees them: each one's sampled values and its loss (the
+    /// report's metric, negated when maximized; +inf for pruned and diverged trials).
+    fn history(&self, known: &[&Trial]) -> Vec<Observation> {
+        let metric = &self.info.report.metric;
+        let sign = if self.info.report.goal() == Goal::Maximize {
+            -1.0
+        } else {
+            1.0
+        };
+        known
+            .iter()
+            .filter_map(|t| {
+                let r = self.store.load(&t.id).ok()??;
+                let loss = match (r.status, r.metric(metric)) {
+                    (Status::Ok | Status::StoppedEarly, Some(v)) if v.is_finite() => sign * v,
+                    (Status::Pruned | Status::Diverged, _) => f64::INFINITY,
+                    _ => return None,
+                };
+                let values = self
+                    .info
+                    .space
+                    .iter()
+                    .filter_map(|p| t.varied_value(&p.key).map(|v| (p.key.clone(), v.clone())))
+                    .collect();
+                Some((values, loss))
+            })
+            .collect()
+    }
+
+    /// Proposal `index`: TPE's choice, or (when it repeats a known trial) TPE on another
+    /// stream, then a random draw.
+    fn fresh(&self, index: usize, known: &[&Trial]) -> Result<Trial> {
+        let history = self.history(known);
+        let seed = self.info.search_seed;
+        let ids: HashSet<&TrialId> = known.iter().map(|t| &t.id).collect();
+        for attempt in 0..64u64 {
+            let stream = index as u64 + (attempt << 20);
+            let draw = if attempt < 32 {
+                propose(&self.info.space, &history, seed, stream)
+            } else {
+                super::sample::draw(&self.info.space, seed, stream)
+            };
+            let trial = from_template(known[0], &draw)
+                .map_err(|e| Error::Input(format!("a proposed trial is invalid: {e}")))?;
+            if !ids.contains(&trial.id) {
+                return Ok(trial);
+            }
+        }
+        Err(Error::Input(format!(
+            "TPE found no trial unlike the {} before it: the space looks exhausted; lower `count`",
+            known.len()
+        )))
+    }
+}
