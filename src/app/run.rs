@@ -120,17 +120,38 @@ pub(super) fn record_plan(
     // Proposals recorded since are not part of the plan a new run must match.
     if let Ok(recorded) = store.read_planned()
         && let Some(diff) = plan_difference(&recorded, info)
-        && let Some(c) = live()
     {
-        return Err(Error::Input(format!(
-            "{} holds a different plan ({diff}) and `{}` is training there (pid {} on {}); wait for it, or use another --out",
-            store.dir().display(),
-            c.name,
-            c.pid,
-            c.host
-        )));
+        if let Some(c) = live() {
+            return Err(Error::Input(format!(
+                "{} holds a different plan ({diff}) and `{}` is training there (pid {} on {}); wait for it, or use another --out",
+                store.dir().display(),
+                c.name,
+                c.pid,
+                c.host
+            )));
+        }
+        retire_proposals(store)?;
     }
     store.write_plan(source, info)
+}
+
+/// A new plan starts a new TPE sequence: the proposals of the old one (made for other settings)
+/// are moved aside, never deleted, so that no run continues them as if they were this plan's.
+fn retire_proposals(store: &Store) -> Result<()> {
+    let file = store.dir().join(crate::search::proposals::PROPOSALS);
+    if !file.exists() {
+        return Ok(());
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = file.with_extension(format!("jsonl.old-{secs}"));
+    std::fs::rename(&file, &aside).map_err(|e| Error::io("moving aside", &file, e))?;
+    eprintln!(
+        "the plan changed: its earlier TPE proposals were moved to {}",
+        aside.display()
+    );
+    Ok(())
 }
 
 /// What differs between a recorded plan and a new one, in words; `None` when they match.

@@ -229,3 +229,32 @@ fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
     assert_eq!(s.store().read_plan().unwrap().trials.len(), 10);
     assert_eq!(results_with_status(&s, "ok"), 10);
 }
+
+#[test]
+fn a_changed_tpe_sweep_starts_a_new_sequence_and_keeps_the_old_one_aside() {
+    let s = Sweep::new(TPE);
+    s.run_with(&scripted(0), |a| a.train.devices = "cpu:1".into());
+    let old: Vec<String> = proposals(&s)
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    // Other fixed settings: the old proposals were made for other trials and must not count.
+    s.rewrite(&TPE.replace("fixed: {epochs: 1}", "fixed: {epochs: 2}"));
+    let e = scripted(0);
+    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    assert_eq!(e.started_count(), 8, "every trial of the new plan trains");
+    let new = proposals(&s);
+    assert_eq!(new.len(), 3);
+    assert!(
+        new.iter()
+            .all(|p| !old.iter().any(|o| o == p["id"].as_str().unwrap()))
+    );
+    let aside = std::fs::read_dir(s.dir())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("proposals.jsonl.old-")
+        })
+        .count();
+    assert_eq!(aside, 1);
+}
