@@ -5,6 +5,7 @@
 mod compare;
 pub mod export;
 mod heatmap;
+mod parallel;
 pub mod sections;
 pub mod svg;
 pub mod tables;

@@ -144,6 +144,7 @@ fn a_large_sweep_report_lists_its_best_and_shows_which_settings_matter() {
         "## Which settings matter",
         "plots/heat-optimizer-learning_rate-batch_size.svg",
         "plots/heat-batch_size-model-activation.svg",
+        "plots/parallel.svg",
     ] {
         assert!(md.contains(line), "report lacks {line}:\n{md}");
     }
@@ -166,4 +167,8 @@ fn a_large_sweep_report_lists_its_best_and_shows_which_settings_matter() {
         1,
         "one best cell"
     );
+    // One line per trial across the three parameters and the metric; the best one thicker.
+    let lines = std::fs::read_to_string(dir.join("plots/parallel.svg")).unwrap();
+    assert_eq!(lines.matches("<polyline").count(), 60);
+    assert_eq!(lines.matches("stroke-width=\"3\"").count(), 1);
 }

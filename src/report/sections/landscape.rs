@@ -4,6 +4,7 @@
 //! averaged into each value.
 
 use super::super::heatmap::HeatMap;
+use super::super::parallel::{self, Column};
 use super::super::{Block, Loaded, TrialRow, svg};
 use super::axes::Plotted;
 use crate::format::metric_text;
@@ -86,7 +87,39 @@ pub fn section(l: &Loaded) -> Vec<Block> {
     for (i, j) in pairs {
         b.push(heat_map(&m, (&axes[i], &axes[j]), &ys, maximize));
     }
+    if axes.len() >= 3 || axes.iter().any(|a| a.binned) {
+        b.push(parallel_plot(&m, &axes, &trials, maximize));
+    }
     b
+}
+
+/// Every trial as a line across the parameters to the metric.
+fn parallel_plot(m: &Plotted, axes: &[Axis], trials: &[(&TrialRow, f64)], maximize: bool) -> Block {
+    let mut columns: Vec<Column> = axes
+        .iter()
+        .map(|a| Column {
+            name: a.key.rsplit('.').next().unwrap_or(&a.key).to_string(),
+            values: trials
+                .iter()
+                .map(|t| t.0.varied.get(&a.key).cloned())
+                .collect(),
+        })
+        .collect();
+    columns.push(Column {
+        name: m.label_text().to_string(),
+        values: trials
+            .iter()
+            .map(|t| serde_json::Number::from_f64(t.1).map(Value::Number))
+            .collect(),
+    });
+    Block::Plot(
+        "parallel".into(),
+        parallel::render(
+            &format!("Every trial across its parameters to {}", m.label_text()),
+            &columns,
+            maximize,
+        ),
+    )
 }
 
 /// The metric's mean over each pair of values of two axes.
