@@ -192,6 +192,25 @@ pub fn cuda_total_memory(i: usize) -> Option<u64> {
     }
 }
 
+/// `wgpu` (or `wgpu:0`): K slots on the adapter wgpu finds, once it is known to exist.
+fn wgpu_slots(spec: &str, per_device: usize, threads: Option<usize>) -> Result<Vec<Slot>, String> {
+    if spec != "wgpu" && spec != "wgpu:0" {
+        return Err(format!(
+            "--devices {spec}: one wgpu GPU per run, `wgpu` (the best one found); choose another with \
+             CUBECL_WGPU_DEFAULT_DEVICE=DiscreteGpu(1) (or IntegratedGpu(N), Cpu)"
+        ));
+    }
+    let adapter = wgpu_adapter().map_err(|e| format!("--devices {spec}: {e}"))?;
+    tracing::info!("wgpu trains on {adapter}");
+    Ok(vec![
+        Slot {
+            device: Device::Wgpu,
+            threads: threads.unwrap_or(1),
+        };
+        per_device
+    ])
+}
+
 /// Parses a device spec into slots. `pending` is how many trials will run (to share cores).
 pub fn parse(
     spec: &str,
@@ -276,22 +295,8 @@ fn slots(
             _ => Ok(cpu_slots(cores())),
         };
     }
-    if spec == "wgpu" || spec == "wgpu:0" {
-        let adapter = wgpu_adapter().map_err(|e| format!("--devices {spec}: {e}"))?;
-        tracing::info!("wgpu trains on {adapter}");
-        return Ok(vec![
-            Slot {
-                device: Device::Wgpu,
-                threads: threads.unwrap_or(1),
-            };
-            per_device
-        ]);
-    }
-    if spec.starts_with("wgpu:") {
-        return Err(format!(
-            "--devices {spec}: one wgpu GPU per run, `wgpu` (the best one found); choose another with \
-             CUBECL_WGPU_DEFAULT_DEVICE=DiscreteGpu(1) (or IntegratedGpu(N), Cpu)"
-        ));
+    if spec == "wgpu" || spec.starts_with("wgpu:") {
+        return wgpu_slots(spec, per_device, threads);
     }
     if spec == "cuda:all" || spec == "cuda" {
         let n = gpu_count().map_err(|e| format!("--devices {spec}: {e}"))?;
