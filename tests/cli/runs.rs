@@ -158,28 +158,36 @@ fn fresh_moves_old_results_aside() {
     );
 }
 
-#[test]
-fn interrupts_stop_new_trials_then_running_ones() {
-    use hypersweep::engine::Device;
-    use hypersweep::events::SweepEvent;
-    use hypersweep::scheduler::{self, Cancel, Slot};
-    let spec = hypersweep::spec::Spec::parse(
-        "i.yaml",
-        "name: i\nfixed: {epochs: 50}\ngrid:\n  seed: [1, 2, 3, 4]\n",
-    )
-    .unwrap();
+/// Runs the trials of `yaml` through the scheduler on one CPU slot with a scripted engine (10 ms
+/// an epoch), every trial granted; returns the plan and the results.
+fn on_one_cpu_slot(
+    yaml: &str,
+    cancel: &Arc<hypersweep::scheduler::Cancel>,
+    on_event: impl FnMut(&hypersweep::events::SweepEvent),
+) -> (hypersweep::plan::Plan, Vec<hypersweep::trial::TrialResult>) {
+    use hypersweep::scheduler::{self, Slot};
+    let spec = hypersweep::spec::Spec::parse("s.yaml", yaml).unwrap();
     let plan = hypersweep::plan::expand(&spec).unwrap();
-    let cancel = Arc::new(Cancel::default());
-    let c = cancel.clone();
-    let mut presses = 0;
     let slot = Slot {
-        device: Device::Cpu,
+        device: hypersweep::engine::Device::Cpu,
         threads: 1,
     };
     let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
     let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
-    let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
+    let results = scheduler::run(trials, &engine, &[slot], cancel, &always, on_event);
+    (plan, results)
+}
+
+#[test]
+fn interrupts_stop_new_trials_then_running_ones() {
+    use hypersweep::events::SweepEvent;
+    use hypersweep::scheduler::Cancel;
+    let cancel = Arc::new(Cancel::default());
+    let c = cancel.clone();
+    let mut presses = 0;
+    let yaml = "name: i\nfixed: {epochs: 50}\ngrid:\n  seed: [1, 2, 3, 4]\n";
+    let (plan, results) = on_one_cpu_slot(yaml, &cancel, |ev| {
         if let SweepEvent::TrialEpoch { row, .. } = ev
             && (row.epoch == 3 || row.epoch == 4)
             && presses < 2
@@ -248,29 +256,16 @@ fn report_and_status_on_a_non_results_directory_are_user_errors() {
 
 #[test]
 fn a_trial_that_does_not_stop_is_abandoned_after_the_grace_and_recorded_interrupted() {
-    use hypersweep::engine::Device;
     use hypersweep::events::SweepEvent;
-    use hypersweep::scheduler::{self, Cancel, Slot};
-    let spec = hypersweep::spec::Spec::parse(
-        "s.yaml",
-        "name: s\nfixed: {epochs: 3, optimizer: {kind: sgd, learning_rate: 0.125}}\n",
-    )
-    .unwrap();
-    let plan = hypersweep::plan::expand(&spec).unwrap();
+    use hypersweep::scheduler::Cancel;
     let cancel = Arc::new(Cancel {
         grace: std::time::Duration::from_millis(300),
         ..Cancel::default()
     });
     let c = cancel.clone();
-    let slot = Slot {
-        device: Device::Cpu,
-        threads: 1,
-    };
-    let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
-    let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
-    let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
     let t0 = std::time::Instant::now();
-    let results = scheduler::run(trials, &engine, &[slot], &cancel, &always, |ev| {
+    let yaml = "name: s\nfixed: {epochs: 3, optimizer: {kind: sgd, learning_rate: 0.125}}\n";
+    let (_, results) = on_one_cpu_slot(yaml, &cancel, |ev| {
         if let SweepEvent::TrialStarted { .. } = ev {
             c.stop_all();
         }
