@@ -63,7 +63,7 @@ pub fn throughput(
     let cancel = AtomicBool::new(false);
     let mut ctx = TrialContext {
         device,
-        threads,
+        threads: crate::cores::Threads::fixed(threads),
         progress: &mut |_| {},
         cancel: &cancel,
     };

@@ -2,6 +2,7 @@
 //! anything trains: asking for a GPU that is not there is an error, never a silent fallback
 //! (except with `auto`).
 
+use crate::cores::CoreShare;
 use crate::engine::Device;
 use crate::error::{Error, Result};
 use crate::scheduler::Slot;
@@ -206,6 +207,7 @@ fn wgpu_slots(spec: &str, per_device: usize, threads: Option<usize>) -> Result<V
         Slot {
             device: Device::Wgpu,
             threads: threads.unwrap_or(1),
+            share: None,
         };
         per_device
     ])
@@ -251,10 +253,12 @@ fn slots(
     let cpu_slots = |n: usize| -> Vec<Slot> {
         let running = n.min(pending.max(1)).max(1);
         let t = threads.unwrap_or((cores() / running).max(1));
+        let share = threads.is_none().then(|| CoreShare::new(cores()));
         vec![
             Slot {
                 device: Device::Cpu,
-                threads: t
+                threads: t,
+                share,
             };
             n
         ]
@@ -283,6 +287,7 @@ fn slots(
                     Slot {
                         device: Device::Cuda(i),
                         threads: threads.unwrap_or(1),
+                        share: None,
                     },
                     per_device,
                 )

@@ -9,6 +9,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod cores;
 pub mod data;
 pub mod devices;
 pub mod engine;

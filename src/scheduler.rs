@@ -2,6 +2,7 @@
 //! trials first, failure isolation (a panic or error fails one trial), and cancellation. It
 //! never prints: everything it does goes out as `SweepEvent`s.
 
+use crate::cores::{CoreShare, Threads};
 use crate::engine::{Device, Engine, Progress, TrialContext};
 use crate::events::SweepEvent;
 use crate::trial::{Status, Trial, TrialResult};
@@ -17,8 +18,12 @@ use std::time::{Duration, Instant};
 pub struct Slot {
     /// The device trials in this slot train on.
     pub device: Device,
-    /// CPU threads a trial in this slot may use (the size of its thread pool).
+    /// CPU threads a trial in this slot may use (the size of its thread pool); with `share`,
+    /// what it would get with every slot busy.
     pub threads: usize,
+    /// The cores this slot's trials share with the other running CPU trials (no `--threads`):
+    /// a trial's threads are then its share, asked again each epoch.
+    pub share: Option<Arc<CoreShare>>,
 }
 
 /// Two-stage stop: the first Ctrl-C stops new trials, the second interrupts running ones; a
@@ -311,7 +316,10 @@ fn run_one(
     let stop = if judge.is_some() { &pruned } else { cancel };
     let mut ctx = TrialContext {
         device: slot.device,
-        threads: slot.threads,
+        threads: match &slot.share {
+            Some(share) => share.sit(),
+            None => Threads::fixed(slot.threads),
+        },
         progress: &mut progress,
         cancel: stop,
     };

@@ -163,6 +163,10 @@ pub struct EpochRow {
     pub lr: f64,
     /// Wall time of the epoch, evaluation included.
     pub seconds: f64,
+    /// CPU threads the epoch ran on (built-in trials; more than at the start once other trials
+    /// have ended and left their cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// A misclassified test digit, kept with its pixels so the report can draw it.

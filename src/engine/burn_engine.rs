@@ -8,13 +8,12 @@ use super::eval::{DeviceSet, evaluate};
 use super::metrics;
 use super::model::Net;
 use super::optim::Optim;
-use super::{Device, Engine, Progress, Status, Trial, TrialContext, TrialResult, builtin_config};
+use super::{Device, Engine, Status, Trial, TrialContext, TrialResult, builtin_config};
 use crate::config::TrialConfig;
 use crate::data::{self, Stream};
 use crate::error::{Error, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// The CPU backend: Flex under autodiff.
@@ -34,12 +33,10 @@ impl Engine for BurnEngine {
     fn run(&self, trial: &Trial, ctx: &mut TrialContext<'_>) -> Result<TrialResult> {
         let config = builtin_config(trial)?;
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(ctx.threads.max(1))
+            .num_threads(ctx.threads.now())
             .build()
             .map_err(|e| Error::Trial(format!("cannot start a thread pool: {e}")))?;
         let device = ctx.device;
-        let progress = &mut *ctx.progress;
-        let cancel = ctx.cancel;
         // What the trial may take: the machine's free memory on CPU, the card's on a GPU.
         let memory = match device {
             Device::Cpu => crate::devices::available_memory(),
@@ -48,19 +45,14 @@ impl Engine for BurnEngine {
         }
         .map(|bytes| (bytes, device));
         pool.install(|| match device {
-            Device::Cpu => train::<CpuBackend>(
-                config,
-                &burn::backend::flex::FlexDevice,
-                progress,
-                cancel,
-                memory,
-            ),
+            Device::Cpu => {
+                train::<CpuBackend>(config, &burn::backend::flex::FlexDevice, ctx, memory)
+            }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => train::<CudaBackend>(
                 config,
                 &burn::backend::cuda::CudaDevice::new(i),
-                progress,
-                cancel,
+                ctx,
                 memory,
             ),
             #[cfg(not(feature = "cuda"))]
@@ -69,8 +61,7 @@ impl Engine for BurnEngine {
             Device::Wgpu => train::<WgpuBackend>(
                 config,
                 &burn::backend::wgpu::WgpuDevice::DefaultDevice,
-                progress,
-                cancel,
+                ctx,
                 memory,
             ),
             #[cfg(not(feature = "wgpu"))]
@@ -111,12 +102,11 @@ fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<us
 pub fn train<B: AutodiffBackend + CnnOps>(
     cfg: &TrialConfig,
     device: &B::Device,
-    progress: &mut (dyn FnMut(Progress) + Send),
-    cancel: &AtomicBool,
+    ctx: &mut TrialContext<'_>,
     memory: Option<(u64, Device)>,
 ) -> Result<TrialResult>
 where
-    B::InnerBackend: CnnOps,
+    B::InnerBackend: CnnOps + super::optim::FusedAdam,
 {
     let started = Instant::now();
     let splits = data::prepare(&cfg.data, cfg.seed)?;
@@ -135,7 +125,7 @@ where
     let val = DeviceSet::<B::InnerBackend>::new(&splits.val, device);
     let test = DeviceSet::<B::InnerBackend>::new(&splits.test, device);
 
-    let trained = trainer.run(model, (&val, &test), &mut out, progress, cancel);
+    let trained = trainer.run(model, (&val, &test), &mut out, ctx);
     summarise(&mut out, trained.samples_seen, trained.train_seconds);
     let mut status = trained.status;
     let final_model = match trained.best {
@@ -208,6 +198,7 @@ mod tests {
     use burn::optim::{GradientsParams, Optimizer};
     use burn::tensor::activation::log_softmax;
     use burn::tensor::{Int, Tensor, TensorData};
+    use std::sync::atomic::AtomicBool;
 
     fn trial(yaml: &str) -> Trial {
         crate::plan::expand(&Spec::parse("t.yaml", yaml).unwrap())
@@ -220,7 +211,7 @@ mod tests {
         let cancel = AtomicBool::new(false);
         let mut ctx = TrialContext {
             device: Device::Cpu,
-            threads: 2,
+            threads: crate::cores::Threads::fixed(2),
             progress: &mut |_| {},
             cancel: &cancel,
         };
@@ -345,7 +336,7 @@ mod tests {
         let cancel = AtomicBool::new(false);
         let mut ctx = TrialContext {
             device: Device::Cpu,
-            threads: 1,
+            threads: crate::cores::Threads::fixed(1),
             progress: &mut |_| {},
             cancel: &cancel,
         };
@@ -370,7 +361,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         let mut ctx = TrialContext {
             device: Device::Cpu,
-            threads: 1,
+            threads: crate::cores::Threads::fixed(1),
             progress: &mut |_| {},
             cancel: &cancel,
         };

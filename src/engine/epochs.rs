@@ -6,8 +6,9 @@ use super::early_stop::{Action, EarlyStop};
 use super::eval::{DeviceSet, Eval, evaluate};
 use super::model::Net;
 use super::schedule::lr_at;
-use super::{EpochRow, Progress, Status, TrialResult};
+use super::{EpochRow, Progress, Status, TrialContext, TrialResult};
 use crate::config::TrialConfig;
+use crate::cores::Pool;
 use crate::data::{self, PIXELS, Part, Stream, augment};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
@@ -117,6 +118,8 @@ struct EpochSteps {
     samples: usize,
     /// Every step's loss, when the config logs them.
     step_losses: Vec<f64>,
+    /// Wall time of the steps.
+    seconds: f64,
 }
 
 impl<'a, B, O> Trainer<'a, B, O>
@@ -157,30 +160,28 @@ where
         mut model: Net<B>,
         (val, test): (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
         out: &mut TrialResult,
-        progress: &mut (dyn FnMut(Progress) + Send),
-        cancel: &AtomicBool,
+        ctx: &mut TrialContext<'_>,
     ) -> Trained<B> {
         let cfg = self.cfg;
+        // The epochs run on the trial's share of the cores as it stands when each starts.
+        let mut pool = Pool::default();
         let mut stopper = EarlyStop::new(&cfg.early_stopping, cfg.epochs);
         let mut best = None;
         let mut status = Status::Ok;
         let (mut samples_seen, mut train_seconds) = (0usize, 0f64);
         for epoch in 0..cfg.epochs {
-            let t_epoch = Instant::now();
             let lr = lr_at(cfg.optimizer.lr(), &cfg.schedule, epoch, cfg.epochs);
-            let (next, steps) = self.epoch(model, lr, cancel);
+            let (next, done) = self.epoch_on(&mut pool, ctx, model, (epoch, lr), (val, test));
             model = next;
-            let Some(steps) = steps else {
+            let Some((steps, row, v)) = done else {
                 status = Status::Interrupted;
                 break;
             };
             out.step_losses.extend(&steps.step_losses);
             samples_seen += steps.samples;
-            train_seconds += t_epoch.elapsed().as_secs_f64();
-
-            let (row, v) = self.epoch_row(&model, epoch, lr, &steps, (val, test), t_epoch);
+            train_seconds += steps.seconds;
             out.epochs.push(row.clone());
-            progress(Progress::Epoch(row));
+            (ctx.progress)(Progress::Epoch(row));
             if !steps.loss.is_finite() || steps.loss > EXPLODED_LOSS {
                 status = Status::Diverged;
                 out.notes.push(format!(
@@ -220,6 +221,31 @@ where
             samples_seen,
             train_seconds,
         }
+    }
+
+    /// One epoch's steps and its row (with the validation), on the trial's share of the cores
+    /// as it stands now; `None` when cancelled.
+    #[allow(clippy::type_complexity)]
+    fn epoch_on(
+        &mut self,
+        pool: &mut Pool,
+        ctx: &TrialContext<'_>,
+        model: Net<B>,
+        (epoch, lr): (usize, f64),
+        sets: (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
+    ) -> (Net<B>, Option<(EpochSteps, EpochRow, Option<Eval>)>) {
+        let cancel = ctx.cancel;
+        let me = &mut *self;
+        pool.run(ctx.threads.now(), move || {
+            let t_epoch = Instant::now();
+            let (model, steps) = me.epoch(model, lr, cancel);
+            let Some(mut steps) = steps else {
+                return (model, None);
+            };
+            steps.seconds = t_epoch.elapsed().as_secs_f64();
+            let (row, v) = me.epoch_row(&model, epoch, lr, &steps, sets, t_epoch);
+            (model, Some((steps, row, v)))
+        })
     }
 
     /// One epoch's batches and steps at learning rate `lr`. `None` when cancelled: the partial
@@ -285,6 +311,7 @@ where
             correct,
             samples,
             step_losses,
+            seconds: 0.0,
         };
         (model, Some(steps))
     }
@@ -317,6 +344,7 @@ where
             test_accuracy: te.as_ref().map(|e| e.accuracy),
             lr,
             seconds: started.elapsed().as_secs_f64(),
+            threads: Some(rayon::current_num_threads()),
         };
         (row, v)
     }

@@ -61,8 +61,9 @@ pub enum Progress {
 pub struct TrialContext<'a> {
     /// The device of the trial's slot.
     pub device: Device,
-    /// CPU threads the trial may use.
-    pub threads: usize,
+    /// CPU threads the trial may use: fixed, or its share of the cores, which grows when other
+    /// trials end (asked again at each epoch).
+    pub threads: crate::cores::Threads,
     /// Called after every epoch.
     pub progress: &'a mut (dyn FnMut(Progress) + Send),
     /// Set when running trials must stop (second Ctrl-C, SIGTERM).

@@ -1,6 +1,7 @@
 //! The optimizers, written once as a burn `SimpleOptimizer` with PyTorch's update rules (burn
 //! has no RAdam, and its SGD/Adam differ in details such as eps placement and decay coupling).
 
+use super::kernels::AdamStep;
 use crate::config::{OptimizerConfig, OptimizerKind};
 use burn::optim::SimpleOptimizer;
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -60,12 +61,128 @@ impl Optim {
     /// Wraps it as a burn `Optimizer` for module `M` on autodiff backend `B`.
     pub fn into_adaptor<B: AutodiffBackend, M: burn::module::AutodiffModule<B>>(
         self,
-    ) -> OptimizerAdaptor<Optim, M, B> {
+    ) -> OptimizerAdaptor<Optim, M, B>
+    where
+        B::InnerBackend: FusedAdam,
+    {
         OptimizerAdaptor::from(self)
     }
 }
 
-impl<B: Backend> SimpleOptimizer<B> for Optim {
+impl Optim {
+    /// The constants of Adam or AdamW's `t`-th step at learning rate `lr`.
+    pub(super) fn adam_constants(&self, lr: f64, t: usize) -> AdamStep {
+        let wd = self.weight_decay;
+        let coupled = self.kind == OptimizerKind::Adam;
+        AdamStep {
+            lr_over_bc1: (lr / (1.0 - self.beta1.powi(t as i32))) as f32,
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
+            c1: (1.0 - self.beta1) as f32,
+            c2: (1.0 - self.beta2) as f32,
+            bc2: (1.0 - self.beta2.powi(t as i32)) as f32,
+            eps: self.eps as f32,
+            coupled_decay: if coupled { wd as f32 } else { 0.0 },
+            decoupled_scale: if coupled { 1.0 } else { (1.0 - lr * wd) as f32 },
+        }
+    }
+}
+
+/// A parameter, its gradient and its two moments (absent before the first step).
+type AdamParts<B, const D: usize> = (
+    Tensor<B, D>,
+    Tensor<B, D>,
+    Option<Tensor<B, D>>,
+    Option<Tensor<B, D>>,
+);
+
+/// The Adam update in one pass where the backend can (Flex, through
+/// [`super::kernels::adam_step`]); elsewhere burn's tensor ops do it.
+pub trait FusedAdam: Backend {
+    /// The updated parameter and moments, or the inputs back when this backend (or this
+    /// tensor's layout) has no fused update.
+    #[allow(clippy::type_complexity)]
+    fn fused_adam<const D: usize>(
+        p: Tensor<Self, D>,
+        g: Tensor<Self, D>,
+        m: Option<Tensor<Self, D>>,
+        v: Option<Tensor<Self, D>>,
+        _s: &AdamStep,
+    ) -> Result<(Tensor<Self, D>, Tensor<Self, D>, Tensor<Self, D>), AdamParts<Self, D>> {
+        Err((p, g, m, v))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl FusedAdam for burn::backend::Cuda {}
+#[cfg(feature = "wgpu")]
+impl FusedAdam for burn::backend::Wgpu {}
+
+impl FusedAdam for burn::backend::Flex {
+    fn fused_adam<const D: usize>(
+        p: Tensor<Self, D>,
+        g: Tensor<Self, D>,
+        m: Option<Tensor<Self, D>>,
+        v: Option<Tensor<Self, D>>,
+        s: &AdamStep,
+    ) -> Result<(Tensor<Self, D>, Tensor<Self, D>, Tensor<Self, D>), AdamParts<Self, D>> {
+        use burn::backend::flex::FlexTensor;
+        use burn::tensor::{DType, TensorPrimitive};
+        let zeros = || Tensor::<Self, D>::zeros(p.shape(), &p.device());
+        let (m, v) = (m.unwrap_or_else(zeros), v.unwrap_or_else(zeros));
+        let prim = |t: Tensor<Self, D>| t.into_primitive().tensor();
+        let (mut pp, gp, mut mp, mut vp) = (prim(p), prim(g), prim(m), prim(v));
+        // f32 values filling their whole storage in order (a parameter and its gradient do).
+        let whole = |t: &FlexTensor| {
+            t.dtype() == DType::F32
+                && t.as_slice::<f32>().map(<[f32]>::len) == Some(t.storage::<f32>().len())
+        };
+        let wrap = |t| Tensor::<Self, D>::from_primitive(TensorPrimitive::Float(t));
+        if ![&pp, &gp, &mp, &vp].into_iter().all(whole) {
+            return Err((wrap(pp), wrap(gp), Some(wrap(mp)), Some(wrap(vp))));
+        }
+        super::kernels::adam_step(
+            pp.storage_mut(),
+            gp.storage(),
+            mp.storage_mut(),
+            vp.storage_mut(),
+            s,
+        );
+        Ok((wrap(pp), wrap(mp), wrap(vp)))
+    }
+}
+
+/// Adam through burn's tensor ops, in the order of the fused kernel.
+pub(super) fn adam_tensors<B: Backend, const D: usize>(
+    p: Tensor<B, D>,
+    g: Tensor<B, D>,
+    m: Option<Tensor<B, D>>,
+    v: Option<Tensor<B, D>>,
+    s: &AdamStep,
+) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
+    let f = f64::from;
+    let g = if s.coupled_decay != 0.0 {
+        g + p.clone().mul_scalar(f(s.coupled_decay))
+    } else {
+        g
+    };
+    let p = if s.decoupled_scale != 1.0 {
+        p.mul_scalar(f(s.decoupled_scale))
+    } else {
+        p
+    };
+    let ema = |old: Option<Tensor<B, D>>, new: Tensor<B, D>, beta: f32, c: f32| match old {
+        Some(o) => o.mul_scalar(f(beta)) + new.mul_scalar(f(c)),
+        None => new.mul_scalar(f(c)),
+    };
+    let m = ema(m, g.clone(), s.beta1, s.c1);
+    let v = ema(v, g.square(), s.beta2, s.c2);
+    let denom = v.clone().div_scalar(f(s.bc2)).sqrt().add_scalar(f(s.eps));
+    let p = p - m.clone().div(denom).mul_scalar(f(s.lr_over_bc1));
+    (p, m, v)
+}
+
+impl<B: FusedAdam> SimpleOptimizer<B> for Optim {
     type State<const D: usize> = OptimState<B, D>;
 
     fn step<const D: usize>(
@@ -84,6 +201,19 @@ impl<B: Backend> SimpleOptimizer<B> for Optim {
             self.kind,
             OptimizerKind::Sgd | OptimizerKind::Adam | OptimizerKind::Rmsprop
         );
+        if matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw) {
+            let s = self.adam_constants(lr, t);
+            let (p, m, v) = B::fused_adam(p, g, m, v, &s)
+                .unwrap_or_else(|(p, g, m, v)| adam_tensors(p, g, m, v, &s));
+            return (
+                p,
+                Some(OptimState {
+                    step: t,
+                    m: Some(m),
+                    v: Some(v),
+                }),
+            );
+        }
         let mut p = p;
         if wd > 0.0 {
             if coupled {
@@ -114,15 +244,7 @@ impl<B: Backend> SimpleOptimizer<B> for Optim {
                     (p - g.mul_scalar(lr), None, None)
                 }
             }
-            OptimizerKind::Adam | OptimizerKind::Adamw => {
-                let m = ema(m, g.clone(), b1);
-                let v = ema(v, g.square(), b2);
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2 = 1.0 - b2.powi(t as i32);
-                let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(self.eps);
-                let p = p - m.clone().div(denom).mul_scalar(lr / bc1);
-                (p, Some(m), Some(v))
-            }
+            OptimizerKind::Adam | OptimizerKind::Adamw => unreachable!("updated above"),
             OptimizerKind::Radam => {
                 let m = ema(m, g.clone(), b1);
                 let v = ema(v, g.square(), b2);

@@ -154,3 +154,49 @@ fn optimizers_match_hand_computed_steps() {
         &reference("rmsprop", 0.01, 0.5, false, 0.999, 2),
     );
 }
+
+/// The fused Adam/AdamW step on Flex gives what burn's tensor ops give, over several steps of
+/// a tensor large enough to be split across threads.
+#[test]
+fn fused_adam_matches_the_tensor_ops() {
+    use super::optim::{FusedAdam, adam_tensors};
+    use crate::config::OptimizerKind;
+    let dev = burn::backend::flex::FlexDevice;
+    let n = 40_000;
+    let vals = |seed: u32| -> Tensor<F, 1> {
+        let v = (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5)
+            .collect::<Vec<_>>();
+        Tensor::from_data(TensorData::new(v, [n]), &dev)
+    };
+    for (kind, wd) in [(OptimizerKind::Adam, 0.01), (OptimizerKind::Adamw, 0.01)] {
+        let o = Optim::new(&crate::config::OptimizerConfig {
+            kind,
+            weight_decay: wd,
+            ..Default::default()
+        });
+        let (mut a, mut b) = ((vals(1), None, None), (vals(1), None, None));
+        for t in 1..=3 {
+            let s = o.adam_constants(0.01, t);
+            let g = vals(t as u32 + 7);
+            let (p, m, v) =
+                F::fused_adam(a.0, g.clone(), a.1, a.2, &s).unwrap_or_else(|_| panic!("not fused"));
+            a = (p, Some(m), Some(v));
+            let (p, m, v) = adam_tensors(b.0, g, b.1, b.2, &s);
+            b = (p, Some(m), Some(v));
+        }
+        let (x, y): (Vec<f32>, Vec<f32>) = (
+            a.0.into_data().iter::<f32>().collect(),
+            b.0.into_data().iter::<f32>().collect(),
+        );
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-6,
+            "{kind:?}: fused and tensor updates differ by {worst}"
+        );
+    }
+}

@@ -145,6 +145,7 @@ impl Engine for Scripted {
                 val_accuracy: Some(0.5 * (1.0 - config.model.dropout).powi(e as i32)),
                 lr,
                 seconds: 0.01,
+                threads: Some(ctx.threads.now()),
                 ..Default::default()
             };
             (ctx.progress)(Progress::Epoch(row.clone()));

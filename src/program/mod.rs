@@ -65,7 +65,7 @@ impl ProgramRunner {
             cmd.env("CUDA_VISIBLE_DEVICES", visible);
         }
         for var in THREAD_VARS {
-            cmd.env(var, ctx.threads.to_string());
+            cmd.env(var, ctx.threads.now().to_string());
         }
         cmd.envs(&self.program.env);
         Ok(cmd)

@@ -3,9 +3,8 @@
 use crate::trial::{EpochRow, MetricRow};
 use std::collections::BTreeSet;
 
-/// The header of epochs.csv.
-pub const EPOCH_HEADER: &str =
-    "epoch,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,lr,seconds";
+/// The header of epochs.csv (files written before `threads` have 9 columns and read alike).
+pub const EPOCH_HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,lr,seconds,threads";
 
 fn opt(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
@@ -16,7 +15,7 @@ pub fn epochs_csv(rows: &[EpochRow]) -> String {
     let mut s = format!("{EPOCH_HEADER}\n");
     for r in rows {
         s += &format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             r.epoch,
             r.train_loss,
             r.train_accuracy,
@@ -25,7 +24,8 @@ pub fn epochs_csv(rows: &[EpochRow]) -> String {
             opt(r.test_loss),
             opt(r.test_accuracy),
             r.lr,
-            r.seconds
+            r.seconds,
+            r.threads.map(|t| t.to_string()).unwrap_or_default()
         );
     }
     s
@@ -40,9 +40,9 @@ pub fn parse_epochs_csv(text: &str) -> Result<Vec<EpochRow>, String> {
         }
         let line_no = i + 1;
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 9 {
+        if f.len() != 9 && f.len() != 10 {
             return Err(format!(
-                "line {line_no}: expected 9 fields, found {}",
+                "line {line_no}: expected 10 fields, found {}",
                 f.len()
             ));
         }
@@ -69,6 +69,13 @@ pub fn parse_epochs_csv(text: &str) -> Result<Vec<EpochRow>, String> {
             test_accuracy: o(f[6])?,
             lr: num(f[7])?,
             seconds: num(f[8])?,
+            threads: match f.get(9) {
+                Some(t) if !t.is_empty() => Some(
+                    t.parse()
+                        .map_err(|_| format!("line {line_no}: bad threads `{t}`"))?,
+                ),
+                _ => None,
+            },
         });
     }
     Ok(rows)
@@ -140,10 +147,12 @@ mod tests {
                 test_accuracy: Some(0.9),
                 lr: 0.01,
                 seconds: 1.5,
+                threads: Some(2),
             };
             2
         ];
         rows[1].train_loss = f64::INFINITY;
+        rows[1].threads = None;
         assert_eq!(parse_epochs_csv(&epochs_csv(&rows)).unwrap(), rows);
         let nan = EpochRow {
             train_loss: f64::NAN,

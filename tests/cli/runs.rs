@@ -171,6 +171,7 @@ fn on_one_cpu_slot(
     let slot = Slot {
         device: hypersweep::engine::Device::Cpu,
         threads: 1,
+        share: None,
     };
     let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
@@ -279,4 +280,53 @@ fn a_trial_that_does_not_stop_is_abandoned_after_the_grace_and_recorded_interrup
         "{:?}",
         results[0]
     );
+}
+
+/// Two CPU slots sharing 4 cores: while both trials run each has 2 threads; once the short one
+/// ends (3 epochs of 100 ms), the long one gets all 4 from its next epoch on. With `--threads` (no share) a trial
+/// keeps its threads.
+#[test]
+fn threads_follow_the_work_when_a_sweep_tail_leaves_cores_free() {
+    use hypersweep::cores::CoreShare;
+    use hypersweep::scheduler::{self, Slot};
+    let spec = hypersweep::spec::Spec::parse(
+        "s.yaml",
+        "name: tail\nfixed: {data: {train_size: 100}}\ngrid:\n  epochs: [3, 8]\n",
+    )
+    .unwrap();
+    let plan = hypersweep::plan::expand(&spec).unwrap();
+    let threads_by_epoch = |share: Option<Arc<CoreShare>>| {
+        let slot = Slot {
+            device: hypersweep::engine::Device::Cpu,
+            threads: 1,
+            share,
+        };
+        let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
+        let engine: Arc<dyn hypersweep::engine::Engine> = scripted(100);
+        let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
+        let cancel = Arc::new(scheduler::Cancel::default());
+        let results = scheduler::run(
+            trials,
+            &engine,
+            &[slot.clone(), slot],
+            &cancel,
+            &always,
+            |_| {},
+        );
+        let long = results
+            .iter()
+            .find(|r| r.epochs.len() == 8)
+            .expect("the long trial");
+        long.epochs
+            .iter()
+            .map(|e| e.threads.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let shared = threads_by_epoch(Some(CoreShare::new(4)));
+    assert_eq!(shared[0], 2, "two trials running share 4 cores: {shared:?}");
+    assert_eq!(
+        shared[7], 4,
+        "alone at the end, the trial has every core: {shared:?}"
+    );
+    assert_eq!(threads_by_epoch(None), vec![1; 8]);
 }

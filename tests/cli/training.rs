@@ -272,7 +272,7 @@ fn every_study_file_trains_in_a_reduced_copy() {
             c.data.train_size = Some(c.data.train_size.unwrap_or(200).min(200));
             let mut ctx = TrialContext {
                 device: Device::Cpu,
-                threads: 1,
+                threads: hypersweep::cores::Threads::fixed(1),
                 progress: &mut |_| {},
                 cancel: &cancel,
             };

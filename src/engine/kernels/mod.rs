@@ -1,4 +1,5 @@
-//! CPU kernels for the CNN's convolution and max pooling, on plain `f32` slices in NCHW order.
+//! CPU kernels on plain `f32` slices: the CNN's convolution and max pooling (NCHW order), and
+//! the fused Adam step.
 //!
 //! burn-flex runs a 2-D convolution as a 3-D one (im2col tiles, permutes, copies to contiguous)
 //! and its max pooling through strided 3-D iteration; on the S4 network that cost 5× PyTorch's
@@ -8,9 +9,11 @@
 //! number), and partial weight gradients are summed in chunk order, so the result does not
 //! depend on how many threads run it.
 
+mod adam;
 mod conv;
 mod pool;
 
+pub use adam::{AdamStep, adam_step};
 pub use conv::{ConvDims, conv2d_backward, conv2d_forward};
 pub use pool::{max_pool_backward, max_pool_forward};
 
