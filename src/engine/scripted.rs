@@ -5,11 +5,12 @@
 //!
 //! Requests are made through the learning rate: 0.5 fails with "scripted failure", 0.25 panics
 //! with "scripted panic", 0.125 hangs (`STUCK_LR`); any other trial ends `ok` with test accuracy
-//! `0.9 - lr / 10`. The validation accuracy of epoch e is `0.5 · (1 − dropout)^e`: flat without
-//! dropout, and the more dropout the faster it falls, so early-termination tests get curves in a
-//! known order. A device can be made broken (`with_broken_device`, or
-//! `HYPERSWEEP_SCRIPTED_BROKEN_DEVICE=cuda:1`): every trial on it fails, as on a GPU whose driver
-//! errors.
+//! `0.9 - lr / 10`. The training loss of epoch e is `(1 + (seed mod 3) / 10) / e`, so the seeds
+//! of one setting spread a little, as real ones do. The validation accuracy of epoch e is
+//! `0.5 · (1 − dropout)^e`: flat without dropout, and the more dropout the faster it falls, so
+//! early-termination tests get curves in a known order. A device can be made broken
+//! (`with_broken_device`, or `HYPERSWEEP_SCRIPTED_BROKEN_DEVICE=cuda:1`): every trial on it
+//! fails, as on a GPU whose driver errors.
 
 use super::{Device, Engine, EpochRow, Progress, Status, Trial, TrialContext, TrialResult};
 use crate::config::TrialConfig;
@@ -140,7 +141,7 @@ impl Engine for Scripted {
             std::thread::sleep(Duration::from_millis(self.epoch_ms));
             let row = EpochRow {
                 epoch: e,
-                train_loss: 1.0 / e as f64,
+                train_loss: (1.0 + (config.seed % 3) as f64 / 10.0) / e as f64,
                 train_accuracy: 0.5 + 0.01 * e as f64,
                 val_accuracy: Some(0.5 * (1.0 - config.model.dropout).powi(e as i32)),
                 lr,

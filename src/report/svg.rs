@@ -1,5 +1,5 @@
-//! Plots drawn as self-contained SVG text: line charts (linear or log x), bar charts with error
-//! bars, a confusion-matrix heat map and a grid of digits. No plotting dependency: each chart
+//! Plots drawn as self-contained SVG text: line charts (linear or log x, with error bars or
+//! shaded bands), bar charts with error bars, a confusion-matrix heat map and a grid of digits. No plotting dependency: each chart
 //! is a few dozen lines and the output embeds in HTML and renders on GitHub.
 
 use std::fmt::Write;
@@ -26,6 +26,19 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Half-heights of error bars, one per point (empty: none).
     pub errors: Vec<f64>,
+    /// Low and high edge of a shaded band, one per point (empty: none), as the spread of the
+    /// values a point is the mean of.
+    pub band: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// The lowest and highest y that point `i` needs: its value, error bar and band.
+    fn span(&self, i: usize) -> (f64, f64) {
+        let y = self.points[i].1;
+        let e = self.errors.get(i).copied().unwrap_or(0.0);
+        let (lo, hi) = self.band.get(i).copied().unwrap_or((y, y));
+        ((y - e).min(lo), (y + e).max(hi))
+    }
 }
 
 /// A line chart of one or more series; `render` gives the SVG.
@@ -122,6 +135,10 @@ impl LineChart<'_> {
             return svg;
         };
         self.axes(&mut svg, &f);
+        // Every band before any line, so that no band hides another series' line.
+        for (i, s) in self.series.iter().enumerate() {
+            Self::band(&mut svg, &f, s, PALETTE[i % PALETTE.len()]);
+        }
         for (i, s) in self.series.iter().enumerate() {
             Self::line(
                 &mut svg,
@@ -130,14 +147,14 @@ impl LineChart<'_> {
                 PALETTE[i % PALETTE.len()],
                 (self.markers, self.scatter),
             );
-            Self::legend(&mut svg, i, &s.label);
+            Self::legend(&mut svg, i, &s.label, !s.band.is_empty());
         }
         svg += "</svg>";
         svg
     }
 
-    /// The range of every drawable point with its error bar, padded; None when nothing is
-    /// drawable.
+    /// The range of every drawable point with its error bar and band, padded; None when nothing
+    /// is drawable.
     fn frame(&self) -> Option<Frame> {
         let mut f = Frame {
             log_x: self.log_x,
@@ -149,8 +166,8 @@ impl LineChart<'_> {
         let mut any = false;
         for s in &self.series {
             for (i, p) in s.points.iter().enumerate() {
-                let e = s.errors.get(i).copied().unwrap_or(0.0);
-                for y in [p.1 + e, p.1 - e] {
+                let (lo, hi) = s.span(i);
+                for y in [lo, hi] {
                     if f.drawable((p.0, y)) {
                         any = true;
                         let x = f.tx(p.0);
@@ -271,11 +288,42 @@ impl LineChart<'_> {
         }
     }
 
-    /// The legend entry of series `i`, while it fits.
-    fn legend(svg: &mut String, i: usize, label: &str) {
+    /// A series' band as one translucent polygon in its colour: along the high edge, back along
+    /// the low one; nothing when fewer than two of its points can be drawn.
+    fn band(svg: &mut String, f: &Frame, s: &Series, c: &str) {
+        let edges: Vec<(f64, f64, f64)> = s
+            .points
+            .iter()
+            .zip(&s.band)
+            .filter(|(p, b)| f.drawable((p.0, b.0)) && f.drawable((p.0, b.1)))
+            .map(|(p, b)| (f.px(p.0), f.py(b.1), f.py(b.0)))
+            .collect();
+        if edges.len() < 2 {
+            return;
+        }
+        let high = edges.iter().map(|e| format!("{:.1},{:.1}", e.0, e.1));
+        let low = edges.iter().rev().map(|e| format!("{:.1},{:.1}", e.0, e.2));
+        let _ = write!(
+            svg,
+            r#"<polygon class="band" fill="{c}" fill-opacity="0.18" stroke="none" points="{}"/>"#,
+            high.chain(low).collect::<Vec<_>>().join(" ")
+        );
+    }
+
+    /// The legend entry of series `i`, while it fits; a banded series' swatch sits on a patch
+    /// of its band.
+    fn legend(svg: &mut String, i: usize, label: &str, banded: bool) {
         let c = PALETTE[i % PALETTE.len()];
         let ly = T + 14.0 + i as f64 * 16.0;
         if ly < H - 10.0 {
+            if banded {
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{}" y="{:.1}" width="12" height="11" fill="{c}" fill-opacity="0.18"/>"#,
+                    W - R + 10.0,
+                    ly - 8.0
+                );
+            }
             let _ = write!(
                 svg,
                 r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,

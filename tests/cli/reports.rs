@@ -79,6 +79,51 @@ fn report_tables_and_sections_hold_the_results() {
 }
 
 #[test]
+fn seeds_draw_one_learning_curve_per_setting_with_a_band() {
+    let s = Sweep::new(
+        "name: bands\nfixed: {epochs: 4}\ngrid:\n  optimizer.learning_rate: [0.1, 0.01]\nseeds: [1, 2, 3]\n",
+    );
+    s.run(&scripted(0));
+    let dir = s.dir();
+    // The scripted training loss depends on the seed, so each setting's three seeds spread.
+    let plot = std::fs::read_to_string(dir.join("plots/curve-train-loss.svg")).unwrap();
+    assert_eq!(plot.matches("<polyline").count(), 2, "{plot}");
+    assert_eq!(plot.matches("class=\"band\"").count(), 2, "{plot}");
+    // Bands are drawn under every line.
+    assert!(
+        plot.rfind("class=\"band\"") < plot.find("<polyline"),
+        "{plot}"
+    );
+    assert!(plot.contains(">learning_rate=0.1<") && plot.contains(">learning_rate=0.01<"));
+    assert!(!plot.contains("seed="), "{plot}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains(
+            "each line is the mean over a setting's 3 seeds and the shaded band spans their min–max"
+        ),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_large_sweep_with_seeds_draws_the_curves_of_its_best_settings() {
+    let s = Sweep::new(
+        "name: many\nfixed: {epochs: 2}\ngrid:\n  optimizer.learning_rate: [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01, 0.02, 0.03]\nseeds: [1, 2]\n",
+    );
+    s.run(&scripted(0));
+    let dir = s.dir();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("Curves: the best 10 of 12 settings by their mean over seeds"),
+        "{md}"
+    );
+    // Scripted accuracy falls with the learning rate: the two largest rates are left out.
+    let plot = std::fs::read_to_string(dir.join("plots/curve-train-loss.svg")).unwrap();
+    assert_eq!(plot.matches("<polyline").count(), 10, "{plot}");
+    assert!(plot.contains(">learning_rate=0.001<") && !plot.contains(">learning_rate=0.03<"));
+}
+
+#[test]
 fn report_markdown_snapshot() {
     let s = Sweep::new(REP);
     s.run(&scripted(0));

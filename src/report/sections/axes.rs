@@ -167,5 +167,6 @@ fn to_series((label, mut pts): (String, Vec<Point>), metric: &str) -> Series {
         },
         points: pts.iter().zip(&stats).map(|(p, s)| (p.0, s.0)).collect(),
         errors: stats.iter().map(|s| s.1).collect(),
+        band: vec![],
     }
 }

@@ -77,3 +77,21 @@ fn setting_label(r: &TrialRow, axes: &[&String], short: bool) -> String {
         .collect::<Vec<_>>()
         .join(if short { "," } else { ", " })
 }
+
+/// The trials grouped by setting (every varied value but the seed), in first-seen order, each
+/// group with its key: the other axes' `key=value`, or "all" when the seed is the only axis.
+fn by_setting(l: &Loaded) -> Vec<(String, Vec<&TrialRow>)> {
+    let others: Vec<&String> = l.axes.iter().filter(|a| *a != "seed").collect();
+    let mut groups: Vec<(String, Vec<&TrialRow>)> = vec![];
+    for r in &l.rows {
+        let mut key = setting_label(r, &others, false);
+        if key.is_empty() {
+            key = "all".into();
+        }
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups
+}

@@ -51,12 +51,14 @@ pub fn section(l: &Loaded) -> Vec<Block> {
             label: "finished".into(),
             points: points(false),
             errors: vec![],
+            band: vec![],
         }];
         if pruned > 0 {
             series.push(Series {
                 label: "pruned".into(),
                 points: points(true),
                 errors: vec![],
+                band: vec![],
             });
         }
         let chart = LineChart {
@@ -137,6 +139,7 @@ fn best_so_far(l: &Loaded) -> Option<Block> {
             label: "best so far".into(),
             points,
             errors: vec![],
+            band: vec![],
         }],
     };
     Some(Block::Plot("search-best-so-far".into(), chart.render()))

@@ -2,7 +2,7 @@
 
 use super::super::{Block, Loaded};
 use super::axes::Plotted;
-use super::{MAX_LISTED, setting_label};
+use super::{MAX_LISTED, by_setting};
 use crate::format::{mean_std, metric_text};
 
 /// One row per setting (the other varied values): n, test accuracy and training time.
@@ -12,24 +12,13 @@ pub fn section(l: &Loaded) -> Vec<Block> {
     }
     let m = Plotted::of(l);
     let percent = l.program.is_none();
-    let others: Vec<&String> = l.axes.iter().filter(|a| *a != "seed").collect();
     // (setting, test accuracies, training seconds), in first-seen order.
-    let mut groups: Vec<(String, Vec<f64>, Vec<f64>)> = vec![];
-    for r in &l.rows {
-        let mut key = setting_label(r, &others, false);
-        if key.is_empty() {
-            key = "all".into();
-        }
-        let idx = groups.iter().position(|g| g.0 == key).unwrap_or_else(|| {
-            groups.push((key, vec![], vec![]));
-            groups.len() - 1
-        });
-        if let Some(a) = m.value(r) {
-            groups[idx].1.push(a);
-        }
-        groups[idx].2.push(r.result.train_seconds);
-    }
-    let mut groups: Vec<_> = groups.into_iter().filter(|g| !g.1.is_empty()).collect();
+    let groups = by_setting(l).into_iter().map(|(key, rows)| {
+        let values: Vec<f64> = rows.iter().filter_map(|r| m.value(r)).collect();
+        let seconds: Vec<f64> = rows.iter().map(|r| r.result.train_seconds).collect();
+        (key, values, seconds)
+    });
+    let mut groups: Vec<_> = groups.filter(|g| !g.1.is_empty()).collect();
     let total = groups.len();
     let note = (total > MAX_LISTED).then(|| {
         // A large sweep lists its best settings (by mean), like the results table.
