@@ -4,7 +4,7 @@
 
 use super::cnn_ops::CnnOps;
 use super::epochs::Trainer;
-use super::eval::{DeviceSet, evaluate};
+use super::eval::evaluate;
 use super::metrics;
 use super::model::Net;
 use super::optim::Optim;
@@ -109,7 +109,8 @@ where
     B::InnerBackend: CnnOps + super::optim::FusedAdam,
 {
     let started = Instant::now();
-    let splits = data::prepare(&cfg.data, cfg.seed)?;
+    let loaded = super::loaded::load::<B::InnerBackend>(&cfg.data, cfg.seed, device)?;
+    let splits = &loaded.splits;
     let mut out = TrialResult {
         data: splits.summary.clone(),
         ..Default::default()
@@ -121,11 +122,10 @@ where
     }
     let model: Net<B> = Net::new(&cfg.model, &mut data::rng(cfg.seed, Stream::Init), device);
     let optim = Optim::new(&cfg.optimizer).into_adaptor::<B, Net<B>>();
-    let mut trainer = Trainer::new(cfg, &splits.train, bs, optim, device);
-    let val = DeviceSet::<B::InnerBackend>::new(&splits.val, device);
-    let test = DeviceSet::<B::InnerBackend>::new(&splits.test, device);
-
-    let trained = trainer.run(model, (&val, &test), &mut out, ctx);
+    let x_train = loaded.x_train.clone();
+    let mut trainer = Trainer::new(cfg, (&splits.train, x_train), bs, optim, device);
+    let (val, test) = (&loaded.val, &loaded.test);
+    let trained = trainer.run(model, (val, test), &mut out, ctx);
     summarise(&mut out, trained.samples_seen, trained.train_seconds);
     let mut status = trained.status;
     let final_model = match trained.best {
@@ -138,7 +138,7 @@ where
         None => trained.model,
     };
     if status != Status::Interrupted
-        && let Some(ev) = evaluate(&final_model.valid(), &test)
+        && let Some(ev) = evaluate(&final_model.valid(), test)
     {
         out.test_loss = Some(ev.loss);
         out.test_accuracy = Some(ev.accuracy);

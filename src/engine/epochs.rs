@@ -128,18 +128,14 @@ where
     B::InnerBackend: CnnOps,
     O: Optimizer<Net<B>, B>,
 {
-    /// A trainer for `cfg` on the split `train`, which it copies to `device`.
+    /// A trainer for `cfg` on the split `train`, its pixels `x_train` already on `device`.
     pub fn new(
         cfg: &'a TrialConfig,
-        train: &'a Part,
+        (train, x_train): (&'a Part, Tensor<B::InnerBackend, 2>),
         batch_size: usize,
         optim: O,
         device: &'a B::Device,
     ) -> Self {
-        let x_train = Tensor::from_data(
-            TensorData::new(train.x.clone(), [train.len(), PIXELS]),
-            device,
-        );
         Trainer {
             cfg,
             device,

@@ -34,13 +34,12 @@ pub struct DeviceSet<B: Backend> {
 }
 
 impl<B: Backend> DeviceSet<B> {
-    /// Copies the split's pixels to `device` (nothing for an empty split).
-    pub fn new(part: &Part, device: &B::Device) -> Self {
+    /// Moves the split's pixels to `device`, leaving `part.x` empty (nothing for an empty
+    /// split).
+    pub fn new(part: &mut Part, device: &B::Device) -> Self {
         let x = (!part.is_empty()).then(|| {
-            Tensor::from_data(
-                TensorData::new(part.x.clone(), [part.len(), PIXELS]),
-                device,
-            )
+            let pixels = std::mem::take(&mut part.x);
+            Tensor::from_data(TensorData::new(pixels, [part.len(), PIXELS]), device)
         });
         DeviceSet {
             x,

@@ -8,6 +8,7 @@ pub mod early_stop;
 pub mod epochs;
 pub mod eval;
 pub mod kernels;
+pub mod loaded;
 pub mod metrics;
 pub mod model;
 pub mod optim;
