@@ -31,16 +31,24 @@ pub enum Command {
         /// The sweep file (YAML).
         file: PathBuf,
     },
-    /// List the trials a sweep file expands into (id, name, varied values).
+    /// List the trials a sweep file expands into (id, name, varied values) with a cost
+    /// estimate: each trial's time and the sweep's wall time on the devices `run` would use,
+    /// from speeds of finished trials or a short probe (about a second) on this machine.
     Plan {
         /// The sweep file (YAML).
         file: PathBuf,
-        /// Print a JSON array of {id, name, params} with each trial's full config.
+        /// Print a JSON array of {id, name, params, estimate} with each trial's full config.
         #[arg(long)]
         json: bool,
         /// Use the full MNIST IDX files in this directory instead of the bundled sample.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Only the trials: no estimate, no probe.
+        #[arg(long)]
+        no_estimate: bool,
+        /// The devices, parallelism and results root of the run to estimate.
+        #[command(flatten)]
+        run: EstimateArgs,
     },
     /// Train every trial of a sweep not already done, then write the report. Several `run`s
     /// (or workers) of one sweep share the work: each trial is claimed by one of them.
@@ -88,6 +96,23 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+}
+
+/// The run `plan` estimates: the same flags as `run`'s.
+#[derive(Args, Debug, Clone)]
+pub struct EstimateArgs {
+    /// Results root; finished trials in DIR/<sweep name>/ are skipped and give the speeds.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Devices, as for `run`: `cpu`, `cpu:N`, `cuda:0,cuda:1`, `cuda:all`, `wgpu`, `auto`.
+    #[arg(long, default_value = "cpu", value_name = "SPEC")]
+    pub devices: String,
+    /// Trials sharing one GPU at a time.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub per_device: usize,
+    /// CPU threads each trial may use (default: cores divided among the running trials).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// Options of `hypersweep run`.

@@ -14,6 +14,7 @@ pub mod data;
 pub mod devices;
 pub mod engine;
 pub mod error;
+pub mod estimate;
 pub mod events;
 pub mod format;
 pub mod logging;

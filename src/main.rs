@@ -51,7 +51,18 @@ fn main() -> ExitCode {
             file,
             json,
             data_dir,
-        } => app::plan_text(file, *json, data_dir.as_deref()).map(|s| print!("{s}")),
+            no_estimate,
+            run,
+        } => {
+            let opts = app::estimate::Options {
+                devices: &run.devices,
+                per_device: run.per_device,
+                threads: run.threads,
+                out: &run.out,
+            };
+            let estimate = (!*no_estimate).then_some(&opts);
+            app::plan_text(file, *json, data_dir.as_deref(), estimate).map(|s| print!("{s}"))
+        }
         Command::Status { path, out } => app::status(path, out).map(|s| print!("{s}")),
         Command::Report { dirs, out } => {
             if dirs.len() == 1 {

@@ -331,7 +331,7 @@ fn run_one(
         catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)))
     };
     let seconds = t0.elapsed().as_secs_f64();
-    match outcome {
+    let mut result = match outcome {
         Ok(Ok(mut r)) => {
             // Stopped by the judge, not by Ctrl-C or SIGTERM: the trial is pruned.
             let why = verdict.lock().expect("verdict").take();
@@ -351,7 +351,9 @@ fn run_one(
             format!("panic: {}", panic_text(&*p)),
             seconds,
         ),
-    }
+    };
+    result.threads = Some(slot.threads);
+    result
 }
 
 /// Runs `f` while a watcher sets `to` as soon as `from` is set (checked every 20 ms), so a

@@ -199,6 +199,10 @@ pub struct TrialResult {
     pub error: Option<String>,
     /// The device it ran on, `cpu` or `cuda:N` (stamped by the scheduler).
     pub device: String,
+    /// CPU threads the trial's slot gave it (stamped by the scheduler; absent in results of
+    /// older versions). Cost estimates scale measured speeds by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// Epochs completed: fewer than configured when it stopped early, diverged or was interrupted.
     pub epochs_run: usize,
     /// Mean cross-entropy per test sample of the final model (the best epoch's weights with

@@ -1,6 +1,7 @@
 //! What each command does, in order: read and check the sweep, plan, run, store, report. Each
 //! command is a function from what the user said to text for the terminal or a typed error.
 
+pub mod estimate;
 mod run;
 mod status;
 mod submit;
@@ -71,39 +72,70 @@ fn proposed_later(spec: &Spec, planned: usize) -> String {
 }
 
 /// `hypersweep plan`: the trials as a table, or as JSON with their full configs (a program
-/// trial's: its command and parameters).
-pub fn plan_text(file: &Path, json: bool, data_dir: Option<&Path>) -> Result<String> {
+/// trial's: its command and parameters); with `estimated`, each trial's estimated time and a
+/// summary line of the work and the wall time on the slots `run` would get.
+pub fn plan_text(
+    file: &Path,
+    json: bool,
+    data_dir: Option<&Path>,
+    estimated: Option<&estimate::Options<'_>>,
+) -> Result<String> {
     let (spec, plan) = load_plan(file, data_dir)?;
+    let est = estimated
+        .map(|opts| estimate::for_plan(&plan, opts))
+        .transpose()?;
+    let cell = |i: usize| est.as_ref().map(|e| &e.trials[i]);
     if json {
         let arr: Vec<serde_json::Value> = plan
             .trials
             .iter()
-            .map(|t| {
-                serde_json::json!({
+            .enumerate()
+            .map(|(i, t)| {
+                let mut v = serde_json::json!({
                     "id": t.id,
                     "name": t.name,
                     "varied": t.varied.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
                     "params": t.config,
-                })
+                });
+                if let Some(e) = cell(i) {
+                    v["estimate"] = serde_json::json!({
+                        "flop": e.flop, "seconds": e.seconds, "done": e.done,
+                    });
+                }
+                v
             })
             .collect();
         return Ok(serde_json::to_string_pretty(&arr)?);
     }
     let mut headers = vec!["id".to_string(), "name".to_string()];
     headers.extend(plan.axes.iter().cloned());
+    if est.is_some() {
+        headers.push("estimate".into());
+    }
     let rows: Vec<Vec<String>> = plan
         .trials
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let mut r = vec![t.id.to_string(), t.name.clone()];
             for a in &plan.axes {
                 r.push(t.varied_value(a).map(plan::value_text).unwrap_or_default());
+            }
+            if let Some(e) = cell(i) {
+                r.push(e.cell());
             }
             r
         })
         .collect();
     let mut out = text_table(&headers, &rows);
     let n = plan.trials.len();
-    out += &format!("{n} trials{}\n", proposed_later(&spec, n));
+    out += &format!(
+        "{n} trial{}{}\n",
+        if n == 1 { "" } else { "s" },
+        proposed_later(&spec, n)
+    );
+    if let Some(e) = &est {
+        out += &e.summary;
+    }
     Ok(out)
 }

@@ -38,6 +38,7 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
         info.trials.len().saturating_sub(finished.len())
     );
     s += &claims_text(&store, finished.len(), info.trials.len());
+    s += &super::estimate::status_line(&store, &info, &finished);
     s += &super::submit::squeue_text(&dir).unwrap_or_default();
     // Built-in sweeps show test accuracy; a program's sweep its own metric and goal.
     let metric = match &info.program {

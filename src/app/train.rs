@@ -49,7 +49,7 @@ pub fn train_sweep(
     info: &SweepInfo,
     engine: &Arc<dyn Engine>,
     args: &TrainArgs,
-    sizes: &HashMap<String, usize>,
+    sizes: &HashMap<String, data::DataSummary>,
 ) -> Result<RunOutcome> {
     let (pending, skipped) = pending_trials(store, &info.trials, args.rerun_failed, sizes);
     let slots = devices::parse(
@@ -134,7 +134,7 @@ fn heartbeat(claims: &Arc<Claims>) -> Arc<AtomicBool> {
 }
 
 /// True when the stored result of a trial means it needs no training.
-fn is_done(store: &Store, t: &Trial, rerun_failed: bool) -> bool {
+pub(super) fn is_done(store: &Store, t: &Trial, rerun_failed: bool) -> bool {
     match store.load(&t.id) {
         Ok(Some(r)) => r.status.is_final() || (r.status == Status::Failed && !rerun_failed),
         Ok(None) => false,
@@ -146,22 +146,23 @@ fn is_done(store: &Store, t: &Trial, rerun_failed: bool) -> bool {
 }
 
 /// Data problems (a missing directory, a subset larger than the split) are the user's and must
-/// show before anything trains; each distinct data setting is prepared once. Returns the
-/// training-set size of each (data, seed) setting, for the cost estimates.
-pub fn check_data(trials: &[Trial]) -> Result<HashMap<String, usize>> {
+/// show before anything trains; each distinct data setting is prepared once. Returns the sizes
+/// of each (data, seed) setting, for the cost estimates.
+pub fn check_data(trials: &[Trial]) -> Result<HashMap<String, data::DataSummary>> {
     let mut sizes = HashMap::new();
     for t in trials {
         let Some(c) = t.builtin() else { continue };
         if let std::collections::hash_map::Entry::Vacant(e) = sizes.entry(data_key(t)) {
             let s = data::prepare(&c.data, c.seed)
                 .map_err(|e| Error::Data(format!("trial `{}`: {e}", t.name)))?;
-            e.insert(s.summary.train);
+            e.insert(s.summary);
         }
     }
     Ok(sizes)
 }
 
-fn data_key(t: &Trial) -> String {
+/// The key of a trial's data setting in `check_data`'s sizes.
+pub fn data_key(t: &Trial) -> String {
     t.builtin()
         .map(|c| {
             format!(
@@ -178,7 +179,7 @@ fn pending_trials(
     store: &Store,
     trials: &[Trial],
     rerun_failed: bool,
-    train_sizes: &HashMap<String, usize>,
+    sizes: &HashMap<String, data::DataSummary>,
 ) -> (Vec<(Trial, f64)>, usize) {
     let mut pending = vec![];
     let mut skipped = 0;
@@ -186,13 +187,17 @@ fn pending_trials(
         if is_done(store, t, rerun_failed) {
             skipped += 1;
         } else {
-            // Program trials have no estimate: equal costs keep them in plan order.
-            let n = train_sizes.get(&data_key(t)).copied().unwrap_or(0);
-            let cost = t.builtin().map_or(1.0, |c| c.cost_estimate(n));
-            pending.push((t.clone(), cost));
+            pending.push((t.clone(), cost(t, sizes)));
         }
     }
     (pending, skipped)
+}
+
+/// The scheduler's order key of a trial: its rough cost (multiply-adds × samples); program
+/// trials have no estimate, and equal costs keep them in plan order.
+pub fn cost(t: &Trial, sizes: &HashMap<String, data::DataSummary>) -> f64 {
+    let n = sizes.get(&data_key(t)).map_or(0, |s| s.train);
+    t.builtin().map_or(1.0, |c| c.cost_estimate(n))
 }
 
 /// Trains the pending trials, saving each result as it arrives and showing progress. A result

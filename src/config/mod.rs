@@ -440,28 +440,10 @@ pub struct Invalid {
 }
 
 impl TrialConfig {
-    /// A rough cost in multiply-adds, to start the most expensive trials first.
+    /// A rough cost in multiply-adds, to start the most expensive trials first (the shapes are
+    /// counted in `estimate`, which also turns them into time).
     pub fn cost_estimate(&self, train_samples: usize) -> f64 {
-        let m = &self.model;
-        let mut macs = 0f64;
-        let mut inputs = 784usize;
-        if m.kind == ModelKind::Cnn {
-            let (mut side, mut ch) = (28usize, 1usize);
-            for &c in &m.channels {
-                let out = side + 2 * m.padding + 1 - m.kernel.min(side + 2 * m.padding);
-                macs += (out * out * c * ch * m.kernel * m.kernel) as f64;
-                side = (out / m.pool).max(1);
-                ch = c;
-            }
-            inputs = side * side * ch;
-        }
-        if m.kind != ModelKind::Linear {
-            for &h in &m.hidden {
-                macs += (inputs * h) as f64;
-                inputs = h;
-            }
-        }
-        macs += (inputs * 10) as f64;
+        let macs = crate::estimate::macs_per_sample(&self.model);
         let samples = match self.steps_per_epoch {
             Some(k) => (k * self.batch_size) as f64,
             None => train_samples as f64,

@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use std::time::Instant;
 
 /// Samples per forward pass when evaluating.
-const EVAL_BATCH: usize = 1000;
+pub const EVAL_BATCH: usize = 1000;
 
 /// Loss and accuracy over a whole set, with each sample's answer and its probability.
 pub struct Eval {

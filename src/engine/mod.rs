@@ -14,6 +14,7 @@ pub mod model;
 pub mod optim;
 #[cfg(test)]
 mod optim_tests;
+pub mod probe;
 pub mod schedule;
 pub mod scripted;
 

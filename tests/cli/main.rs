@@ -3,6 +3,7 @@
 //! real studies run in sweeps/.
 
 mod common;
+mod estimate;
 mod faults;
 mod gpu;
 mod parsing;

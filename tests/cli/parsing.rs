@@ -34,7 +34,8 @@ fn plan_prints_varied_values_and_json_params() {
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("batch_size"), "{text}");
     assert!(text.contains("batch_size=1000"), "{text}");
-    assert!(text.trim_end().ends_with("5 trials"), "{text}");
+    assert!(text.contains("\n5 trials\n"), "{text}");
+    assert!(text.contains("\nestimate: 5 trials, "), "{text}");
     let out = bin()
         .args([
             "plan",
