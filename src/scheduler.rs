@@ -352,7 +352,13 @@ fn run_one(
             seconds,
         ),
     };
-    result.threads = Some(slot.threads);
+    // With a share of the cores, the epochs' threads varied: their mean, rounded.
+    let epochs: Vec<usize> = result.epochs.iter().filter_map(|e| e.threads).collect();
+    result.threads = Some(if epochs.is_empty() {
+        slot.threads
+    } else {
+        (epochs.iter().sum::<usize>() as f64 / epochs.len() as f64).round() as usize
+    });
     result
 }
 

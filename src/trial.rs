@@ -199,8 +199,9 @@ pub struct TrialResult {
     pub error: Option<String>,
     /// The device it ran on, `cpu` or `cuda:N` (stamped by the scheduler).
     pub device: String,
-    /// CPU threads the trial's slot gave it (stamped by the scheduler; absent in results of
-    /// older versions). Cost estimates scale measured speeds by it.
+    /// CPU threads the trial ran on: its slot's, or the mean of its epochs' when its share of
+    /// the cores changed (stamped by the scheduler; absent in results of older versions). Cost
+    /// estimates scale measured speeds by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// Epochs completed: fewer than configured when it stopped early, diverged or was interrupted.

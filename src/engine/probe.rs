@@ -2,6 +2,7 @@
 //! optimizer and batch on random pixels, on CPU with the trial's threads, through the same
 //! trainer a sweep uses. No data is read and nothing is evaluated.
 
+use super::TrialContext;
 use super::burn_engine::CpuBackend;
 use super::epochs::Trainer;
 use super::eval::DeviceSet;
@@ -11,6 +12,7 @@ use crate::config::TrialConfig;
 use crate::data::{self, PIXELS, Part, Stream};
 use crate::error::{Error, Result};
 use crate::trial::TrialResult;
+use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use std::sync::atomic::AtomicBool;
 
@@ -31,7 +33,7 @@ pub fn cpu_step_seconds(
     Ok(pool.install(|| {
         let device = burn::backend::flex::FlexDevice;
         let part = random_part(cfg, batch.max(1));
-        let empty = DeviceSet::new(&Part::default(), &device);
+        let empty = DeviceSet::new(&mut Part::default(), &device);
         let model: Net<CpuBackend> =
             Net::new(&cfg.model, &mut data::rng(cfg.seed, Stream::Init), &device);
         let (mut model, _) = steps(cfg, &part, model, 1, &empty);
@@ -70,10 +72,20 @@ fn steps(
     };
     let device = burn::backend::flex::FlexDevice;
     let optim = Optim::new(&probe.optimizer).into_adaptor::<CpuBackend, Net<CpuBackend>>();
-    let mut trainer = Trainer::new(&probe, part, part.len(), optim, &device);
+    let x = Tensor::from_data(
+        TensorData::new(part.x.clone(), [part.len(), PIXELS]),
+        &device,
+    );
+    let mut trainer = Trainer::new(&probe, (part, x), part.len(), optim, &device);
     let mut out = TrialResult::default();
     let cancel = AtomicBool::new(false);
-    let trained = trainer.run(model, (empty, empty), &mut out, &mut |_| {}, &cancel);
+    let mut ctx = TrialContext {
+        device: super::Device::Cpu,
+        threads: crate::cores::Threads::fixed(rayon::current_num_threads()),
+        progress: &mut |_| {},
+        cancel: &cancel,
+    };
+    let trained = trainer.run(model, (empty, empty), &mut out, &mut ctx);
     (trained.model, trained.train_seconds)
 }
 

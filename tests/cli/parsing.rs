@@ -24,8 +24,12 @@ fn validate_counts_the_study_trials() {
 
 #[test]
 fn plan_prints_varied_values_and_json_params() {
+    // A results directory of its own: the repository's results/ holds this study finished.
+    let fresh = tempfile::tempdir().unwrap();
     let out = bin()
         .args(["plan", repo("sweeps/s2-batch-size.yaml").to_str().unwrap()])
+        .arg("--out")
+        .arg(fresh.path())
         .assert()
         .success()
         .get_output()
