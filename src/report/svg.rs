@@ -139,7 +139,17 @@ impl LineChart<'_> {
         for (i, s) in self.series.iter().enumerate() {
             Self::band(&mut svg, &f, s, PALETTE[i % PALETTE.len()]);
         }
-        for (i, s) in self.series.iter().enumerate() {
+        let (header, labels) = legend_labels(self.series.iter().map(|s| s.label.as_str()));
+        if let Some(h) = &header {
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="{:.1}" fill="#555">{}</text>"##,
+                W - R + 10.0,
+                T + 14.0,
+                esc(&truncate(h, 26))
+            );
+        }
+        for (i, (s, label)) in self.series.iter().zip(&labels).enumerate() {
             Self::line(
                 &mut svg,
                 &f,
@@ -147,7 +157,8 @@ impl LineChart<'_> {
                 PALETTE[i % PALETTE.len()],
                 (self.markers, self.scatter),
             );
-            Self::legend(&mut svg, i, &s.label, !s.band.is_empty());
+            let row = i + usize::from(header.is_some());
+            Self::legend(&mut svg, (i, row), label, !s.band.is_empty());
         }
         svg += "</svg>";
         svg
@@ -310,11 +321,11 @@ impl LineChart<'_> {
         );
     }
 
-    /// The legend entry of series `i`, while it fits; a banded series' swatch sits on a patch
-    /// of its band.
-    fn legend(svg: &mut String, i: usize, label: &str, banded: bool) {
+    /// The legend entry of series `i` on legend row `row`, while it fits; a banded series'
+    /// swatch sits on a patch of its band.
+    fn legend(svg: &mut String, (i, row): (usize, usize), label: &str, banded: bool) {
         let c = PALETTE[i % PALETTE.len()];
-        let ly = T + 14.0 + i as f64 * 16.0;
+        let ly = T + 14.0 + row as f64 * 16.0;
         if ly < H - 10.0 {
             if banded {
                 let _ = write!(
@@ -331,10 +342,50 @@ impl LineChart<'_> {
                 ly - 4.0,
                 W - R + 26.0,
                 ly,
-                esc(&truncate(label, 24))
+                esc(&truncate(label, LEGEND_CHARS))
             );
         }
     }
+}
+
+/// Characters of a legend entry that fit beside the plot.
+const LEGEND_CHARS: usize = 24;
+
+/// The legend's entries, and a header line when they are `key=value,…` settings too long to
+/// fit: then the keys go once in the header and each entry gives its values (cut, the values
+/// that tell series apart would be lost).
+fn legend_labels<'a>(labels: impl Iterator<Item = &'a str>) -> (Option<String>, Vec<String>) {
+    let labels: Vec<&str> = labels.collect();
+    let pairs = |l: &str| -> Option<Vec<(String, String)>> {
+        l.split(',')
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.trim().into(), v.trim().into()))
+            })
+            .collect()
+    };
+    let plain = || (None, labels.iter().map(|l| (*l).to_string()).collect());
+    if labels.iter().all(|l| l.chars().count() <= LEGEND_CHARS) {
+        return plain();
+    }
+    let Some(split) = labels.iter().map(|l| pairs(l)).collect::<Option<Vec<_>>>() else {
+        return plain();
+    };
+    let keys = |p: &Vec<(String, String)>| p.iter().map(|kv| kv.0.clone()).collect::<Vec<_>>();
+    if split.windows(2).any(|w| keys(&w[0]) != keys(&w[1])) {
+        return plain();
+    }
+    let header = keys(&split[0]).join(", ");
+    let values = split
+        .iter()
+        .map(|p| {
+            p.iter()
+                .map(|kv| kv.1.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    (Some(header), values)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -553,4 +604,28 @@ pub fn digit_grid(title: &str, digits: &[(String, String)]) -> String {
     }
     svg += "</svg>";
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_settings_put_their_keys_in_a_legend_header() {
+        let long = [
+            "learning_rate=0.1,dropout=0.3",
+            "learning_rate=0.01,dropout=0",
+        ];
+        let (header, values) = legend_labels(long.into_iter());
+        assert_eq!(header.as_deref(), Some("learning_rate, dropout"));
+        assert_eq!(values, ["0.1, 0.3", "0.01, 0"]);
+        // Short labels, or labels that are not settings of the same keys, stay as they are.
+        assert_eq!(legend_labels(["lr=0.1", "lr=1"].into_iter()).0, None);
+        let mixed = [
+            "learning_rate=0.1,dropout=0.3",
+            "a very long trial name without values",
+        ];
+        let (header, values) = legend_labels(mixed.into_iter());
+        assert_eq!((header, values[1].as_str()), (None, mixed[1]));
+    }
 }
