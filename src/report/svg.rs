@@ -353,29 +353,28 @@ const LEGEND_CHARS: usize = 24;
 
 /// The legend's entries, and a header line when they are `key=value,…` settings too long to
 /// fit: then the keys go once in the header and each entry gives its values (cut, the values
-/// that tell series apart would be lost).
+/// that tell series apart would be lost). A part without `=` is a named trial's name (header
+/// `trial`); an empty value is shown as `–`.
 fn legend_labels<'a>(labels: impl Iterator<Item = &'a str>) -> (Option<String>, Vec<String>) {
     let labels: Vec<&str> = labels.collect();
-    let pairs = |l: &str| -> Option<Vec<(String, String)>> {
-        l.split(',')
-            .map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.trim().into(), v.trim().into()))
-            })
-            .collect()
+    let part = |kv: &str| {
+        let (k, v) = kv.split_once('=').unwrap_or(("trial", kv));
+        let v = if v.trim().is_empty() { "–" } else { v.trim() };
+        (k.trim().to_string(), v.to_string())
     };
-    let plain = || (None, labels.iter().map(|l| (*l).to_string()).collect());
-    if labels.iter().all(|l| l.chars().count() <= LEGEND_CHARS) {
-        return plain();
-    }
-    let Some(split) = labels.iter().map(|l| pairs(l)).collect::<Option<Vec<_>>>() else {
-        return plain();
-    };
+    let split: Vec<Vec<(String, String)>> = labels
+        .iter()
+        .map(|l| l.split(',').map(part).collect())
+        .collect();
     let keys = |p: &Vec<(String, String)>| p.iter().map(|kv| kv.0.clone()).collect::<Vec<_>>();
-    if split.windows(2).any(|w| keys(&w[0]) != keys(&w[1])) {
-        return plain();
+    let fits = labels.iter().all(|l| l.chars().count() <= LEGEND_CHARS);
+    let settings = split
+        .first()
+        .is_some_and(|p| p.iter().any(|kv| kv.0 != "trial"))
+        && split.windows(2).all(|w| keys(&w[0]) == keys(&w[1]));
+    if fits || !settings {
+        return (None, labels.iter().map(|l| (*l).to_string()).collect());
     }
-    let header = keys(&split[0]).join(", ");
     let values = split
         .iter()
         .map(|p| {
@@ -385,7 +384,7 @@ fn legend_labels<'a>(labels: impl Iterator<Item = &'a str>) -> (Option<String>, 
                 .join(", ")
         })
         .collect();
-    (Some(header), values)
+    (Some(keys(&split[0]).join(", ")), values)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -627,5 +626,16 @@ mod tests {
         ];
         let (header, values) = legend_labels(mixed.into_iter());
         assert_eq!((header, values[1].as_str()), (None, mixed[1]));
+        // Named trials with grid values; settings that do not apply are blank.
+        let named = ["linear,learning_rate=0.01", "mlp,learning_rate=0.1"];
+        let (header, values) = legend_labels(named.into_iter());
+        assert_eq!(header.as_deref(), Some("trial, learning_rate"));
+        assert_eq!(values, ["linear, 0.01", "mlp, 0.1"]);
+        let blank = [
+            "kind=linear,hidden=,activation=",
+            "kind=mlp,hidden=[64],activation=relu",
+        ];
+        let blank = legend_labels(blank.into_iter()).1;
+        assert_eq!(blank[0], "linear, –, –");
     }
 }
