@@ -104,15 +104,39 @@ pub struct EstimateArgs {
     /// Results root; finished trials in DIR/<sweep name>/ are skipped and give the speeds.
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub out: PathBuf,
-    /// Devices, as for `run`: `cpu`, `cpu:N`, `cuda:0,cuda:1`, `cuda:all`, `wgpu`, `auto`.
+    /// Where the trials would train.
+    #[command(flatten)]
+    pub slots: SlotArgs,
+}
+
+/// Where trials train: `--devices`, `--per-device`, `--threads` (for `run`, `worker`, `plan`).
+#[derive(Args, Debug, Clone)]
+pub struct SlotArgs {
+    /// Devices: `cpu` (one trial per core), `cpu:N` (N trials at once), `cuda:0,cuda:1`,
+    /// `cuda:all`, `wgpu` (the GPU wgpu finds: Vulkan, Metal, DX12), or `auto` (every GPU if a
+    /// CUDA driver answers, else cpu).
     #[arg(long, default_value = "cpu", value_name = "SPEC")]
     pub devices: String,
     /// Trials sharing one GPU at a time.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub per_device: usize,
-    /// CPU threads each trial may use (default: cores divided among the running trials).
+    /// CPU threads each trial may use, fixed (default: the running trials share the cores,
+    /// and a trial's share grows at its next epoch when others end).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+impl SlotArgs {
+    /// The slots these flags give for `pending` trials; a bad flag is an `Error::Devices`.
+    pub fn slots(&self, pending: usize) -> crate::error::Result<Vec<crate::scheduler::Slot>> {
+        crate::devices::parse(
+            &self.devices,
+            self.per_device,
+            self.threads,
+            pending,
+            &crate::devices::cuda_device_count,
+        )
+    }
 }
 
 /// Options of `hypersweep run`.
@@ -185,17 +209,9 @@ pub struct WorkerArgs {
 /// How `run` and `worker` train: devices, threads, which trials, what they print.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Devices: `cpu` (one trial per core), `cpu:N` (N trials at once), `cuda:0,cuda:1`,
-    /// `cuda:all`, `wgpu` (the GPU wgpu finds: Vulkan, Metal, DX12), or `auto` (every GPU if a
-    /// CUDA driver answers, else cpu).
-    #[arg(long, default_value = "cpu", value_name = "SPEC")]
-    pub devices: String,
-    /// Trials sharing one GPU at a time.
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    pub per_device: usize,
-    /// CPU threads each trial may use (default: cores divided among the running trials).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Where the trials train.
+    #[command(flatten)]
+    pub slots: SlotArgs,
     /// Retry trials whose stored status is failed (interrupted ones are always retried).
     #[arg(long)]
     pub rerun_failed: bool,

@@ -55,9 +55,7 @@ fn main() -> ExitCode {
             run,
         } => {
             let opts = app::estimate::Options {
-                devices: &run.devices,
-                per_device: run.per_device,
-                threads: run.threads,
+                slots: &run.slots,
                 out: &run.out,
             };
             let estimate = (!*no_estimate).then_some(&opts);

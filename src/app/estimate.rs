@@ -5,7 +5,6 @@
 use super::train::{self, data_key, is_done};
 use crate::config::TrialConfig;
 use crate::data::{self, DataSummary};
-use crate::devices;
 use crate::engine::Device;
 use crate::engine::scripted::Scripted;
 use crate::error::Result;
@@ -27,12 +26,8 @@ const MAX_PROBES: usize = 6;
 
 /// How the sweep would run: what `run` would be given.
 pub struct Options<'a> {
-    /// `--devices`.
-    pub devices: &'a str,
-    /// `--per-device`.
-    pub per_device: usize,
-    /// `--threads`.
-    pub threads: Option<usize>,
+    /// `--devices`, `--per-device`, `--threads`.
+    pub slots: &'a crate::cli::SlotArgs,
     /// The results root: the sweep's finished trials there are skipped and calibrate.
     pub out: &'a Path,
 }
@@ -98,13 +93,7 @@ pub fn for_plan(plan: &Plan, opts: &Options<'_>) -> Result<SweepEstimate> {
         .filter(|(_, d)| !**d)
         .map(|(t, _)| t)
         .collect();
-    let slots = devices::parse(
-        opts.devices,
-        opts.per_device,
-        opts.threads,
-        pending.len(),
-        &devices::cuda_device_count,
-    )?;
+    let slots = opts.slots.slots(pending.len())?;
     let mut cal = Calibration::default();
     let mut sources = Sources::default();
     if let Some(store) = &store

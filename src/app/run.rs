@@ -4,7 +4,6 @@
 use super::load_plan;
 use super::train::{self, check_data};
 use crate::cli::{RunArgs, WorkerArgs};
-use crate::devices;
 use crate::engine::scripted::Scripted;
 use crate::engine::{BurnEngine, Engine};
 use crate::error::{Error, Result};
@@ -47,14 +46,7 @@ pub fn worker(args: &WorkerArgs, log: &LogFile) -> Result<RunOutcome> {
 /// Device flags are checked before the directory is touched: a bad one must leave nothing
 /// behind.
 fn check_flags(args: &crate::cli::TrainArgs, trials: usize) -> Result<()> {
-    devices::parse(
-        &args.devices,
-        args.per_device,
-        args.threads,
-        trials,
-        &devices::cuda_device_count,
-    )
-    .map(|_| ())
+    args.slots.slots(trials).map(|_| ())
 }
 
 /// The runner of a sweep's trials: the given engine, the sweep's program, or a built-in one.

@@ -10,13 +10,13 @@ use crate::error::{Error, Result};
 use crate::events::SweepEvent;
 use crate::format::{metric_text, pct, text_table};
 use crate::progress::Display;
+use crate::report;
 use crate::scheduler::{self, Cancel, Slot};
 use crate::search::Pruner;
 use crate::search::proposals::Proposer;
 use crate::spec::Method;
 use crate::store::{Claims, Store, SweepInfo};
 use crate::trial::{Status, Trial, TrialResult};
-use crate::{devices, report};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,13 +52,7 @@ pub fn train_sweep(
     sizes: &HashMap<String, data::DataSummary>,
 ) -> Result<RunOutcome> {
     let (pending, skipped) = pending_trials(store, &info.trials, args.rerun_failed, sizes);
-    let slots = devices::parse(
-        &args.devices,
-        args.per_device,
-        args.threads,
-        pending.len(),
-        &devices::cuda_device_count,
-    )?;
+    let slots = args.slots.slots(pending.len())?;
     let cancel = Arc::new(stop_grace(info));
     let _signals = crate::signals::watch(&cancel);
     let claims = Arc::new(Claims::new(store.dir()));

@@ -85,9 +85,11 @@ impl Sweep {
             data_dir: None,
             fresh: false,
             train: TrainArgs {
-                devices: "cpu:2".into(),
-                per_device: 1,
-                threads: Some(1),
+                slots: hypersweep::cli::SlotArgs {
+                    devices: "cpu:2".into(),
+                    per_device: 1,
+                    threads: Some(1),
+                },
                 rerun_failed: false,
                 quiet: true,
                 no_report: false,

@@ -79,7 +79,7 @@ fn hyperband_prunes_weak_trials_at_a_rung_and_resume_keeps_them_pruned() {
     let s = Sweep::new(PRUNED);
     let e = scripted(0);
     // One slot: the trials run in plan order, so each is judged against those before it.
-    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    s.run_with(&e, |a| a.train.slots.devices = "cpu:1".into());
     let results = stored(&s);
     let pruned: Vec<_> = results
         .iter()
@@ -196,7 +196,7 @@ fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
         "{text}"
     );
     let e = scripted(0);
-    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    s.run_with(&e, |a| a.train.slots.devices = "cpu:1".into());
     // Five random trials are the plan; TPE proposed the other three as slots freed up.
     let first = proposals(&s);
     assert_eq!(first.len(), 3);
@@ -212,7 +212,7 @@ fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
     std::fs::remove_file(s.dir().join("trials").join(lost).join("result.json")).unwrap();
     s.rewrite(&TPE.replace("count: 8", "count: 10"));
     let e = scripted(0);
-    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    s.run_with(&e, |a| a.train.slots.devices = "cpu:1".into());
     // The rerun trains the recorded proposal first, then proposes two more after the first three.
     let lrs: Vec<f64> = e
         .started
@@ -233,7 +233,7 @@ fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
 #[test]
 fn a_changed_tpe_sweep_starts_a_new_sequence_and_keeps_the_old_one_aside() {
     let s = Sweep::new(TPE);
-    s.run_with(&scripted(0), |a| a.train.devices = "cpu:1".into());
+    s.run_with(&scripted(0), |a| a.train.slots.devices = "cpu:1".into());
     let old: Vec<String> = proposals(&s)
         .iter()
         .map(|p| p["id"].as_str().unwrap().to_string())
@@ -241,7 +241,7 @@ fn a_changed_tpe_sweep_starts_a_new_sequence_and_keeps_the_old_one_aside() {
     // Other fixed settings: the old proposals were made for other trials and must not count.
     s.rewrite(&TPE.replace("fixed: {epochs: 1}", "fixed: {epochs: 2}"));
     let e = scripted(0);
-    s.run_with(&e, |a| a.train.devices = "cpu:1".into());
+    s.run_with(&e, |a| a.train.slots.devices = "cpu:1".into());
     assert_eq!(e.started_count(), 8, "every trial of the new plan trains");
     let new = proposals(&s);
     assert_eq!(new.len(), 3);
