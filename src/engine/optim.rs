@@ -70,10 +70,19 @@ impl Optim {
 }
 
 impl Optim {
+    /// Whether weight decay is added to the gradient (L2: sgd, adam, rmsprop) rather than
+    /// applied to the weights (decoupled: adamw, radam).
+    fn decay_is_coupled(&self) -> bool {
+        matches!(
+            self.kind,
+            OptimizerKind::Sgd | OptimizerKind::Adam | OptimizerKind::Rmsprop
+        )
+    }
+
     /// The constants of Adam or AdamW's `t`-th step at learning rate `lr`.
     pub(super) fn adam_constants(&self, lr: f64, t: usize) -> AdamStep {
         let wd = self.weight_decay;
-        let coupled = self.kind == OptimizerKind::Adam;
+        let coupled = self.decay_is_coupled();
         AdamStep {
             lr_over_bc1: (lr / (1.0 - self.beta1.powi(t as i32))) as f32,
             beta1: self.beta1 as f32,
@@ -197,10 +206,7 @@ impl<B: FusedAdam> SimpleOptimizer<B> for Optim {
             None => (1, None, None),
         };
         let wd = self.weight_decay;
-        let coupled = matches!(
-            self.kind,
-            OptimizerKind::Sgd | OptimizerKind::Adam | OptimizerKind::Rmsprop
-        );
+        let coupled = self.decay_is_coupled();
         if matches!(self.kind, OptimizerKind::Adam | OptimizerKind::Adamw) {
             let s = self.adam_constants(lr, t);
             let (p, m, v) = B::fused_adam(p, g, m, v, &s)
