@@ -1,6 +1,5 @@
 //! Max pooling (square window, stride = window) with an optional fused ReLU, and its gradient.
 
-use super::lane_sum;
 use rayon::prelude::*;
 
 /// Marks an output whose gradient is zero (fused ReLU cut it to 0).
@@ -47,36 +46,19 @@ pub fn max_pool_forward(
                     let out = &mut out[oy * ow..(oy + 1) * ow];
                     let idx = &mut idx[oy * ow..(oy + 1) * ow];
                     let top = oy * k * w;
-                    let fast = k == 2 && {
-                        let r = &x[top..top + w + 2 * ow];
-                        !lane_sum(r).is_nan()
-                    };
-                    if fast {
-                        let r0 = &x[top..top + 2 * ow];
-                        let r1 = &x[top + w..top + w + 2 * ow];
-                        // The common case, branch-free (selects, no mispredicted jumps); rows
-                        // holding a NaN (or infinities) take the general path below.
-                        for (ox, (o, i)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
-                            let (a, b, c, d) =
-                                (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
-                            let at = (top + 2 * ox) as u32;
-                            let (m1, i1) = if b > a { (b, at + 1) } else { (a, at) };
-                            let below = at + w as u32;
-                            let (m2, i2) = if d > c { (d, below + 1) } else { (c, below) };
-                            (*o, *i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
-                        }
-                    } else {
-                        for (ox, (o, i)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
-                            let first = top + ox * k;
-                            let mut best = (x[first], first as u32);
-                            for ky in 0..k {
-                                let row = first + ky * w;
-                                for (kx, &v) in x[row..row + k].iter().enumerate() {
-                                    best = pick(best, (v, (row + kx) as u32));
-                                }
+                    if k == 2 && pool2_row(x, top, w, out, idx, relu) {
+                        continue;
+                    }
+                    for (ox, (o, i)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
+                        let first = top + ox * k;
+                        let mut best = (x[first], first as u32);
+                        for ky in 0..k {
+                            let row = first + ky * w;
+                            for (kx, &v) in x[row..row + k].iter().enumerate() {
+                                best = pick(best, (v, (row + kx) as u32));
                             }
-                            (*o, *i) = best;
                         }
+                        (*o, *i) = best;
                     }
                     if relu {
                         for (o, i) in out.iter_mut().zip(idx.iter_mut()) {
@@ -89,6 +71,38 @@ pub fn max_pool_forward(
             }
         });
     (out, idx)
+}
+
+/// One output row of a 2×2 window starting at offset `top` of a plane `w` wide, in one
+/// branch-free pass that the compiler vectorises (selects, no mispredicted jumps; half the time
+/// of a separate ReLU pass after an indexed loop). Returns false, leaving the row to the
+/// general path, when the window rows hold a NaN (or infinities that add up to one).
+fn pool2_row(
+    x: &[f32],
+    top: usize,
+    w: usize,
+    out: &mut [f32],
+    idx: &mut [u32],
+    relu: bool,
+) -> bool {
+    let ow = out.len();
+    let r0 = &x[top..top + 2 * ow];
+    let r1 = &x[top + w..top + w + 2 * ow];
+    let (top, w) = (top as u32, w as u32);
+    let mut nan = false;
+    let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for (ox, ((o, i), (p, q))) in out.iter_mut().zip(idx.iter_mut()).zip(windows).enumerate() {
+        let (a, b, c, d) = (p[0], p[1], q[0], q[1]);
+        nan |= (a + b + c + d).is_nan();
+        let at = top + 2 * ox as u32;
+        let (m1, i1) = if b > a { (b, at + 1) } else { (a, at) };
+        let (m2, i2) = if d > c { (d, at + w + 1) } else { (c, at + w) };
+        let (m, at) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+        let cut = relu && m <= 0.0;
+        *o = if cut { 0.0 } else { m };
+        *i = if cut { NO_GRAD } else { at };
+    }
+    !nan
 }
 
 /// Gradient of [`max_pool_forward`]: each output gradient goes to the input it came from.
