@@ -2,11 +2,11 @@
 //! run on Flex inside their own rayon pool (so `threads` bounds them); CUDA trials on burn's
 //! Cuda backend when the `cuda` feature is built in, `wgpu` trials on burn's Wgpu backend.
 
-use super::cnn_ops::CnnOps;
 use super::epochs::Trainer;
 use super::eval::evaluate;
 use super::metrics;
 use super::model::Net;
+use super::net_ops::NetOps;
 use super::optim::Optim;
 use super::{Device, Engine, Status, Trial, TrialContext, TrialResult, builtin_config};
 use crate::config::TrialConfig;
@@ -99,14 +99,14 @@ fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<us
 /// epoch rows, then the test set with the final (or restored best) weights. With `memory`
 /// (bytes available, and where), a trial whose least need is above it fails with
 /// `out of memory: …` before its model is allocated.
-pub fn train<B: AutodiffBackend + CnnOps>(
+pub fn train<B: AutodiffBackend + NetOps>(
     cfg: &TrialConfig,
     device: &B::Device,
     ctx: &mut TrialContext<'_>,
     memory: Option<(u64, Device)>,
 ) -> Result<TrialResult>
 where
-    B::InnerBackend: CnnOps + super::optim::FusedAdam,
+    B::InnerBackend: NetOps + super::optim::FusedAdam,
 {
     let started = Instant::now();
     let loaded = super::loaded::load::<B::InnerBackend>(&cfg.data, cfg.seed, device)?;

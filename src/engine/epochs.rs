@@ -1,10 +1,10 @@
 //! The epoch loop of one trial: each epoch's minibatches and optimizer steps, its validation
 //! and row, and the reasons to stop early (cancellation, divergence, the early-stopping policy).
 
-use super::cnn_ops::CnnOps;
 use super::early_stop::{Action, EarlyStop};
 use super::eval::{DeviceSet, Eval, evaluate};
 use super::model::Net;
+use super::net_ops::NetOps;
 use super::schedule::lr_at;
 use super::{EpochRow, Progress, Status, TrialContext, TrialResult};
 use crate::config::TrialConfig;
@@ -124,8 +124,8 @@ struct EpochSteps {
 
 impl<'a, B, O> Trainer<'a, B, O>
 where
-    B: AutodiffBackend + CnnOps,
-    B::InnerBackend: CnnOps,
+    B: AutodiffBackend + NetOps,
+    B::InnerBackend: NetOps,
     O: Optimizer<Net<B>, B>,
 {
     /// A trainer for `cfg` on the split `train`, its pixels `x_train` already on `device`.

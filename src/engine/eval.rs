@@ -1,8 +1,8 @@
 //! Evaluation on a held-out split: the split kept on the device, and the loss, accuracy and
 //! per-sample answers of a model on it, read back in batches.
 
-use super::cnn_ops::CnnOps;
 use super::model::Net;
+use super::net_ops::NetOps;
 use crate::data::{CLASSES, PIXELS, Part};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
@@ -50,7 +50,7 @@ impl<B: Backend> DeviceSet<B> {
 
 /// The model's loss, accuracy and answers on a whole set, in batches of [`EVAL_BATCH`];
 /// `None` for an empty set.
-pub fn evaluate<B: CnnOps>(model: &Net<B>, set: &DeviceSet<B>) -> Option<Eval> {
+pub fn evaluate<B: NetOps>(model: &Net<B>, set: &DeviceSet<B>) -> Option<Eval> {
     let x = set.x.as_ref()?;
     let n = set.y.len();
     let mut loss = 0f64;

@@ -3,7 +3,6 @@
 //! over the backend, so one binary trains on CPU (Flex) and on CUDA GPUs.
 
 pub mod burn_engine;
-pub mod cnn_ops;
 pub mod early_stop;
 pub mod epochs;
 pub mod eval;
@@ -11,6 +10,7 @@ pub mod kernels;
 pub mod loaded;
 pub mod metrics;
 pub mod model;
+pub mod net_ops;
 pub mod optim;
 #[cfg(test)]
 mod optim_tests;

@@ -1,5 +1,5 @@
-//! CPU kernels on plain `f32` slices: the CNN's convolution and max pooling (NCHW order), and
-//! the fused Adam step.
+//! CPU kernels on plain `f32` slices: the fully connected layer, the CNN's convolution and max
+//! pooling (NCHW order), and the fused Adam step.
 //!
 //! burn-flex runs a 2-D convolution as a 3-D one (im2col tiles, permutes, copies to contiguous)
 //! and its max pooling through strided 3-D iteration; on the S4 network that cost 5× PyTorch's
@@ -12,10 +12,12 @@
 
 mod adam;
 mod conv;
+mod linear;
 mod pool;
 
 pub use adam::{AdamStep, adam_step};
 pub use conv::{ConvDims, conv2d_backward, conv2d_forward};
+pub use linear::{linear_backward, linear_forward};
 pub use pool::{max_pool_backward, max_pool_forward};
 
 /// Deterministic test values in [-1, 1) from a seed (xorshift), shared by the kernels' tests.

@@ -1,5 +1,6 @@
-//! The CNN's convolution and pooling as a backend extension: burn's own ops by default (Cuda),
-//! the kernels of [`super::kernels`] on Flex, with their own backward pass under autodiff.
+//! The networks' heavy ops (fully connected layer, convolution, pooling) as a backend
+//! extension: burn's own ops by default (Cuda, Wgpu), the kernels of [`super::kernels`] on Flex,
+//! with their own backward pass under autodiff.
 
 use super::kernels::{self, ConvDims};
 use burn::backend::Flex;
@@ -15,8 +16,18 @@ use std::sync::Arc;
 
 type AdFlex = burn::backend::Autodiff<Flex>;
 
-/// Stride-1 convolution with bias and max pooling with stride = window, as the CNN uses them.
-pub trait CnnOps: Backend {
+/// The fully connected layer, stride-1 convolution with bias and max pooling with stride =
+/// window, as the networks use them.
+pub trait NetOps: Backend {
+    /// `x [n, i] · weight [i, o] + bias [o]`, burn's `Linear` layer.
+    fn net_linear(
+        x: Tensor<Self, 2>,
+        weight: Tensor<Self, 2>,
+        bias: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        module::linear(x, weight, bias)
+    }
+
     /// Stride-1 convolution of `x` `[n, c_in, h, w]` with `weight` `[c_out, c_in, k, k]` plus
     /// `bias` `[c_out]`, with `pad` zeros on each side.
     fn cnn_conv2d(
@@ -54,13 +65,13 @@ fn burn_pool<B: Backend>(x: Tensor<B, 4>, k: usize, relu: bool) -> Tensor<B, 4> 
 }
 
 #[cfg(feature = "cuda")]
-impl CnnOps for burn::backend::Cuda {}
+impl NetOps for burn::backend::Cuda {}
 #[cfg(feature = "cuda")]
-impl CnnOps for burn::backend::Autodiff<burn::backend::Cuda> {}
+impl NetOps for burn::backend::Autodiff<burn::backend::Cuda> {}
 #[cfg(feature = "wgpu")]
-impl CnnOps for burn::backend::Wgpu {}
+impl NetOps for burn::backend::Wgpu {}
 #[cfg(feature = "wgpu")]
-impl CnnOps for burn::backend::Autodiff<burn::backend::Wgpu> {}
+impl NetOps for burn::backend::Autodiff<burn::backend::Wgpu> {}
 
 /// The `f32` values of a tensor in row-major order (copied only when strided).
 fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
@@ -141,7 +152,37 @@ fn wrap<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> 
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-impl CnnOps for Flex {
+/// Whether the linear kernels handle these tensors (f32 matrices whose inner sizes match, and a
+/// bias).
+fn linear_supported(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> bool {
+    let (xd, wd) = (dims(x), dims(w));
+    [x, w].iter().chain(&b).all(|t| t.dtype() == DType::F32)
+        && xd.len() == 2
+        && wd.len() == 2
+        && xd[1] == wd[0]
+        && wd.iter().all(|&v| v > 0)
+        && b.is_some_and(|b| dims(b) == [wd[1]])
+}
+
+fn linear_forward(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (n, [i, o]) = (dims(x)[0], [dims(w)[0], dims(w)[1]]);
+    let y = kernels::linear_forward(&values(x), &values(w), Some(&values(b)), i, o);
+    flex(y, [n, o])
+}
+
+impl NetOps for Flex {
+    fn net_linear(
+        x: Tensor<Self, 2>,
+        w: Tensor<Self, 2>,
+        b: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        let (x, w, b) = (prim(x), prim(w), b.map(prim));
+        match b {
+            Some(b) if linear_supported(&x, &w, Some(&b)) => wrap(linear_forward(&x, &w, &b)),
+            b => module::linear(wrap(x), wrap(w), b.map(wrap)),
+        }
+    }
+
     fn cnn_conv2d(
         x: Tensor<Self, 4>,
         w: Tensor<Self, 4>,
@@ -161,6 +202,38 @@ impl CnnOps for Flex {
             return burn_pool(wrap(x), k, relu);
         }
         wrap(pool_forward(&x, k, relu).0)
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    /// Input and weight.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (x, w) = ops.state;
+        let (n, [i, o]) = (dims(&x)[0], [dims(&w)[0], dims(&w)[1]]);
+        let (dx, dw, db) = kernels::linear_backward(
+            &values(&x),
+            &values(&w),
+            &values(&g),
+            i,
+            o,
+            node_x.is_some(),
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex(dx, [n, i]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex(dw, [i, o]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex(db, [o]));
+        }
     }
 }
 
@@ -208,7 +281,30 @@ impl Backward<Flex, 1> for PoolBackward {
     }
 }
 
-impl CnnOps for AdFlex {
+impl NetOps for AdFlex {
+    fn net_linear(
+        x: Tensor<Self, 2>,
+        w: Tensor<Self, 2>,
+        b: Option<Tensor<Self, 1>>,
+    ) -> Tensor<Self, 2> {
+        let (x, w, b) = (prim(x), prim(w), b.map(prim));
+        let b = match b {
+            Some(b) if linear_supported(&x.primitive, &w.primitive, Some(&b.primitive)) => b,
+            b => return module::linear(wrap(x), wrap(w), b.map(wrap)),
+        };
+        let out = linear_forward(&x.primitive, &w.primitive, &b.primitive);
+        let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
+        let t = match LinearBackward
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        wrap(t)
+    }
+
     fn cnn_conv2d(
         x: Tensor<Self, 4>,
         w: Tensor<Self, 4>,
@@ -274,6 +370,51 @@ mod tests {
         let (a, b) = (a.into_data(), b.into_data());
         for (x, y) in a.iter::<f32>().zip(b.iter::<f32>()) {
             assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    /// The fully connected layer through our op and through burn's: same values, same
+    /// gradients for the input, the weight and the bias (a narrow and a wide layer).
+    #[test]
+    fn linear_matches_burns_forward_and_backward() {
+        for (n, i, o) in [(6, 20, 10), (9, 30, 40)] {
+            let (x0, w0, b0, g0) = (
+                rand::<2>([n, i], 11),
+                rand::<2>([i, o], 12),
+                rand::<1>([o], 13),
+                rand::<2>([n, o], 14),
+            );
+            let run = |ours: bool| {
+                let (x, w, b) = (
+                    x0.clone().require_grad(),
+                    w0.clone().require_grad(),
+                    b0.clone().require_grad(),
+                );
+                let y = if ours {
+                    AdFlex::net_linear(x.clone(), w.clone(), Some(b.clone()))
+                } else {
+                    module::linear(x.clone(), w.clone(), Some(b.clone()))
+                };
+                let grads = (y.clone() * g0.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&grads).unwrap(),
+                    w.grad(&grads).unwrap(),
+                    b.grad(&grads).unwrap(),
+                )
+            };
+            let (ya, xa, wa, ba) = run(true);
+            let (yb, xb, wb, bb) = run(false);
+            assert_close(ya, yb.clone());
+            assert_close(xa, xb);
+            assert_close(wa, wb);
+            assert_close(ba, bb);
+            let inner = Flex::net_linear(
+                x0.clone().inner(),
+                w0.clone().inner(),
+                Some(b0.clone().inner()),
+            );
+            assert_close(inner, yb);
         }
     }
 
