@@ -1,6 +1,6 @@
 //! The machine's cores shared among the CPU trials running now. Without `--threads`, each
-//! running trial's share is an equal part of the cores, asked again at every epoch: when a
-//! sweep's tail leaves one trial running, it gets every core from its next epoch on. With
+//! running trial's share is an equal part of the cores, asked again before every training step:
+//! when a sweep's tail leaves one trial running, it gets every core from its next step on. With
 //! `--threads`, a trial keeps that many threads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,7 +90,7 @@ impl Threads {
 }
 
 /// A rayon pool of the size asked last, rebuilt only when the size changes, so that a trial's
-/// epochs run on as many threads as its share holds at the start of each.
+/// steps run on as many threads as its share holds when each starts.
 #[derive(Default)]
 pub struct Pool(Option<rayon::ThreadPool>);
 

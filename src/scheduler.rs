@@ -22,7 +22,7 @@ pub struct Slot {
     /// what it would get with every slot busy.
     pub threads: usize,
     /// The cores this slot's trials share with the other running CPU trials (no `--threads`):
-    /// a trial's threads are then its share, asked again each epoch.
+    /// a trial's threads are then its share, asked again before each training step.
     pub share: Option<Arc<CoreShare>>,
 }
 

@@ -296,6 +296,55 @@ mod tests {
         assert_ne!(strip(&a), strip(&c));
     }
 
+    /// A trial sharing 2 cores with another starts on 1 thread; when the other ends mid-epoch,
+    /// the steps go on with 2 threads from the next one (its only epoch ends on 2), and the
+    /// numbers are those of 1 thread or 2 throughout.
+    #[test]
+    fn a_share_that_grows_mid_epoch_changes_the_threads_not_the_numbers() {
+        let t = trial(
+            "name: t\ndata: {train_size: 2000}\nfixed:\n  model: {kind: mlp, hidden: [128]}\n  optimizer: {kind: adam, learning_rate: 0.001}\n  batch_size: 256\n  steps_per_epoch: 80\n  epochs: 1\n  seed: 3\n",
+        );
+        let run = |threads: crate::cores::Threads| {
+            let cancel = AtomicBool::new(false);
+            let mut ctx = TrialContext {
+                device: Device::Cpu,
+                threads,
+                progress: &mut |_| {},
+                cancel: &cancel,
+            };
+            BurnEngine.run(&t, &mut ctx).unwrap()
+        };
+        let share = crate::cores::CoreShare::new(2);
+        let other = share.sit();
+        let mine = share.sit();
+        assert_eq!(mine.now(), 1);
+        let ends = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(other);
+        });
+        let shared = run(mine);
+        ends.join().unwrap();
+        assert_eq!(shared.epochs.len(), 1);
+        assert_eq!(
+            shared.epochs[0].threads,
+            Some(2),
+            "the epoch ended on 2 threads"
+        );
+        let numbers = |r: &TrialResult| {
+            (
+                r.epochs[0].train_loss,
+                r.epochs[0].val_loss,
+                r.test_loss,
+                r.confusion_matrix.clone(),
+            )
+        };
+        for n in [1, 2] {
+            let fixed = run(crate::cores::Threads::fixed(n));
+            assert_eq!(fixed.epochs[0].threads, Some(n));
+            assert_eq!(numbers(&shared), numbers(&fixed), "against {n} threads");
+        }
+    }
+
     #[test]
     fn a_huge_learning_rate_diverges_and_keeps_its_epochs() {
         let r = train_cpu(&trial(

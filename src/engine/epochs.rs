@@ -18,7 +18,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A mean training loss this far above chance level (ln 10 ≈ 2.3 for ten classes) means the
@@ -122,6 +122,79 @@ struct EpochSteps {
     seconds: f64,
 }
 
+/// An epoch's batches and its sums so far (kept on the device, read back once per epoch rather
+/// than once per step).
+struct EpochRun<B: AutodiffBackend> {
+    batches: Batches,
+    steps: usize,
+    samples: usize,
+    loss_sum: Option<Tensor<B::InnerBackend, 1>>,
+    correct_sum: Option<Tensor<B::InnerBackend, 1, Int>>,
+    step_losses: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> EpochRun<B> {
+    fn new(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Self {
+        EpochRun {
+            batches: Batches::new(cfg, n, bs, rng),
+            steps: 0,
+            samples: 0,
+            loss_sum: None,
+            correct_sum: None,
+            step_losses: vec![],
+        }
+    }
+
+    /// Counts one step's loss and correct answers.
+    fn add(
+        &mut self,
+        loss: Tensor<B::InnerBackend, 1>,
+        correct: Tensor<B::InnerBackend, 1, Int>,
+        samples: usize,
+        log_steps: bool,
+    ) {
+        self.steps += 1;
+        self.samples += samples;
+        if log_steps {
+            self.step_losses.push(loss.clone());
+        }
+        self.loss_sum = Some(match self.loss_sum.take() {
+            Some(s) => s + loss,
+            None => loss,
+        });
+        self.correct_sum = Some(match self.correct_sum.take() {
+            Some(s) => s + correct,
+            None => correct,
+        });
+    }
+
+    /// The epoch's mean loss, correct answers and step losses (its time is filled in later).
+    fn finish(self) -> EpochSteps {
+        let loss = self
+            .loss_sum
+            .map(|t| f64::from(t.into_data().iter::<f32>().next().unwrap_or(f32::NAN)))
+            .unwrap_or(f64::NAN)
+            / self.steps.max(1) as f64;
+        let correct = self
+            .correct_sum
+            .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0))
+            .unwrap_or(0);
+        let step_losses = if self.step_losses.is_empty() {
+            vec![]
+        } else {
+            let all = Tensor::cat(self.step_losses, 0).into_data();
+            all.iter::<f32>().map(f64::from).collect()
+        };
+        EpochSteps {
+            loss,
+            correct,
+            samples: self.samples,
+            step_losses,
+            seconds: 0.0,
+        }
+    }
+}
+
 impl<'a, B, O> Trainer<'a, B, O>
 where
     B: AutodiffBackend + NetOps,
@@ -219,97 +292,72 @@ where
         }
     }
 
-    /// One epoch's steps and its row (with the validation), on the trial's share of the cores
-    /// as it stands now; `None` when cancelled.
+    /// One epoch's steps and its row (with the validation), on the trial's share of the cores:
+    /// when the share changes mid-epoch (another trial ended or started), the steps go on from
+    /// the next one on a pool of the new size. `None` when cancelled.
     #[allow(clippy::type_complexity)]
     fn epoch_on(
         &mut self,
         pool: &mut Pool,
         ctx: &TrialContext<'_>,
-        model: Net<B>,
+        mut model: Net<B>,
         (epoch, lr): (usize, f64),
         sets: (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
     ) -> (Net<B>, Option<(EpochSteps, EpochRow, Option<Eval>)>) {
-        let cancel = ctx.cancel;
-        let me = &mut *self;
-        pool.run(ctx.threads.now(), move || {
-            let t_epoch = Instant::now();
-            let (model, steps) = me.epoch(model, lr, cancel);
-            let Some(mut steps) = steps else {
-                return (model, None);
-            };
-            steps.seconds = t_epoch.elapsed().as_secs_f64();
-            let (row, v) = me.epoch_row(&model, epoch, lr, &steps, sets, t_epoch);
-            (model, Some((steps, row, v)))
-        })
-    }
-
-    /// One epoch's batches and steps at learning rate `lr`. `None` when cancelled: the partial
-    /// epoch is dropped.
-    fn epoch(
-        &mut self,
-        mut model: Net<B>,
-        lr: f64,
-        cancel: &AtomicBool,
-    ) -> (Net<B>, Option<EpochSteps>) {
-        let mut batches = Batches::new(
+        let (cancel, share) = (ctx.cancel, &ctx.threads);
+        let t_epoch = Instant::now();
+        let mut run = EpochRun::new(
             self.cfg,
             self.train.len(),
             self.batch_size,
             &mut self.batch_rng,
         );
-        let mut steps = 0usize;
-        // Sums stay on the device, read back once per epoch rather than once per step.
-        let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
-        let mut correct_sum: Option<Tensor<B::InnerBackend, 1, Int>> = None;
-        let mut step_losses: Vec<Tensor<B::InnerBackend, 1>> = vec![];
-        let mut samples = 0usize;
-        while let Some(idx) = batches.next(&mut self.batch_rng) {
+        let me = &mut *self;
+        let threads = loop {
+            let threads = share.now();
+            let stop = || cancel.load(Ordering::Relaxed) || share.now() != threads;
+            let (next, done) = pool.run(threads, || me.steps(model, lr, &mut run, stop));
+            model = next;
+            if done {
+                break threads;
+            }
             if cancel.load(Ordering::Relaxed) {
                 return (model, None);
             }
-            steps += 1;
+        };
+        let mut steps = run.finish();
+        steps.seconds = t_epoch.elapsed().as_secs_f64();
+        pool.run(threads, move || {
+            let (row, v) = me.epoch_row(&model, epoch, lr, &steps, sets, t_epoch);
+            (model, Some((steps, row, v)))
+        })
+    }
+
+    /// Steps of the epoch `run` at learning rate `lr` until it ends (true) or `stop` says to
+    /// pause before the next step (false).
+    fn steps(
+        &mut self,
+        mut model: Net<B>,
+        lr: f64,
+        run: &mut EpochRun<B>,
+        stop: impl Fn() -> bool,
+    ) -> (Net<B>, bool) {
+        loop {
+            if stop() {
+                return (model, false);
+            }
+            let Some(idx) = run.batches.next(&mut self.batch_rng) else {
+                return (model, true);
+            };
             let BatchLoss {
                 loss,
                 value,
                 correct,
             } = self.batch_loss(&model, &idx);
-            if self.cfg.log_steps {
-                step_losses.push(value.clone());
-            }
-            loss_sum = Some(match loss_sum {
-                Some(s) => s + value,
-                None => value,
-            });
-            correct_sum = Some(match correct_sum {
-                Some(s) => s + correct,
-                None => correct,
-            });
+            run.add(value, correct, idx.len(), self.cfg.log_steps);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = self.optim.step(lr, model, grads);
-            samples += idx.len();
         }
-        let loss = loss_sum
-            .map(|t| f64::from(t.into_data().iter::<f32>().next().unwrap_or(f32::NAN)))
-            .unwrap_or(f64::NAN)
-            / steps.max(1) as f64;
-        let correct = correct_sum
-            .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0))
-            .unwrap_or(0);
-        let step_losses = if step_losses.is_empty() {
-            vec![]
-        } else {
-            let all = Tensor::cat(step_losses, 0).into_data();
-            all.iter::<f32>().map(f64::from).collect()
-        };
-        let steps = EpochSteps {
-            loss,
-            correct,
-            samples,
-            step_losses,
-            seconds: 0.0,
-        };
-        (model, Some(steps))
     }
 
     /// Validates the weights after an epoch (and tests them, when the config asks every epoch)
