@@ -396,10 +396,15 @@ where
     /// The forward pass on the samples `idx` (dropout on).
     fn batch_loss(&mut self, model: &Net<B>, idx: &[usize]) -> BatchLoss<B> {
         let b = idx.len();
-        let x = self.batch_input(idx);
         let ys: Vec<i64> = idx.iter().map(|&i| i64::from(self.train.y[i])).collect();
         let y: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(ys, [b]), self.device);
-        let logits = model.forward(Tensor::from_inner(x), Some(&mut self.drop_rng));
+        let logits = if self.cfg.augment.enabled {
+            let x = Tensor::from_inner(self.augmented(idx));
+            model.forward(x, Some(&mut self.drop_rng))
+        } else {
+            let data = Tensor::from_inner(self.x_train.clone());
+            model.forward_rows(data, idx, Some(&mut self.drop_rng))
+        };
         let loss = -log_softmax(logits.clone(), 1)
             .gather(1, y.clone().reshape([b, 1]))
             .mean();
@@ -418,31 +423,22 @@ where
         }
     }
 
-    /// The pixels of the samples `idx`: augmented from the raw bytes when the config asks,
-    /// otherwise picked from the normalised training set already on the device.
-    fn batch_input(&mut self, idx: &[usize]) -> Tensor<B::InnerBackend, 2> {
-        let b = idx.len();
-        if self.cfg.augment.enabled {
-            let norm = &self.cfg.data.normalize;
-            let (mean, std) = (norm.mean as f32, norm.std as f32);
-            let mut xs = Vec::with_capacity(b * PIXELS);
-            for &i in idx {
-                augment::augment_into(
-                    &self.train.raw[i * PIXELS..(i + 1) * PIXELS],
-                    &self.cfg.augment,
-                    mean,
-                    std,
-                    &mut self.aug_rng,
-                    &mut xs,
-                );
-            }
-            Tensor::from_data(TensorData::new(xs, [b, PIXELS]), self.device)
-        } else {
-            let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-            self.x_train
-                .clone()
-                .select(0, Tensor::from_data(TensorData::new(ids, [b]), self.device))
+    /// The pixels of the samples `idx`, augmented from the raw bytes.
+    fn augmented(&mut self, idx: &[usize]) -> Tensor<B::InnerBackend, 2> {
+        let norm = &self.cfg.data.normalize;
+        let (mean, std) = (norm.mean as f32, norm.std as f32);
+        let mut xs = Vec::with_capacity(idx.len() * PIXELS);
+        for &i in idx {
+            augment::augment_into(
+                &self.train.raw[i * PIXELS..(i + 1) * PIXELS],
+                &self.cfg.augment,
+                mean,
+                std,
+                &mut self.aug_rng,
+                &mut xs,
+            );
         }
+        Tensor::from_data(TensorData::new(xs, [idx.len(), PIXELS]), self.device)
     }
 }
 

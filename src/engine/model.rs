@@ -261,16 +261,59 @@ impl<B: NetOps> Net<B> {
             x = img.flatten(1, 3);
         }
         x = self.dropout(x, self.shape.input_dropout, &mut rng);
-        let last = self.linears.len() - 1;
-        for (i, layer) in self.linears.iter().enumerate() {
+        self.layers_from(0, x, &mut rng)
+    }
+
+    /// [`Net::forward`] of the rows `idx` of `data` (the training set, off the graph): a plain
+    /// classifier takes them straight into its first layer, without building the batch.
+    pub fn forward_rows(
+        &self,
+        data: Tensor<B, 2>,
+        idx: &[usize],
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 2> {
+        if self.shape.cnn || self.shape.input_dropout > 0.0 {
+            return self.forward(super::net_ops::gather(data, idx), rng);
+        }
+        let first = &self.linears[0];
+        let x = B::net_linear_rows(
+            data,
+            idx,
+            first.weight.val(),
+            first.bias.as_ref().map(Param::val),
+        );
+        let x = self.between(0, x, &mut rng);
+        self.layers_from(1, x, &mut rng)
+    }
+
+    /// The linear layers from `start` on, with what comes between them.
+    fn layers_from(
+        &self,
+        start: usize,
+        mut x: Tensor<B, 2>,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 2> {
+        for (i, layer) in self.linears.iter().enumerate().skip(start) {
             x = B::net_linear(x, layer.weight.val(), layer.bias.as_ref().map(Param::val));
-            if i < last {
-                if let Some(bn) = self.norms.get(i) {
-                    x = bn.forward(x);
-                }
-                x = self.act(x);
-                x = self.dropout(x, self.shape.dropout, &mut rng);
+            x = self.between(i, x, rng);
+        }
+        x
+    }
+
+    /// What follows linear layer `i` (none after the last): batch norm, the activation and
+    /// dropout.
+    fn between(
+        &self,
+        i: usize,
+        mut x: Tensor<B, 2>,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 2> {
+        if i + 1 < self.linears.len() {
+            if let Some(bn) = self.norms.get(i) {
+                x = bn.forward(x);
             }
+            x = self.act(x);
+            x = self.dropout(x, self.shape.dropout, rng);
         }
         x
     }

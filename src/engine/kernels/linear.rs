@@ -9,6 +9,8 @@
 //! own split above 192³ multiply-adds), which keeps each value's sum in the same order whatever
 //! the thread count.
 
+use rayon::prelude::*;
+
 /// Multiply-adds above which `gemm` splits one product over the pool's threads (burn-flex's
 /// threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
@@ -135,6 +137,85 @@ pub fn linear_backward(
     (dx, dw, db)
 }
 
+/// Sampled rows per block of [`linear_rows_forward`] and [`linear_rows_backward`]: 64 MNIST
+/// rows (200 KB) stay in L2 between the copy and the product. Fixed, so the sums do not depend
+/// on the thread count.
+const ROWS: usize = 64;
+
+/// Rows `idx` of `data` (rows of `i` values) copied into `buf`.
+fn gather_rows(data: &[f32], idx: &[usize], i: usize, buf: &mut Vec<f32>) {
+    buf.clear();
+    for &r in idx {
+        buf.extend_from_slice(&data[r * i..(r + 1) * i]);
+    }
+}
+
+/// [`linear_forward`] of the rows `idx` of `data` (`[rows × i]`) without building the batch:
+/// blocks of [`ROWS`] rows are copied and multiplied while they sit in cache, in parallel. For
+/// a narrow layer (a linear classifier on a batch of 8,000 images) this reads the images once
+/// instead of copying them out and reading the copy.
+pub fn linear_rows_forward(
+    data: &[f32],
+    idx: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    i: usize,
+    o: usize,
+) -> Vec<f32> {
+    assert!(w.len() == i * o && bias.len() == o);
+    let mut y = vec![0f32; idx.len() * o];
+    y.par_chunks_mut(ROWS * o)
+        .zip(idx.par_chunks(ROWS))
+        .for_each_init(Vec::new, |buf, (y, idx)| {
+            gather_rows(data, idx, i, buf);
+            y.chunks_mut(o).for_each(|row| row.copy_from_slice(bias));
+            gemm(y, idx.len(), o, i, plain(buf, i), plain(w, o), true);
+        });
+    y
+}
+
+/// Weight and bias gradients of [`linear_rows_forward`] given `g [n×o]`, block by block, as
+/// `dWᵀ` (o × i) partials summed in a fixed order.
+pub fn linear_rows_backward(
+    data: &[f32],
+    idx: &[usize],
+    g: &[f32],
+    i: usize,
+    o: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(g.len(), idx.len() * o);
+    // Tasks of 8 blocks, each summing its blocks into one partial.
+    let parts: Vec<Vec<f32>> = g
+        .par_chunks(8 * ROWS * o)
+        .zip(idx.par_chunks(8 * ROWS))
+        .map_init(Vec::new, |buf, (g, idx)| {
+            let mut dwt = vec![0f32; o * i];
+            for (g, idx) in g.chunks(ROWS * o).zip(idx.chunks(ROWS)) {
+                gather_rows(data, idx, i, buf);
+                gemm(
+                    &mut dwt,
+                    o,
+                    i,
+                    idx.len(),
+                    transpose(g, o),
+                    plain(buf, i),
+                    true,
+                );
+            }
+            dwt
+        })
+        .collect();
+    let mut dwt = vec![0f32; o * i];
+    for part in &parts {
+        dwt.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    let mut db = vec![0f32; o];
+    for row in g.chunks(o) {
+        db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+    }
+    (transposed(&dwt, o, i), db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::values;
@@ -162,6 +243,26 @@ mod tests {
                 "at {k}: {x} vs {y}"
             );
         }
+    }
+
+    /// Gathering rows inside the kernels gives the numbers of gathering them first (rows
+    /// repeated and out of order, a batch larger than one block and not a multiple of it).
+    #[test]
+    fn sampled_rows_match_the_gathered_batch() {
+        let (rows, i, o) = (50, 30, 10);
+        let data = values(rows * i, 21);
+        let (w, b) = (values(i * o, 22), values(o, 23));
+        let idx: Vec<usize> = (0..150).map(|k| (k * 37 + 11) % rows).collect();
+        let g = values(idx.len() * o, 24);
+        let mut x = vec![];
+        gather_rows(&data, &idx, i, &mut x);
+        let y = linear_rows_forward(&data, &idx, &w, &b, i, o);
+        close(&y, &reference(&x, &w, &b, i, o));
+        let (_, dw_want, db_want) = linear_backward(&x, &w, &g, i, o, false);
+        let (dw, db) = linear_rows_backward(&data, &idx, &g, i, o);
+        let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
+        close(&dw, &wide(&dw_want));
+        close(&db, &wide(&db_want));
     }
 
     #[test]
