@@ -30,6 +30,11 @@ impl CoreShare {
         })
     }
 
+    /// The cores shared.
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
     /// Takes a seat for a trial that starts now; it is given back when the last clone of the
     /// returned [`Threads`] is dropped.
     pub fn sit(self: &Arc<Self>) -> Threads {

@@ -12,11 +12,11 @@ use crate::trial::TrialResult;
 /// with respect to the inputs and to the weights, each a product of the same size.
 pub const TRAIN_PER_FORWARD: f64 = 3.0;
 
-/// How a trial's speed grows with its threads: `threads^0.6` (2 threads → 1.52×). Measured
-/// 1 → 2 thread scalings on 2-core machines were 1.0× for the MLP and 1.75× for the CNN
-/// (issue #19); the rates of `plan`'s probe are measured at the run's own thread count and need
-/// no scaling. The one place to change when threads follow the work (a sweep's tail giving
-/// its free cores to the trials still running).
+/// How a trial's speed grows with its threads: `threads^0.6` (2 threads → 1.52×), between the
+/// measured 1 → 2 thread scalings on 2-core machines: about 1.0× for the linear model at batch
+/// 100, 1.66–1.72× for the MLP, 1.72–1.88× for the CNN (`benches/RESULTS.md`). The rates of
+/// `plan`'s probe are measured at the run's own thread count; this scales finished trials'
+/// rates to another count, and a sweep's tail in [`list_schedule`].
 pub fn thread_speedup(from: usize, to: usize) -> f64 {
     const EXPONENT: f64 = 0.6;
     (to.max(1) as f64 / from.max(1) as f64).powf(EXPONENT)
@@ -301,19 +301,34 @@ impl Calibration {
 /// Wall time of trials of these durations taken from a queue in this order by `slots` slots,
 /// each trial going to the slot that frees first (what the scheduler's slot threads do);
 /// `busy` holds the seconds each slot still needs for the trial it runs now (fewer entries than
-/// slots: the rest are free).
-pub fn list_schedule(durations: &[f64], slots: usize, busy: &[f64]) -> f64 {
-    let mut free: Vec<f64> = (0..slots.max(1))
-        .map(|i| busy.get(i).copied().unwrap_or(0.0))
-        .collect();
-    for &d in durations {
-        let first = free
-            .iter_mut()
-            .min_by(|a, b| a.total_cmp(b))
-            .expect("at least one slot");
-        *first += d;
+/// slots: the rest are free). The durations are at a full machine's share of the cores; with
+/// `cores` (the running trials share them, no `--threads`) a trial runs faster while fewer
+/// trials than slots run, at [`thread_speedup`] from `cores / slots` threads to
+/// `cores / running`, as a sweep's tail does.
+pub fn list_schedule(durations: &[f64], slots: usize, busy: &[f64], cores: Option<usize>) -> f64 {
+    let slots = slots.max(1);
+    let mut running: Vec<f64> = busy.iter().copied().filter(|&b| b > 0.0).collect();
+    let mut queue = durations.iter().copied();
+    let mut now = 0.0;
+    loop {
+        while running.len() < slots {
+            match queue.next() {
+                Some(d) => running.push(d),
+                None => break,
+            }
+        }
+        if running.is_empty() {
+            return now;
+        }
+        let speed = cores.map_or(1.0, |c| {
+            thread_speedup((c / slots).max(1), (c / running.len()).max(1))
+        });
+        // Until the next trial ends.
+        let dt = running.iter().copied().fold(f64::INFINITY, f64::min) / speed;
+        now += dt;
+        running.iter_mut().for_each(|r| *r -= dt * speed);
+        running.retain(|&r| r > 1e-9);
     }
-    free.into_iter().fold(0.0, f64::max)
 }
 
 /// FLOPs in words: `3.1 TFLOP`.
@@ -424,15 +439,24 @@ mod tests {
     #[test]
     fn list_scheduling_over_slots() {
         // Four equal trials on two slots take two trial lengths.
-        assert_eq!(list_schedule(&[1.0; 4], 2, &[]), 2.0);
+        assert_eq!(list_schedule(&[1.0; 4], 2, &[], None), 2.0);
         // Most expensive first: the long trial sets the wall time, the short ones share a slot.
-        assert_eq!(list_schedule(&[4.0, 1.0, 1.0, 1.0], 2, &[]), 4.0);
+        assert_eq!(list_schedule(&[4.0, 1.0, 1.0, 1.0], 2, &[], None), 4.0);
         // One slot: the sum; more slots than trials: the longest.
-        assert_eq!(list_schedule(&[3.0, 2.0], 1, &[]), 5.0);
-        assert_eq!(list_schedule(&[3.0, 2.0], 8, &[]), 3.0);
+        assert_eq!(list_schedule(&[3.0, 2.0], 1, &[], None), 5.0);
+        assert_eq!(list_schedule(&[3.0, 2.0], 8, &[], None), 3.0);
         // A slot busy for 2 s more takes its next trial after that.
-        assert_eq!(list_schedule(&[1.0, 1.0], 2, &[2.0]), 2.0);
-        assert_eq!(list_schedule(&[], 2, &[]), 0.0);
+        assert_eq!(list_schedule(&[1.0, 1.0], 2, &[2.0], None), 2.0);
+        assert_eq!(list_schedule(&[], 2, &[], None), 0.0);
+        // Sharing 2 cores, the long trial runs on 1 thread beside the short one for 1 s, then
+        // alone on 2 threads: its other 3 s of 1-thread work take 3 / 2^0.6 s.
+        let tail = list_schedule(&[4.0, 1.0], 2, &[], Some(2));
+        assert!(
+            (tail - (1.0 + 3.0 / thread_speedup(1, 2))).abs() < 1e-9,
+            "{tail}"
+        );
+        // With every slot busy to the end there is no tail to speed up.
+        assert_eq!(list_schedule(&[2.0, 2.0], 2, &[], Some(2)), 2.0);
     }
 
     #[test]

@@ -350,10 +350,17 @@ fn plan_summary(
         Some(d) => {
             // Slots beyond the trials stay idle: say what will run at once.
             let slots = &slots[..slots.len().min(n)];
-            let wall = list_schedule(&d, slots.len(), &[]);
+            let cores = slots[0].share.as_ref().map(|c| c.cores());
+            let wall = list_schedule(&d, slots.len(), &[], cores);
             let longest = d.iter().copied().fold(0.0, f64::max);
+            // Its time at a full machine's share; a sweep's tail gives it more cores.
+            let tail = if wall < longest {
+                " at that share, less once the trials beside it end"
+            } else {
+                ""
+            };
             s += &format!(
-                ", {} on {}, the longest trial {}; {}",
+                ", {} on {}, the longest trial {}{tail}; {}",
                 eta_text(wall),
                 slots_text(slots),
                 eta_text(longest),
@@ -429,7 +436,8 @@ pub fn status_line(store: &Store, info: &SweepInfo, finished: &[Finished]) -> St
     queued.sort_by(|a, b| b.0.total_cmp(&a.0));
     let durations: Vec<f64> = queued.iter().map(|q| q.1).collect();
     let slots = busy.len().max(1);
-    let eta = list_schedule(&durations, slots, &busy);
+    // How the running process shares its cores is not known here: no tail speed-up.
+    let eta = list_schedule(&durations, slots, &busy, None);
     let now_running = if busy.is_empty() {
         "nothing running now: on one slot when run again".to_string()
     } else {
