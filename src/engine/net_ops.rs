@@ -4,6 +4,7 @@
 
 use super::kernels::{self, ConvDims};
 use burn::backend::Flex;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -265,6 +266,17 @@ impl NetOps for Flex {
     }
 }
 
+/// Registers a parent's gradient (values in row-major order), when the parent wants one.
+fn register<const D: usize>(
+    grads: &mut Gradients,
+    parent: Option<(NodeId, Vec<f32>)>,
+    shape: [usize; D],
+) {
+    if let Some((id, v)) = parent {
+        grads.register::<Flex>(id, flex(v, shape));
+    }
+}
+
 #[derive(Debug)]
 struct LinearBackward;
 
@@ -285,15 +297,9 @@ impl Backward<Flex, 3> for LinearBackward {
             o,
             node_x.is_some(),
         );
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, flex(dx, [n, i]));
-        }
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, flex(dw, [i, o]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex(db, [o]));
-        }
+        register(grads, node_x.map(|n| n.id).zip(dx), [n, i]);
+        register(grads, node_w.map(|n| (n.id, dw)), [i, o]);
+        register(grads, node_b.map(|n| (n.id, db)), [o]);
     }
 }
 
@@ -310,12 +316,8 @@ impl Backward<Flex, 2> for LinearRowsBackward {
         let (data, idx) = ops.state;
         let (i, o) = (dims(&data)[1], dims(&g)[1]);
         let (dw, db) = kernels::linear_rows_backward(&values(&data), &idx, &values(&g), i, o);
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, flex(dw, [i, o]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex(db, [o]));
-        }
+        register(grads, node_w.map(|n| (n.id, dw)), [i, o]);
+        register(grads, node_b.map(|n| (n.id, db)), [o]);
     }
 }
 
@@ -333,15 +335,9 @@ impl Backward<Flex, 3> for ConvBackward {
         let d = conv_dims(&x, &w, pad);
         let (dx, dw, db) =
             kernels::conv2d_backward(&values(&x), &values(&w), &values(&g), &d, node_x.is_some());
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, flex(dx, [d.n, d.c, d.h, d.w]));
-        }
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, flex(dw, [d.o, d.c, d.k, d.k]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex(db, [d.o]));
-        }
+        register(grads, node_x.map(|n| n.id).zip(dx), [d.n, d.c, d.h, d.w]);
+        register(grads, node_w.map(|n| (n.id, dw)), [d.o, d.c, d.k, d.k]);
+        register(grads, node_b.map(|n| (n.id, db)), [d.o]);
     }
 }
 
@@ -358,7 +354,7 @@ impl Backward<Flex, 1> for PoolBackward {
         let (idx, [n, c, h, w]) = ops.state;
         if let Some(node) = node_x {
             let dx = kernels::max_pool_backward(&values(&g), &idx, n * c, h, w);
-            grads.register::<Flex>(node.id, flex(dx, [n, c, h, w]));
+            register(grads, Some((node.id, dx)), [n, c, h, w]);
         }
     }
 }

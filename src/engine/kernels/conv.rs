@@ -1,5 +1,6 @@
 //! Stride-1 convolution as im2col plus `gemm` calls per sample, and its backward pass.
 
+use super::matmul::{gemm, plain, transpose};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -140,61 +141,6 @@ fn col2im_add(col: &[f32], d: &ConvDims, x: &mut [f32]) {
     }
 }
 
-/// Row-major matrix view for [`matmul`]: element (i, j) at `i·rs + j·cs`.
-#[derive(Clone, Copy)]
-struct Mat {
-    ptr: *const f32,
-    rs: isize,
-    cs: isize,
-}
-
-/// `dst[m×n] (row-major) = (accumulate ? dst : 0) + a[m×k] · b[k×n]`, single-threaded.
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumulate: bool) {
-    assert!(dst.len() >= m * n);
-    // SAFETY: `dst` holds m·n elements (checked above); the callers build `a` and `b` from
-    // slices holding m·k and k·n elements with the strides given.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.ptr,
-            a.cs,
-            a.rs,
-            b.ptr,
-            b.cs,
-            b.rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-fn row_major(s: &[f32], cols: usize) -> Mat {
-    Mat {
-        ptr: s.as_ptr(),
-        rs: cols as isize,
-        cs: 1,
-    }
-}
-
-/// The transpose of a row-major `rows × cols` matrix held in `s`.
-fn transposed(s: &[f32], cols: usize) -> Mat {
-    Mat {
-        ptr: s.as_ptr(),
-        rs: 1,
-        cs: cols as isize,
-    }
-}
-
 /// Whether the forward gemm writes its output transposed (`[p × o]`, then copied into place):
 /// `gemm` runs the S4 network's second convolution (kk = 400, p = 196, o = 32) at 105 GFLOP/s
 /// that way against 81 writing `[o × p]`, and its first (kk = 25) slower (88 against 100);
@@ -222,13 +168,13 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims) -> 
                 im2col(x, d, &mut col);
                 if transposed_out {
                     // tmp [p×o] = colᵀ [p×kk] · Wᵀ [kk×o], then out[o][j] = tmp[j][o] + b[o].
-                    matmul(
+                    gemm(
                         &mut tmp,
                         p,
                         d.o,
                         kk,
-                        transposed(&col, p),
-                        transposed(weight, kk),
+                        transpose(&col, p),
+                        transpose(weight, kk),
                         false,
                     );
                     for (oc, (row, &b)) in out.chunks_mut(p).zip(bias).enumerate() {
@@ -238,15 +184,7 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims) -> 
                     }
                 } else {
                     let out = fill_rows(out, bias);
-                    matmul(
-                        out,
-                        d.o,
-                        p,
-                        kk,
-                        row_major(weight, kk),
-                        row_major(&col, p),
-                        true,
-                    );
+                    gemm(out, d.o, p, kk, plain(weight, kk), plain(&col, p), true);
                 }
             }
         });
@@ -295,27 +233,19 @@ pub fn conv2d_backward(
         for (s, (x, g)) in x.chunks(inl).zip(g.chunks(out_len)).enumerate() {
             im2col(x, d, &mut col[..kk * p]);
             // [dWᵀ; dbᵀ] += [col; 1] [(kk+1)×p] · gᵀ [p×o]
-            matmul(
+            gemm(
                 &mut dwt,
                 kk + 1,
                 d.o,
                 p,
-                row_major(&col, p),
-                transposed(g, p),
+                plain(&col, p),
+                transpose(g, p),
                 true,
             );
             if let Some(dx) = dx.as_deref_mut() {
                 // gcol [kk×p] = Wᵀ [kk×o] · g [o×p]
                 let gcol = &mut col[..kk * p];
-                matmul(
-                    gcol,
-                    kk,
-                    p,
-                    d.o,
-                    transposed(weight, kk),
-                    row_major(g, p),
-                    false,
-                );
+                gemm(gcol, kk, p, d.o, transpose(weight, kk), plain(g, p), false);
                 col2im_add(gcol, d, &mut dx[s * inl..(s + 1) * inl]);
             }
         }

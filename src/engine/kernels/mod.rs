@@ -13,6 +13,7 @@
 mod adam;
 mod conv;
 mod linear;
+mod matmul;
 mod pool;
 
 pub use adam::{AdamStep, adam_step};
