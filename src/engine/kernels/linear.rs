@@ -31,6 +31,15 @@ fn transposed(s: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
+/// The bias gradient: the column sums of `g [n×o]`, row after row.
+fn bias_gradient(g: &[f32], o: usize) -> Vec<f32> {
+    let mut db = vec![0f32; o];
+    for row in g.chunks(o) {
+        db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+    }
+    db
+}
+
 /// `x [n×i] · w [i×o] + bias [o]` → `[n×o]`.
 pub fn linear_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, i: usize, o: usize) -> Vec<f32> {
     assert_eq!(w.len(), i * o);
@@ -65,11 +74,7 @@ pub fn linear_backward(
     } else {
         product(i, o, n, transpose(x, i), plain(g, o))
     };
-    let mut db = vec![0f32; o];
-    for row in g.chunks(o) {
-        db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-    }
-    (dx, dw, db)
+    (dx, dw, bias_gradient(g, o))
 }
 
 /// Sampled rows per block of [`linear_rows_forward`] and [`linear_rows_backward`]: 64 MNIST
@@ -144,11 +149,7 @@ pub fn linear_rows_backward(
     for part in &parts {
         dwt.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
-    let mut db = vec![0f32; o];
-    for row in g.chunks(o) {
-        db.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-    }
-    (transposed(&dwt, o, i), db)
+    (transposed(&dwt, o, i), bias_gradient(g, o))
 }
 
 #[cfg(test)]
