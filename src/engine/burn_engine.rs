@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn a_share_that_grows_mid_epoch_changes_the_threads_not_the_numbers() {
         let t = trial(
-            "name: t\ndata: {train_size: 2000}\nfixed:\n  model: {kind: mlp, hidden: [128]}\n  optimizer: {kind: adam, learning_rate: 0.001}\n  batch_size: 256\n  steps_per_epoch: 80\n  epochs: 1\n  seed: 3\n",
+            "name: t\ndata: {train_size: 2000}\nfixed:\n  model: {kind: mlp, hidden: [128]}\n  optimizer: {kind: adam, learning_rate: 0.001}\n  batch_size: 256\n  steps_per_epoch: 200\n  epochs: 1\n  seed: 3\n",
         );
         let run = |threads: crate::cores::Threads| {
             let cancel = AtomicBool::new(false);
