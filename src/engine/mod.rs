@@ -17,6 +17,7 @@ mod optim_tests;
 pub mod probe;
 pub mod schedule;
 pub mod scripted;
+pub mod tensor_conv;
 
 use crate::config::TrialConfig;
 use crate::error::{Error, Result};

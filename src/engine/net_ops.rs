@@ -1,6 +1,7 @@
 //! The networks' heavy ops (fully connected layer, convolution, pooling) as a backend
-//! extension: burn's own ops by default (Cuda, Wgpu), the kernels of [`super::kernels`] on Flex,
-//! with their own backward pass under autodiff.
+//! extension: by default (Cuda, Wgpu) burn's own ops, except the convolution, which is
+//! [`super::tensor_conv`]'s gather and matrix product; on Flex the kernels of
+//! [`super::kernels`], with their own backward pass under autodiff.
 
 use super::kernels::{self, ConvDims};
 use burn::backend::Flex;
@@ -48,7 +49,7 @@ pub trait NetOps: Backend {
         bias: Tensor<Self, 1>,
         pad: usize,
     ) -> Tensor<Self, 4> {
-        burn_conv(x, weight, bias, pad)
+        super::tensor_conv::conv2d(x, &weight, &bias, pad)
     }
 
     /// Max pooling, then ReLU when `relu` (fused on Flex).
