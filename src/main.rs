@@ -41,8 +41,10 @@ fn main() -> ExitCode {
     };
     let log = hypersweep::logging::init(cli.verbose);
     // A panicking trial is recorded as failed by the scheduler; its message goes to the log,
-    // not through the progress display.
+    // not through the progress display. A panic on a GPU backend's thread is also filed for the
+    // trials on that device, which cubecl would not tell.
     std::panic::set_hook(Box::new(|info| {
+        hypersweep::engine::gpu_faults::record(info);
         tracing::error!("panic: {info}");
     }));
     let result = match &cli.command {

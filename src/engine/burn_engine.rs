@@ -44,7 +44,8 @@ impl Engine for BurnEngine {
             Device::Wgpu => None,
         }
         .map(|bytes| (bytes, device));
-        pool.install(|| match device {
+        let watch = super::gpu_faults::Watch::new(device);
+        let result = pool.install(|| match device {
             Device::Cpu => {
                 train::<CpuBackend>(config, &burn::backend::flex::FlexDevice, ctx, memory)
             }
@@ -66,7 +67,11 @@ impl Engine for BurnEngine {
             ),
             #[cfg(not(feature = "wgpu"))]
             Device::Wgpu => Err(not_built("wgpu")),
-        })
+        });
+        match watch.fault() {
+            Some(fault) => Err(Error::Trial(format!("the GPU failed ({device}): {fault}"))),
+            None => result,
+        }
     }
 }
 

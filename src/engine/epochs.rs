@@ -238,6 +238,7 @@ where
         let mut best = None;
         let mut status = Status::Ok;
         let (mut samples_seen, mut train_seconds) = (0usize, 0f64);
+        let gpu = super::gpu_faults::Watch::new(ctx.device);
         for epoch in 0..cfg.epochs {
             let lr = lr_at(cfg.optimizer.lr(), &cfg.schedule, epoch, cfg.epochs);
             let (next, done) = self.epoch_on(&mut pool, ctx, model, (epoch, lr), (val, test));
@@ -251,6 +252,12 @@ where
             train_seconds += steps.seconds;
             out.epochs.push(row.clone());
             (ctx.progress)(Progress::Epoch(row));
+            if gpu.fault().is_some() {
+                // The engine fails the trial with the GPU's message; the epochs after it, and
+                // the test set, would only repeat it.
+                status = Status::Interrupted;
+                break;
+            }
             if !steps.loss.is_finite() || steps.loss > EXPLODED_LOSS {
                 status = Status::Diverged;
                 out.notes.push(format!(

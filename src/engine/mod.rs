@@ -6,6 +6,7 @@ pub mod burn_engine;
 pub mod early_stop;
 pub mod epochs;
 pub mod eval;
+pub mod gpu_faults;
 pub mod kernels;
 pub mod loaded;
 pub mod metrics;

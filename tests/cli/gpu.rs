@@ -1,6 +1,7 @@
 //! The GPU code path on machines without a GPU: `--devices wgpu` on Mesa's software Vulkan
 //! driver (lavapipe) trains the same trials as the CPU, to the same numbers within float noise,
-//! the CNN's convolutions and pooling included (burn's own ops, the path CUDA takes). And the
+//! the CNN's convolutions and pooling included (the path CUDA takes: the gathered convolution of
+//! `engine::tensor_conv`, burn's pooling). And the
 //! multi-GPU scheduling, on fake GPUs and the scripted engine.
 
 use crate::common::{Sweep, bin};
@@ -104,6 +105,56 @@ fn the_wgpu_path_trains_the_mlp_and_the_cnn_like_the_cpu() {
             "{name}: test accuracy {ga} on wgpu, {ca} on cpu"
         );
     }
+}
+
+/// A trial whose tensor the GPU refuses (wgpu's 128 MiB buffer limit: a 784 × 50,000 weight)
+/// fails with the GPU's message, though cubecl only logs it on its own thread; the trial after
+/// it on the same device trains as usual.
+#[test]
+fn a_gpu_allocation_failure_fails_its_trial_not_the_sweep() {
+    let s = Sweep::new(
+        "name: big
+data: {source: mnist, train_size: 200}
+fixed: {epochs: 3, batch_size: 100, seed: 1, optimizer: {kind: adam, learning_rate: 0.005}}
+trials:
+  - {name: huge, model: {kind: mlp, hidden: [50000], activation: relu}}
+  - {name: small, model: {kind: mlp, hidden: [16], activation: relu}}
+",
+    );
+    let out = s.tmp.path().join("out");
+    let run = bin()
+        .args([
+            "run",
+            s.file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--devices", "wgpu", "--quiet", "--no-report"])
+        .env("XDG_RUNTIME_DIR", s.tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    if err.contains("wgpu found no GPU") && std::env::var("HYPERSWEEP_REQUIRE_WGPU").is_err() {
+        eprintln!("skipped: {err}");
+        return;
+    }
+    assert_eq!(run.status.code(), Some(3), "a failed trial: {err}");
+    let results: BTreeMap<String, Value> = std::fs::read_dir(out.join("big/trials"))
+        .unwrap()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path().join("result.json")).unwrap();
+            let r: Value = serde_json::from_str(&text).unwrap();
+            (r["name"].as_str().unwrap().to_string(), r)
+        })
+        .collect();
+    let (huge, small) = (&results["huge"], &results["small"]);
+    assert_eq!(huge["status"], "failed", "{huge}");
+    assert_eq!(
+        huge["error"], "the GPU failed (wgpu): can't allocate buffer of size: 156800000",
+        "{huge}"
+    );
+    assert_eq!(small["status"], "ok", "{small}");
+    assert!(small["test_accuracy"].as_f64().unwrap() > 0.3, "{small}");
 }
 
 /// Runs twelve scripted trials of 3 epochs over `spec` as the scheduler would with two fake GPUs
