@@ -48,10 +48,14 @@ sweep() {
   summary "$work/$label"/*/
 }
 
-# median training seconds of the epochs after the first, per trial
+# median training seconds of the epochs after the first, per trial (the `seconds` column)
 warm_epochs() {
   for f in "$1"/*/trials/*/epochs.csv; do
-    awk -F, 'NR>2{print $NF}' "$f" | sort -n | awk '{a[NR]=$1} END{printf "   warm epoch median %.3f s (first %s)\n", a[int((NR+1)/2)], "'"$(awk -F, 'NR==2{print $NF}' "$f")"'"}'
+    local col first
+    col=$(head -1 "$f" | tr , '\n' | grep -nx seconds | cut -d: -f1)
+    first=$(awk -F, -v c="$col" 'NR==2{print $c}' "$f")
+    awk -F, -v c="$col" 'NR>2{print $c}' "$f" | sort -n |
+      awk -v first="$first" '{a[NR]=$1} END{printf "   warm epoch median %.3f s (first %s)\n", a[int((NR+1)/2)], first}'
   done
 }
 
