@@ -16,10 +16,10 @@ use crate::search::Pruner;
 use crate::search::proposals::Proposer;
 use crate::spec::Method;
 use crate::store::{Claims, Store, SweepInfo};
-use crate::trial::{Status, Trial, TrialResult};
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::trial::{Status, Trial, TrialId, TrialResult};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Trials of this run that were stopped before their end (they train again on a rerun).
@@ -87,15 +87,23 @@ pub fn train_sweep(
             results.len() - interrupted,
             store.dir().display()
         );
-    } else {
-        // A TPE sweep's trials are the planned ones and every proposal recorded since.
-        let recorded = match info.method {
-            Method::Tpe => store.read_plan().unwrap_or_else(|_| info.clone()),
-            _ => info.clone(),
-        };
+    }
+    // A TPE sweep's trials are the planned ones and every proposal recorded since.
+    let recorded = match info.method {
+        Method::Tpe => store.read_plan().unwrap_or_else(|_| info.clone()),
+        _ => info.clone(),
+    };
+    if !args.quiet {
         print!("{}", results_table(store, &recorded));
     }
-    if !args.no_report {
+    let finished = |t: &Trial| matches!(store.load(&t.id), Ok(Some(_)));
+    if !args.no_report && !recorded.trials.iter().any(finished) {
+        // Every trial was held by other processes, still training: theirs is the report.
+        eprintln!(
+            "no report yet: no trial has finished (`hypersweep status {}` shows who trains them)",
+            store.dir().display()
+        );
+    } else if !args.no_report {
         let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
         if !args.quiet {
             println!("report: {}", written.display());
@@ -223,10 +231,16 @@ fn train(
             .map(|s| format!("{}×{}t", s.device, s.threads))
             .collect(),
     });
+    let claimed_here = Arc::new(Mutex::new(HashSet::new()));
+    let left = leftovers(store, claims, args.rerun_failed, &pending, &claimed_here);
+    let next = match proposer(store, info, claims, args.rerun_failed, &pending) {
+        Some(propose) => Arc::new(move || propose().or_else(|| left())),
+        None => left,
+    };
     let hooks = scheduler::Hooks {
-        claim: claimer(store, claims, args.rerun_failed),
+        claim: claimer(store, claims, args.rerun_failed, claimed_here),
         judge: judge(store, info),
-        next: proposer(store, info, claims, args.rerun_failed, &pending),
+        next: Some(next),
     };
     let results = scheduler::run(pending, engine, slots, cancel, &hooks, |ev| {
         let saved = match ev {
@@ -285,8 +299,14 @@ fn proposer(
 }
 
 /// What a slot does before training a trial: claim it, and check (after claiming, so a result
-/// written meanwhile is seen) that no process finished it already.
-fn claimer(store: &Store, claims: &Arc<Claims>, rerun_failed: bool) -> scheduler::Claim {
+/// written meanwhile is seen) that no process finished it already. Each trial it claims goes
+/// into `claimed_here`.
+fn claimer(
+    store: &Store,
+    claims: &Arc<Claims>,
+    rerun_failed: bool,
+    claimed_here: Arc<Mutex<HashSet<TrialId>>>,
+) -> scheduler::Claim {
     let (store, claims) = (store.clone(), claims.clone());
     Arc::new(move |t: &Trial, device: Device| {
         match claims.try_claim(&t.id, &t.name, &device.to_string()) {
@@ -294,12 +314,45 @@ fn claimer(store: &Store, claims: &Arc<Claims>, rerun_failed: bool) -> scheduler
                 claims.release(&t.id);
                 false
             }
-            Ok(claimed) => claimed,
+            Ok(true) => {
+                claimed_here.lock().expect("claimed").insert(t.id.clone());
+                true
+            }
+            Ok(false) => false,
             Err(e) => {
                 tracing::error!("cannot claim trial `{}`: {e}", t.name);
                 false
             }
         }
+    })
+}
+
+/// After the queue: the trials of `pending` that another process held when this one came to
+/// them and has since left unfinished (it was killed: its claim went stale; or stopped: it
+/// released its claim without a result), each offered once. Without it, a `run` or `worker`
+/// beside a killed one ended with that one's trials never trained.
+fn leftovers(
+    store: &Store,
+    claims: &Arc<Claims>,
+    rerun_failed: bool,
+    pending: &[(Trial, f64)],
+    claimed_here: &Arc<Mutex<HashSet<TrialId>>>,
+) -> scheduler::Next {
+    let (store, claims, done_here) = (store.clone(), claims.clone(), claimed_here.clone());
+    let trials: Vec<Trial> = pending.iter().map(|(t, _)| t.clone()).collect();
+    let offered = Mutex::new(HashSet::new());
+    Arc::new(move || {
+        let mut offered = offered.lock().expect("offered");
+        let here = done_here.lock().expect("claimed").clone();
+        let left = trials.iter().find(|t| {
+            !offered.contains(&t.id)
+                && !here.contains(&t.id)
+                && !claims.current(&t.id).is_some_and(|c| c.live)
+                && !is_done(&store, t, rerun_failed)
+        })?;
+        offered.insert(left.id.clone());
+        tracing::info!(trial = %left.name, "taking over a trial another process left unfinished");
+        Some(left.clone())
     })
 }
 

@@ -106,6 +106,80 @@ fn a_worker_takes_over_the_trial_of_a_killed_one_and_status_shows_claims() {
     assert_eq!(trained(&w.stdout), 0);
 }
 
+/// How many times each trial is logged as finished in the sweep's shared log.
+fn finished_per_trial(s: &Sweep) -> std::collections::BTreeMap<String, usize> {
+    let log = std::fs::read_to_string(s.dir().join("hypersweep.log")).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("trial finished")) {
+        let id = line.split("id=").nth(1).unwrap().split(' ').next().unwrap();
+        *counts.entry(id.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// A `run` beside one that is killed (kill -9) part-way trains the killed one's unfinished
+/// trial too, once its own queue is done, though it passed that trial over while its holder
+/// lived: 12 trials, 12 results, each finished once, no claim left.
+#[test]
+fn a_run_beside_a_killed_one_trains_what_that_one_left() {
+    let s = Sweep::new(
+        "name: beside\nfixed: {epochs: 3}\ngrid:\n  seed: [1, 2, 3, 4, 5, 6]\n  batch_size: [8, 16]\n",
+    );
+    for round in 0..5 {
+        let _ = std::fs::remove_dir_all(&s.out);
+        let survivor = s.spawn_scripted_run(40);
+        let mut killed = s.spawn_scripted_run(40);
+        let t0 = Instant::now();
+        while ok_results(&s) < 4 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "round {round}: no progress"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        let o = survivor.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "round {round}: {err}");
+        assert_eq!(ok_results(&s), 12, "round {round}: every trial trained");
+        let finished = finished_per_trial(&s);
+        assert_eq!(finished.len(), 12, "round {round}: {finished:?}");
+        assert!(
+            finished.values().all(|&n| n == 1),
+            "round {round}: a trial finished twice: {finished:?}"
+        );
+        let claims = std::fs::read_dir(s.dir().join("claims")).unwrap().count();
+        assert_eq!(claims, 0, "round {round}: every claim released");
+    }
+}
+
+/// A `run` that finds every trial held by another process, none finished yet, has nothing to
+/// train or report: it says so and exits 0 (it was exit 1, "holds no finished trial yet").
+#[test]
+fn a_run_with_every_trial_held_elsewhere_exits_0_without_a_report() {
+    let s = Sweep::new("name: held\nfixed: {epochs: 3}\ngrid:\n  seed: [1, 2]\n");
+    let first = s.spawn_scripted(300, &["--devices", "cpu:2", "--quiet", "--no-report"]);
+    let t0 = Instant::now();
+    while std::fs::read_dir(s.dir().join("claims")).map_or(0, Iterator::count) < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no claims appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = s
+        .spawn_scripted(300, &["--quiet"])
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("no report yet: no trial has finished"),
+        "{err}"
+    );
+    assert_eq!(trained(&second.stdout), 0);
+    assert_eq!(first.wait_with_output().unwrap().status.code(), Some(0));
+    assert_eq!(ok_results(&s), 2);
+}
+
 #[test]
 fn a_run_of_a_different_plan_is_refused_while_another_trains_there() {
     let s = Sweep::new("name: differ\nfixed: {epochs: 3}\ngrid:\n  seed: [1, 2]\n");
