@@ -134,11 +134,7 @@ fn retire_proposals(store: &Store) -> Result<()> {
     if !file.exists() {
         return Ok(());
     }
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let aside = file.with_extension(format!("jsonl.old-{secs}"));
-    std::fs::rename(&file, &aside).map_err(|e| Error::io("moving aside", &file, e))?;
+    let aside = crate::store::move_aside(&file)?;
     eprintln!(
         "the plan changed: its earlier TPE proposals were moved to {}",
         aside.display()

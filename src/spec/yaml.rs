@@ -190,32 +190,31 @@ fn scalar(text: &str, style: TScalarStyle) -> Result<Value, String> {
         "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
         _ => {}
     }
-    let lower = text.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        ".nan" | ".inf" | "-.inf" | "+.inf" | "nan" | "inf" | "-inf"
-    ) {
+    // The core schema's infinities and not-a-number; plain `nan` or `inf` are strings.
+    let special = text.trim_start_matches(['-', '+']);
+    if matches!(special, ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF") {
         return Err(format!("`{text}` is not a finite number"));
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        return Ok(Value::from(i));
-    }
-    if let Ok(u) = text.parse::<u64>() {
-        return Ok(Value::from(u));
     }
     let looks_numeric = text
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))
         && text.chars().any(|c| c.is_ascii_digit());
-    if looks_numeric && let Ok(f) = text.replace('_', "").parse::<f64>() {
-        if !f.is_finite() {
-            return Err(format!("`{text}` is not a finite number"));
-        }
-        return Ok(serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null));
+    if !looks_numeric {
+        return Ok(Value::String(text.to_string()));
     }
-    Ok(Value::String(text.to_string()))
+    // Digits may be grouped with `_` (`60_000`).
+    let digits = text.replace('_', "");
+    if let Ok(i) = digits.parse::<i64>() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(u) = digits.parse::<u64>() {
+        return Ok(Value::from(u));
+    }
+    match digits.parse::<f64>() {
+        Ok(f) if !f.is_finite() => Err(format!("`{text}` is not a finite number")),
+        Ok(f) => Ok(serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        Err(_) => Ok(Value::String(text.to_string())),
+    }
 }
 
 /// Parses YAML text into a positioned tree.
@@ -286,5 +285,19 @@ mod tests {
         );
         assert_eq!(scalar("~", TScalarStyle::Plain).unwrap(), Value::Null);
         assert!(scalar(".inf", TScalarStyle::Plain).is_err());
+        assert!(scalar("-.Inf", TScalarStyle::Plain).is_err());
+        assert!(scalar(".NaN", TScalarStyle::Plain).is_err());
+        assert!(scalar("1e999", TScalarStyle::Plain).is_err());
+        // Only the dotted forms are numbers: a program may take `nan` as a word.
+        for word in ["nan", "NaN", "inf", "-inf", "infinity"] {
+            assert_eq!(
+                scalar(word, TScalarStyle::Plain).unwrap(),
+                serde_json::json!(word)
+            );
+        }
+        assert_eq!(
+            scalar("60_000", TScalarStyle::Plain).unwrap(),
+            serde_json::json!(60000)
+        );
     }
 }

@@ -77,6 +77,28 @@ pub fn remove_stale_tmp(dir: &Path) {
     }
 }
 
+/// Moves `path` (a file or a directory) aside to `<path>.old-<unix seconds>`, never over
+/// anything: a second move within the same second gets `.old-<seconds>-2`, and so on. Returns
+/// where it went.
+pub fn move_aside(path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let target = (1..)
+        .map(|n| match n {
+            1 => path.with_file_name(format!("{name}.old-{secs}")),
+            n => path.with_file_name(format!("{name}.old-{secs}-{n}")),
+        })
+        .find(|t| fs::symlink_metadata(t).is_err())
+        .expect("a free name");
+    fs::rename(path, &target).at("move aside", path)?;
+    Ok(target)
+}
+
 /// Creates a directory and its parents.
 pub fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).at("create the directory", dir)

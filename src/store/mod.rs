@@ -10,7 +10,7 @@ mod lock;
 
 pub use claims::{Claim, Claims, Found, host_name};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
-pub use files::{create_dir, csv_field, write_atomic};
+pub use files::{create_dir, csv_field, move_aside, write_atomic};
 pub use lock::{Lock, process_alive};
 
 use crate::error::{Error, IoContext, Result};
@@ -143,17 +143,7 @@ impl Store {
         if !self.dir.exists() {
             return Ok(None);
         }
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let name = self
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let target = self.dir.with_file_name(format!("{name}.old-{stamp}"));
-        fs::rename(&self.dir, &target).at("move aside", &self.dir)?;
+        let target = files::move_aside(&self.dir)?;
         Ok(Some(target))
     }
 

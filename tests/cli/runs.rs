@@ -140,14 +140,19 @@ fn fresh_is_refused_while_another_process_claims_a_trial_and_a_dead_claim_is_tak
 fn fresh_moves_old_results_aside() {
     let s = Sweep::new("name: fr\nfixed: {epochs: 1}\n");
     s.run(&scripted(0));
-    let e = scripted(0);
-    s.run_with(&e, |a| a.fresh = true);
-    assert_eq!(e.started_count(), 1);
+    // Three moves within a second or two: each to its own name (the second used to fail,
+    // "Directory not empty", on the first one's name).
+    for _ in 0..3 {
+        let e = scripted(0);
+        s.run_with(&e, |a| a.fresh = true);
+        assert_eq!(e.started_count(), 1);
+    }
     let names: Vec<String> = std::fs::read_dir(&s.out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert!(names.iter().any(|n| n.starts_with("fr.old-")), "{names:?}");
+    let aside = names.iter().filter(|n| n.starts_with("fr.old-")).count();
+    assert_eq!(aside, 3, "{names:?}");
     // On a sweep never run, --fresh has nothing to move aside.
     let s = Sweep::new("name: new\nfixed: {epochs: 1}\n");
     s.run_with(&scripted(0), |a| a.fresh = true);
