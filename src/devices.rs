@@ -313,6 +313,14 @@ fn slots(
     let mut ids = vec![];
     for part in spec.split(',') {
         let part = part.trim();
+        let alone = ["cpu", "wgpu", "auto", "cuda", "cuda:all"];
+        if alone.contains(&part) || part.starts_with("cpu:") || part.starts_with("wgpu:") {
+            return Err(format!(
+                "`{part}` cannot be listed with other devices in `--devices {spec}`: only \
+                 cuda:N devices make a list (cuda:0,cuda:1); cpu, wgpu, cuda:all and auto \
+                 stand alone"
+            ));
+        }
         let id = part
             .strip_prefix("cuda:")
             .and_then(|i| i.parse::<usize>().ok())
@@ -382,6 +390,17 @@ mod tests {
                 .to_string()
                 .contains("unknown device")
         );
+        let e = parse("wgpu,cpu", 1, None, 10, &two_gpus)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`wgpu` cannot be listed with other devices"),
+            "{e}"
+        );
+        let e = parse("cuda:0,cpu:2", 1, None, 10, &two_gpus)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`cpu:2` cannot be listed"), "{e}");
     }
 
     #[test]

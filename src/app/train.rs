@@ -109,9 +109,19 @@ pub fn train_sweep(
             println!("report: {}", written.display());
         }
     }
+    // A stop that came after the last trial ended interrupted nothing.
+    let unproposed = match info.method {
+        Method::Tpe => info
+            .count
+            .unwrap_or(0)
+            .saturating_sub(recorded.trials.len()),
+        _ => 0,
+    };
+    let left = recorded.trials.iter().filter(|t| !is_done(store, t, false));
+    let unfinished = stopped_count(&results) + left.count() + unproposed;
     Ok(RunOutcome {
         failed,
-        interrupted: cancel.stop_new.load(Ordering::SeqCst),
+        interrupted: cancel.stop_new.load(Ordering::SeqCst) && unfinished > 0,
     })
 }
 

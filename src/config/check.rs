@@ -170,8 +170,11 @@ fn check_cnn(m: &ModelConfig) -> Result<(), Invalid> {
             "a cnn needs at least one convolution with at least 1 channel",
         ));
     }
-    if m.kernel == 0 || m.pool == 0 {
-        return Err(bad("model.kernel", "kernel and pool must be at least 1"));
+    if m.kernel == 0 {
+        return Err(bad("model.kernel", "the kernel must be at least 1"));
+    }
+    if m.pool == 0 {
+        return Err(bad("model.pool", "the pooling window must be at least 1"));
     }
     let mut side = 28usize;
     for _ in &m.channels {

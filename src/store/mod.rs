@@ -109,7 +109,9 @@ impl Store {
     /// An existing results directory: one holding the `plan.json` that `run` writes first.
     pub fn open(dir: &Path) -> Result<Store> {
         if !dir.join(PLAN_JSON).is_file() {
-            let why = if !dir.is_dir() {
+            let why = if dir.is_file() {
+                "it is a file, not a directory: give the sweep's results directory, results/NAME"
+            } else if !dir.is_dir() {
                 "it does not exist"
             } else if dir.join("plan.csv").is_file() {
                 "it was written by an older hypersweep: run the sweep again to update it; finished trials are kept"
