@@ -388,8 +388,10 @@ fn grid_combos(spec: &Spec) -> Vec<Vec<Override>> {
 }
 
 /// The most trials one sweep may expand to: beyond this a typo in a grid (an extra zero in a
-/// range) would take minutes and gigabytes before saying anything.
-pub const MAX_TRIALS: u128 = 1_000_000;
+/// range) would take minutes and gigabytes before saying anything. Measured at 100,000 trials
+/// (2 cores): `validate` 1.5 s and 200 MB, a 232 MB plan.json, `status` 5.6 s; at 1,000,000
+/// `run` wrote a 2.3 GB plan.json and took 5.6 GB of memory.
+pub const MAX_TRIALS: u128 = 100_000;
 
 /// How many trials a sweep expands to, computed without expanding it (saturating, so a grid of
 /// a thousand axes cannot overflow).
@@ -583,6 +585,30 @@ mod tests {
         assert_eq!(p.trials[0].name, "batch_size=1,learning_rate=0.1");
         assert_eq!(p.trials[1].name, "batch_size=1,learning_rate=0.01");
         assert_eq!(p.trials[3].builtin().unwrap().batch_size, 2);
+    }
+
+    /// A grid over the limit is refused before anything is expanded; one at the limit is not.
+    #[test]
+    fn a_grid_over_the_trial_limit_is_refused() {
+        let values = |n: usize| {
+            (1..=n)
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let grid = |seeds: usize| {
+            format!(
+                "name: big\nfixed: {{epochs: 1}}\ngrid:\n  seed: [{}]\n  batch_size: [{}]\n",
+                values(seeds),
+                values(1000)
+            )
+        };
+        assert_eq!(plan(&grid(100)).unwrap().trials.len(), 100_000);
+        let e = plan(&grid(101)).unwrap_err().to_string();
+        assert!(
+            e.contains("expands to 101000 trials; at most 100000"),
+            "{e}"
+        );
     }
 
     #[test]
