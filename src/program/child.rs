@@ -39,8 +39,11 @@ pub struct Outcome {
 
 /// Lines of stderr kept for the error message.
 const TAIL_LINES: usize = 20;
-/// Characters of one line looked at (for metrics and the stderr tail); the files keep it all.
+/// Characters of one line looked at (for metrics and the stderr tail); the files keep it all
+/// (up to `LOG_CAP`).
 const LINE_CAP: usize = 4096;
+/// The most bytes of a program's stdout or stderr kept in its log file: 64 MiB.
+const LOG_CAP: u64 = 64 << 20;
 /// How often the child is polled for exit, timeout and stop, at most; polls start at 1 ms and
 /// double, so a program that ends at once costs no more than a few milliseconds of waiting.
 const POLL: Duration = Duration::from_millis(50);
@@ -82,12 +85,12 @@ pub fn run(mut cmd: Command, dir: &Path, mut limits: Limits<'_>) -> io::Result<O
     let tx_out = tx.clone();
     std::thread::spawn(move || {
         let mut rows = StdoutRows::default();
-        stream(stdout, out_file, |l| rows.line(l));
+        stream(stdout, out_file, LOG_CAP, |l| rows.line(l));
         let _ = tx_out.send(Stream::Out(rows.finish()));
     });
     std::thread::spawn(move || {
         let mut tail = VecDeque::new();
-        stream(stderr, err_file, |l| {
+        stream(stderr, err_file, LOG_CAP, |l| {
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
@@ -120,17 +123,23 @@ enum Stream {
 }
 
 /// Copies a pipe to a file chunk by chunk, handing each complete line (cut at `LINE_CAP`) to
-/// `on_line`. Memory stays bounded whatever the program prints.
-fn stream(mut pipe: impl Read, file: File, mut on_line: impl FnMut(&str)) {
+/// `on_line`. Memory stays bounded whatever the program prints, and so does the file: past
+/// `cap` bytes the output is still read (for metrics, and so the program never blocks) but not
+/// kept, and the file ends with a line saying how much was left out.
+fn stream(mut pipe: impl Read, file: File, cap: u64, mut on_line: impl FnMut(&str)) {
     let mut file = BufWriter::new(file);
     let mut buf = vec![0u8; 64 * 1024];
     let mut line: Vec<u8> = vec![];
+    let (mut kept, mut dropped) = (0u64, 0u64);
     loop {
         let n = match pipe.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let _ = file.write_all(&buf[..n]);
+        let keep = n.min(usize::try_from(cap - kept).unwrap_or(usize::MAX));
+        let _ = file.write_all(&buf[..keep]);
+        kept += keep as u64;
+        dropped += (n - keep) as u64;
         for &b in &buf[..n] {
             if b == b'\n' {
                 on_line(&String::from_utf8_lossy(&line));
@@ -142,6 +151,13 @@ fn stream(mut pipe: impl Read, file: File, mut on_line: impl FnMut(&str)) {
     }
     if !line.is_empty() {
         on_line(&String::from_utf8_lossy(&line));
+    }
+    if dropped > 0 {
+        let _ = writeln!(
+            file,
+            "\n[hypersweep: the output went on for {dropped} more bytes, not kept: the log \
+             stops at {cap} bytes]"
+        );
     }
     let _ = file.flush();
 }
@@ -216,4 +232,40 @@ pub fn signal_name(sig: i32) -> String {
         _ => return format!("signal {sig}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past the cap the log keeps nothing more but says how much it left out, and every line
+    /// still reaches the metrics reader.
+    #[test]
+    fn a_log_stops_at_its_cap_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        let output: String = (0..1000).map(|i| format!("step={i}\n")).collect();
+        let mut lines = 0;
+        stream(output.as_bytes(), File::create(&path).unwrap(), 100, |_| {
+            lines += 1;
+        });
+        assert_eq!(lines, 1000);
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert!(log.starts_with(&output[..100]), "{log}");
+        let more = output.len() - 100;
+        assert!(
+            log.ends_with(&format!(
+                "[hypersweep: the output went on for {more} more bytes, not kept: the log stops at 100 bytes]\n"
+            )),
+            "{log}"
+        );
+        // Under the cap, the log is the output.
+        stream(
+            output.as_bytes(),
+            File::create(&path).unwrap(),
+            1 << 20,
+            |_| {},
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), output);
+    }
 }
