@@ -119,7 +119,7 @@ fn finished_per_trial(s: &Sweep) -> std::collections::BTreeMap<String, usize> {
 
 /// A `run` beside one that is killed (kill -9) part-way trains the killed one's unfinished
 /// trial too, once its own queue is done, though it passed that trial over while its holder
-/// lived: 12 trials, 12 results, each finished once, no claim left.
+/// lived: 12 trials, 12 results, none finished twice, no claim left.
 #[test]
 fn a_run_beside_a_killed_one_trains_what_that_one_left() {
     let s = Sweep::new(
@@ -143,8 +143,9 @@ fn a_run_beside_a_killed_one_trains_what_that_one_left() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(0), "round {round}: {err}");
         assert_eq!(ok_results(&s), 12, "round {round}: every trial trained");
+        // The killed one may die between writing a result and logging it: one line short.
         let finished = finished_per_trial(&s);
-        assert_eq!(finished.len(), 12, "round {round}: {finished:?}");
+        assert!(finished.len() >= 11, "round {round}: {finished:?}");
         assert!(
             finished.values().all(|&n| n == 1),
             "round {round}: a trial finished twice: {finished:?}"
