@@ -52,6 +52,8 @@ pub fn train_sweep(
     sizes: &HashMap<String, data::DataSummary>,
 ) -> Result<RunOutcome> {
     let (pending, skipped) = pending_trials(store, &info.trials, args.rerun_failed, sizes);
+    let queued: Vec<TrialId> = pending.iter().map(|(t, _)| t.id.clone()).collect();
+    let seen = Seen::default();
     let slots = args.slots.slots(pending.len())?;
     let cancel = Arc::new(stop_grace(info));
     let _signals = crate::signals::watch(&cancel);
@@ -65,7 +67,7 @@ pub fn train_sweep(
         &slots,
         &cancel,
         args,
-        &claims,
+        (&claims, &seen),
     );
     beating.store(false, Ordering::SeqCst);
     let results = results?;
@@ -109,7 +111,8 @@ pub fn train_sweep(
             println!("report: {}", written.display());
         }
     }
-    // A stop that came after the last trial ended interrupted nothing.
+    // A stop that came after the last trial ended interrupted nothing: what it left undone is
+    // the trials stopped, those of the queue never reached, and a TPE sweep's unproposed ones.
     let unproposed = match info.method {
         Method::Tpe => info
             .count
@@ -117,8 +120,12 @@ pub fn train_sweep(
             .saturating_sub(recorded.trials.len()),
         _ => 0,
     };
-    let left = recorded.trials.iter().filter(|t| !is_done(store, t, false));
-    let unfinished = stopped_count(&results) + left.count() + unproposed;
+    let reached = seen.lock().expect("seen");
+    let unreached = queued
+        .iter()
+        .filter(|id| !reached.contains_key(*id))
+        .count();
+    let unfinished = stopped_count(&results) + unreached + unproposed;
     Ok(RunOutcome {
         failed,
         interrupted: cancel.stop_new.load(Ordering::SeqCst) && unfinished > 0,
@@ -225,7 +232,7 @@ fn train(
     slots: &[Slot],
     cancel: &Arc<Cancel>,
     args: &TrainArgs,
-    claims: &Arc<Claims>,
+    (claims, seen): (&Arc<Claims>, &Seen),
 ) -> Result<Vec<TrialResult>> {
     let total = match info.method {
         Method::Tpe => info.count.unwrap_or(0).max(info.trials.len()),
@@ -241,14 +248,13 @@ fn train(
             .map(|s| format!("{}×{}t", s.device, s.threads))
             .collect(),
     });
-    let claimed_here = Arc::new(Mutex::new(HashSet::new()));
-    let left = leftovers(store, claims, args.rerun_failed, &pending, &claimed_here);
+    let left = leftovers(store, claims, &pending, seen);
     let next = match proposer(store, info, claims, args.rerun_failed, &pending) {
         Some(propose) => Arc::new(move || propose().or_else(|| left())),
         None => left,
     };
     let hooks = scheduler::Hooks {
-        claim: claimer(store, claims, args.rerun_failed, claimed_here),
+        claim: claimer(store, claims, args.rerun_failed, seen.clone()),
         judge: judge(store, info),
         next: Some(next),
     };
@@ -308,57 +314,60 @@ fn proposer(
     Some(Arc::new(move || p.next()))
 }
 
+/// Each trial this process asked to claim, and whether it got it.
+type Seen = Arc<Mutex<HashMap<TrialId, bool>>>;
+
 /// What a slot does before training a trial: claim it, and check (after claiming, so a result
-/// written meanwhile is seen) that no process finished it already. Each trial it claims goes
-/// into `claimed_here`.
+/// written meanwhile is seen) that no process finished it already. Each trial asked about goes
+/// into `seen`.
 fn claimer(
     store: &Store,
     claims: &Arc<Claims>,
     rerun_failed: bool,
-    claimed_here: Arc<Mutex<HashSet<TrialId>>>,
+    seen: Seen,
 ) -> scheduler::Claim {
     let (store, claims) = (store.clone(), claims.clone());
     Arc::new(move |t: &Trial, device: Device| {
-        match claims.try_claim(&t.id, &t.name, &device.to_string()) {
+        let claimed = match claims.try_claim(&t.id, &t.name, &device.to_string()) {
             Ok(true) if is_done(&store, t, rerun_failed) => {
                 claims.release(&t.id);
                 false
             }
-            Ok(true) => {
-                claimed_here.lock().expect("claimed").insert(t.id.clone());
-                true
-            }
-            Ok(false) => false,
+            Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!("cannot claim trial `{}`: {e}", t.name);
                 false
             }
-        }
+        };
+        let mut seen = seen.lock().expect("seen");
+        *seen.entry(t.id.clone()).or_default() |= claimed;
+        claimed
     })
 }
 
 /// After the queue: the trials of `pending` that another process held when this one came to
 /// them and has since left unfinished (it was killed: its claim went stale; or stopped: it
 /// released its claim without a result), each offered once. Without it, a `run` or `worker`
-/// beside a killed one ended with that one's trials never trained.
+/// beside a killed one ended with that one's trials never trained. A result of any status
+/// counts as finished here: with `--rerun-failed`, a failed trial another process retried is
+/// not retried again.
 fn leftovers(
     store: &Store,
     claims: &Arc<Claims>,
-    rerun_failed: bool,
     pending: &[(Trial, f64)],
-    claimed_here: &Arc<Mutex<HashSet<TrialId>>>,
+    seen: &Seen,
 ) -> scheduler::Next {
-    let (store, claims, done_here) = (store.clone(), claims.clone(), claimed_here.clone());
+    let (store, claims, seen) = (store.clone(), claims.clone(), seen.clone());
     let trials: Vec<Trial> = pending.iter().map(|(t, _)| t.clone()).collect();
     let offered = Mutex::new(HashSet::new());
     Arc::new(move || {
         let mut offered = offered.lock().expect("offered");
-        let here = done_here.lock().expect("claimed").clone();
+        let here = seen.lock().expect("seen").clone();
         let left = trials.iter().find(|t| {
             !offered.contains(&t.id)
-                && !here.contains(&t.id)
+                && here.get(&t.id) != Some(&true)
                 && !claims.current(&t.id).is_some_and(|c| c.live)
-                && !is_done(&store, t, rerun_failed)
+                && !is_done(&store, t, false)
         })?;
         offered.insert(left.id.clone());
         tracing::info!(trial = %left.name, "taking over a trial another process left unfinished");

@@ -4,15 +4,21 @@
 //! that queued the task gets no error and trains on with what the failed task left behind: on
 //! lavapipe, a CNN whose loss did not move for two epochs was reported `ok`. The panic hook
 //! files such panics here; a GPU trial that sees one on its device fails with its message.
+//! Which trial queued the failed task is not known: with `--per-device K`, every trial on the
+//! device at the time fails, since any of their tensors may be the one left unwritten.
 
 use super::Device;
 use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// Failures filed so far: (cubecl device id, message).
-static FAULTS: Mutex<Vec<((u16, u16), String)>> = Mutex::new(Vec::new());
-/// `FAULTS.len()`, read without the lock on every check.
+/// A cubecl device id `(type, index)`, how many failures were filed for it, and the latest
+/// one's message.
+type DeviceFaults = ((u16, u16), usize, String);
+
+/// The failures filed, per device.
+static FAULTS: Mutex<Vec<DeviceFaults>> = Mutex::new(Vec::new());
+/// Failures filed on all devices, read without the lock on every check.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Files a panic of the current thread when it is a cubecl device thread; true when it was.
@@ -44,8 +50,11 @@ fn record_message(message: &str) -> bool {
         return false;
     };
     let mut faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
-    faults.push((device, message.to_string()));
-    COUNT.store(faults.len(), Ordering::Release);
+    match faults.iter_mut().find(|f| f.0 == device) {
+        Some(f) => (f.1, f.2) = (f.1 + 1, message.to_string()),
+        None => faults.push((device, 1, message.to_string())),
+    }
+    COUNT.fetch_add(1, Ordering::Release);
     true
 }
 
@@ -71,29 +80,34 @@ fn cubecl_id(device: Device) -> Option<(u16, u16)> {
 /// Watches one device for failures filed from the moment it is made.
 pub struct Watch {
     device: Option<(u16, u16)>,
-    seen: usize,
+    /// `COUNT` when the watch began, and the device's own count.
+    seen: (usize, usize),
 }
 
 impl Watch {
     /// Starts watching `device` (a CPU watch never sees anything).
     pub fn new(device: Device) -> Self {
+        let device = cubecl_id(device);
+        let faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let own = faults
+            .iter()
+            .find(|f| Some(f.0) == device)
+            .map_or(0, |f| f.1);
         Watch {
-            device: cubecl_id(device),
-            seen: COUNT.load(Ordering::Acquire),
+            device,
+            seen: (COUNT.load(Ordering::Acquire), own),
         }
     }
 
-    /// The message of the first failure filed for the device since the watch began.
+    /// The message of the latest failure filed for the device since the watch began.
     pub fn fault(&self) -> Option<String> {
         let device = self.device?;
-        if COUNT.load(Ordering::Acquire) == self.seen {
+        if COUNT.load(Ordering::Acquire) == self.seen.0 {
             return None;
         }
         let faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
-        faults[self.seen..]
-            .iter()
-            .find(|(d, _)| *d == device)
-            .map(|(_, m)| m.clone())
+        let (_, count, message) = faults.iter().find(|f| f.0 == device)?;
+        (*count > self.seen.1).then(|| message.clone())
     }
 }
 
