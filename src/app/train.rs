@@ -98,21 +98,44 @@ pub fn train_sweep(
     if !args.quiet {
         print!("{}", results_table(store, &recorded));
     }
+    if !args.no_report {
+        write_report(store, &recorded, args.quiet)?;
+    }
+    // A stop that came after the last trial ended interrupted nothing.
+    let undone = left_undone(info, &recorded, &queued, &seen, &results);
+    Ok(RunOutcome {
+        failed,
+        interrupted: cancel.stop_new.load(Ordering::SeqCst) && undone > 0,
+    })
+}
+
+/// Writes the report, unless no trial has finished: then every trial was held by other
+/// processes, still training, and theirs is the report.
+fn write_report(store: &Store, recorded: &SweepInfo, quiet: bool) -> Result<()> {
     let finished = |t: &Trial| matches!(store.load(&t.id), Ok(Some(_)));
-    if !args.no_report && !recorded.trials.iter().any(finished) {
-        // Every trial was held by other processes, still training: theirs is the report.
+    if !recorded.trials.iter().any(finished) {
         eprintln!(
             "no report yet: no trial has finished (`hypersweep status {}` shows who trains them)",
             store.dir().display()
         );
-    } else if !args.no_report {
-        let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
-        if !args.quiet {
-            println!("report: {}", written.display());
-        }
+        return Ok(());
     }
-    // A stop that came after the last trial ended interrupted nothing: what it left undone is
-    // the trials stopped, those of the queue never reached, and a TPE sweep's unproposed ones.
+    let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
+    if !quiet {
+        println!("report: {}", written.display());
+    }
+    Ok(())
+}
+
+/// What this process left undone: the trials it stopped, those of its queue it never reached,
+/// and a TPE sweep's trials not yet proposed.
+fn left_undone(
+    info: &SweepInfo,
+    recorded: &SweepInfo,
+    queued: &[TrialId],
+    seen: &Seen,
+    results: &[TrialResult],
+) -> usize {
     let unproposed = match info.method {
         Method::Tpe => info
             .count
@@ -121,15 +144,8 @@ pub fn train_sweep(
         _ => 0,
     };
     let reached = seen.lock().expect("seen");
-    let unreached = queued
-        .iter()
-        .filter(|id| !reached.contains_key(*id))
-        .count();
-    let unfinished = stopped_count(&results) + unreached + unproposed;
-    Ok(RunOutcome {
-        failed,
-        interrupted: cancel.stop_new.load(Ordering::SeqCst) && unfinished > 0,
-    })
+    let unreached = queued.iter().filter(|id| !reached.contains_key(*id));
+    stopped_count(results) + unreached.count() + unproposed
 }
 
 /// Refreshes this process's claims until the returned flag is cleared.
