@@ -9,7 +9,6 @@
 
 use super::Device;
 use std::panic::PanicHookInfo;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// A cubecl device id `(type, index)`, how many failures were filed for it, and the latest
@@ -18,8 +17,6 @@ type DeviceFaults = ((u16, u16), usize, String);
 
 /// The failures filed, per device.
 static FAULTS: Mutex<Vec<DeviceFaults>> = Mutex::new(Vec::new());
-/// Failures filed on all devices, read without the lock on every check.
-static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Files a panic of the current thread when it is a cubecl device thread; true when it was.
 pub fn record(info: &PanicHookInfo<'_>) -> bool {
@@ -54,7 +51,6 @@ fn record_message(message: &str) -> bool {
         Some(f) => (f.1, f.2) = (f.1 + 1, message.to_string()),
         None => faults.push((device, 1, message.to_string())),
     }
-    COUNT.fetch_add(1, Ordering::Release);
     true
 }
 
@@ -80,35 +76,32 @@ fn cubecl_id(device: Device) -> Option<(u16, u16)> {
 /// Watches one device for failures filed from the moment it is made.
 pub struct Watch {
     device: Option<(u16, u16)>,
-    /// `COUNT` when the watch began, and the device's own count.
-    seen: (usize, usize),
+    /// The device's count of failures when the watch began.
+    seen: usize,
 }
 
 impl Watch {
     /// Starts watching `device` (a CPU watch never sees anything).
     pub fn new(device: Device) -> Self {
         let device = cubecl_id(device);
-        let faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
-        let own = faults
-            .iter()
-            .find(|f| Some(f.0) == device)
-            .map_or(0, |f| f.1);
-        Watch {
-            device,
-            seen: (COUNT.load(Ordering::Acquire), own),
-        }
+        let seen = device.map_or(0, |d| filed(d).0);
+        Watch { device, seen }
     }
 
     /// The message of the latest failure filed for the device since the watch began.
     pub fn fault(&self) -> Option<String> {
-        let device = self.device?;
-        if COUNT.load(Ordering::Acquire) == self.seen.0 {
-            return None;
-        }
-        let faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
-        let (_, count, message) = faults.iter().find(|f| f.0 == device)?;
-        (*count > self.seen.1).then(|| message.clone())
+        let (count, message) = filed(self.device?);
+        (count > self.seen).then_some(message)
     }
+}
+
+/// How many failures were filed for a device, and the latest one's message.
+fn filed(device: (u16, u16)) -> (usize, String) {
+    let faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
+    faults
+        .iter()
+        .find(|f| f.0 == device)
+        .map_or((0, String::new()), |f| (f.1, f.2.clone()))
 }
 
 #[cfg(test)]
