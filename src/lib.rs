@@ -18,6 +18,7 @@ pub mod estimate;
 pub mod events;
 pub mod format;
 pub mod logging;
+pub mod output;
 pub mod plan;
 pub mod program;
 pub mod progress;

@@ -71,9 +71,13 @@ pub fn init(verbose: u8) -> LogFile {
     let file_layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(file.clone())
+        .log_internal_errors(false)
         .with_filter(EnvFilter::new("info,cubecl=warn,burn=warn"));
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // Its report of a failed write is an `eprintln!`, which panics when stderr is a closed
+        // pipe: a log line that cannot be written is dropped instead (src/output.rs).
+        .log_internal_errors(false)
         .with_filter(stderr_filter);
     let _ = tracing_subscriber::registry()
         .with(stderr_layer)

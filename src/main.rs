@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         tracing::error!("panic: {info}");
     }));
     let result = match &cli.command {
-        Command::Validate { file } => app::validate(file).map(|s| println!("{s}")),
+        Command::Validate { file } => app::validate(file).map(|s| hypersweep::outln!("{s}")),
         Command::Plan {
             file,
             json,
@@ -61,16 +61,16 @@ fn main() -> ExitCode {
                 out: &run.out,
             };
             let estimate = (!*no_estimate).then_some(&opts);
-            app::plan_text(file, *json, data_dir.as_deref(), estimate).map(|s| print!("{s}"))
+            app::plan_text(file, *json, data_dir.as_deref(), estimate).map(|s| hypersweep::output::out(&s))
         }
-        Command::Status { path, out } => app::status(path, out).map(|s| print!("{s}")),
+        Command::Status { path, out } => app::status(path, out).map(|s| hypersweep::output::out(&s)),
         Command::Report { dirs, out } => {
             if dirs.len() == 1 {
-                hypersweep::report::write(&dirs[0]).map(|p| println!("report: {}", p.display()))
+                hypersweep::report::write(&dirs[0]).map(|p| hypersweep::outln!("report: {}", p.display()))
             } else {
                 let out = out.clone().unwrap_or_else(|| dirs[0].clone());
                 hypersweep::report::compare(dirs, &out)
-                    .map(|p| println!("comparison: {}", p.display()))
+                    .map(|p| hypersweep::outln!("comparison: {}", p.display()))
             }
         }
         Command::Bench {
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             let dev = hypersweep::devices::parse(device, 1, Some(*threads), 1, &hypersweep::devices::cuda_device_count)?[0]
                 .device;
             let r = hypersweep::bench::throughput(m.trim(), dev, *threads, *epochs, *train_size)?;
-            println!(
+            hypersweep::outln!(
                 "{}",
                 serde_json::json!({
                     "side": "hypersweep", "model": r.model, "device": r.device, "threads": r.threads, "samples": r.samples,
@@ -95,24 +95,34 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => return finish_training(app::run(args, &log)),
         Command::Worker(args) => return finish_training(app::worker(args, &log)),
-        Command::Submit(args) => app::submit(args).map(|s| print!("{s}")),
+        Command::Submit(args) => app::submit(args).map(|s| hypersweep::output::out(&s)),
     };
     exit_code(result)
 }
 
-/// The exit code of `run` and `worker`: 130 when interrupted, 3 when trials failed.
+/// The exit code of `run` and `worker`: 130 when interrupted, 3 when trials failed, 4 when trials
+/// are left without a result (held by other processes).
 fn finish_training(outcome: hypersweep::Result<app::RunOutcome>) -> ExitCode {
     match outcome {
         Ok(o) if o.interrupted => {
-            eprintln!("interrupted: rerun the same command to finish the remaining trials");
+            hypersweep::errln!(
+                "interrupted: rerun the same command to finish the remaining trials"
+            );
             ExitCode::from(130)
         }
         Ok(o) if o.failed > 0 => {
-            eprintln!(
+            hypersweep::errln!(
                 "{} trial(s) failed; see their error in the table and the report (retry with --rerun-failed)",
                 o.failed
             );
             ExitCode::from(3)
+        }
+        Ok(o) if o.left > 0 => {
+            hypersweep::errln!(
+                "the sweep is not complete: {} trial(s) have no result yet (see above); rerun the same command once their holders are done or gone",
+                o.left
+            );
+            ExitCode::from(4)
         }
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => exit_code(Err(e)),
@@ -126,9 +136,9 @@ fn exit_code(result: hypersweep::Result<()>) -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             if code == 2 {
-                eprintln!("internal error: {e}");
+                hypersweep::errln!("internal error: {e}");
             } else {
-                eprintln!("error: {e}");
+                hypersweep::errln!("error: {e}");
             }
             ExitCode::from(code)
         }

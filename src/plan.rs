@@ -118,7 +118,7 @@ fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecErro
             let inner = e.inner().to_string();
             match inner.strip_prefix("unknown field `") {
                 Some(rest) => unknown_key(spec, overrides, path, rest),
-                None => located(spec, overrides, path, &inner),
+                None => located(spec, overrides, path, &crate::spec::words::plain(&inner)),
             }
         })?;
     config

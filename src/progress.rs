@@ -55,7 +55,7 @@ impl Display {
             Some((mp, _)) => {
                 let _ = mp.println(s);
             }
-            None => println!("{s}"),
+            None => crate::outln!("{s}"),
         }
     }
 

@@ -2,6 +2,7 @@
 //! command is a function from what the user said to text for the terminal or a typed error.
 
 pub mod estimate;
+mod plan_diff;
 mod run;
 mod status;
 mod submit;

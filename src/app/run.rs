@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::logging::LogFile;
 use crate::program::ProgramRunner;
 use crate::store::{Claims, Lock, Store, SweepInfo};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The outcome of `run`, for the exit code.
@@ -19,6 +18,9 @@ pub struct RunOutcome {
     pub failed: usize,
     /// True when Ctrl-C or SIGTERM stopped the run.
     pub interrupted: bool,
+    /// Trials of the sweep without a result when this process ended (held by other processes,
+    /// or left by one that stopped): the sweep is not complete.
+    pub left: usize,
 }
 
 /// Runs a sweep: its program, or the burn engine (the scripted one when
@@ -103,7 +105,7 @@ pub(super) fn record_plan(
         }
         // Moved while locked: the lock moves with it, and the new directory gets its own.
         if let Some(moved) = store.move_aside()? {
-            eprintln!("moved the previous results to {}", moved.display());
+            crate::errln!("moved the previous results to {}", moved.display());
         }
         drop(lock);
         let _lock = Lock::wait(store.dir())?;
@@ -135,44 +137,15 @@ fn retire_proposals(store: &Store) -> Result<()> {
         return Ok(());
     }
     let aside = crate::store::move_aside(&file)?;
-    eprintln!(
+    crate::errln!(
         "the plan changed: its earlier TPE proposals were moved to {}",
         aside.display()
     );
     Ok(())
 }
 
-/// What differs between a recorded plan and a new one, in words; `None` when they match.
+/// What differs between a recorded plan and a new one, in words; `None` when they match. When
+/// a `fixed:` value changed, the same names have new ids: that value is named, not the names.
 fn plan_difference(old: &SweepInfo, new: &SweepInfo) -> Option<String> {
-    let ids =
-        |i: &SweepInfo| -> HashSet<String> { i.trials.iter().map(|t| t.id.to_string()).collect() };
-    let (a, b) = (ids(old), ids(new));
-    if a == b {
-        return None;
-    }
-    let names = |i: &SweepInfo, other: &HashSet<String>| -> Vec<String> {
-        i.trials
-            .iter()
-            .filter(|t| !other.contains(t.id.as_str()))
-            .take(3)
-            .map(|t| format!("`{}`", t.name))
-            .collect()
-    };
-    let gone = names(old, &b);
-    let added = names(new, &a);
-    Some(format!(
-        "{} trials recorded, {} in this file; only recorded: {}; only in this file: {}",
-        old.trials.len(),
-        new.trials.len(),
-        if gone.is_empty() {
-            "none".into()
-        } else {
-            gone.join(", ")
-        },
-        if added.is_empty() {
-            "none".into()
-        } else {
-            added.join(", ")
-        },
-    ))
+    super::plan_diff::describe(old, new)
 }

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::format::metric_text;
 use crate::spec::Goal;
 use crate::store::Store;
+use crate::trial::Status;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -37,7 +38,12 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
         "not finished",
         info.trials.len().saturating_sub(finished.len())
     );
-    s += &claims_text(&store, finished.len(), info.trials.len());
+    // An interrupted trial trains again on the next run: it has a result but is not done.
+    let done = finished
+        .iter()
+        .filter(|f| f.result.status != Status::Interrupted)
+        .count();
+    s += &claims_text(&store, done, info.trials.len());
     s += &super::estimate::status_line(&store, &info, &finished);
     s += &super::submit::squeue_text(&dir).unwrap_or_default();
     // Built-in sweeps show test accuracy; a program's sweep its own metric and goal.
@@ -78,8 +84,9 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
     Ok(s)
 }
 
-/// The claims: which trial trains where (host, pid, Slurm task), stale claims, what remains.
-fn claims_text(store: &Store, finished: usize, planned: usize) -> String {
+/// The claims: which trial trains where (host, pid, Slurm task), stale claims, what remains
+/// (the planned trials not `done`).
+fn claims_text(store: &Store, done: usize, planned: usize) -> String {
     let mut claims = store.claims();
     claims.sort_by(|a, b| {
         let name = |f: &crate::store::Found| f.claim.as_ref().map(|c| c.name.clone());
@@ -108,7 +115,7 @@ fn claims_text(store: &Store, finished: usize, planned: usize) -> String {
     s += &format!(
         "  {:<14} {} ({} running now)\n",
         "remaining",
-        planned.saturating_sub(finished),
+        planned.saturating_sub(done),
         live.len()
     );
     s

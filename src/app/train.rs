@@ -15,9 +15,9 @@ use crate::scheduler::{self, Cancel, Slot};
 use crate::search::Pruner;
 use crate::search::proposals::Proposer;
 use crate::spec::Method;
-use crate::store::{Claims, Store, SweepInfo};
+use crate::store::{Claims, Found, Store, SweepInfo};
 use crate::trial::{Status, Trial, TrialId, TrialResult};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub fn train_sweep(
         } else {
             String::new()
         };
-        println!(
+        crate::outln!(
             "{}: {} trained ({failed} failed){note}, {skipped} already done — {}",
             info.name,
             results.len() - interrupted,
@@ -96,17 +96,88 @@ pub fn train_sweep(
         _ => info.clone(),
     };
     if !args.quiet {
-        print!("{}", results_table(store, &recorded));
+        crate::output::out(&results_table(store, &recorded));
     }
     if !args.no_report {
         write_report(store, &recorded, args.quiet)?;
     }
     // A stop that came after the last trial ended interrupted nothing.
     let undone = left_undone(info, &recorded, &queued, &seen, &results);
+    let interrupted = cancel.stop_new.load(Ordering::SeqCst) && undone > 0;
     Ok(RunOutcome {
         failed,
-        interrupted: cancel.stop_new.load(Ordering::SeqCst) && undone > 0,
+        interrupted,
+        left: explain_left(store, &recorded, args.rerun_failed, interrupted),
     })
+}
+
+/// Says which trials of the sweep are left without a result as this process ends, and why: held
+/// by another process that is alive (its pid, host and heartbeat), or by none (its holder
+/// stopped after this process passed it over). Returns how many; a run that leaves any is not
+/// a complete sweep and does not exit 0. Trials this process stopped itself are its interrupt's
+/// to explain.
+fn explain_left(store: &Store, recorded: &SweepInfo, rerun_failed: bool, stopped: bool) -> usize {
+    let claims = Claims::new(store.dir());
+    let mut held: BTreeMap<String, (f64, Vec<String>)> = BTreeMap::new();
+    let mut unheld = vec![];
+    for t in recorded
+        .trials
+        .iter()
+        .filter(|t| !is_done(store, t, rerun_failed))
+    {
+        match claims.current(&t.id) {
+            Some(Found {
+                claim: Some(c),
+                live: true,
+                age,
+                ..
+            }) => {
+                let entry = held
+                    .entry(format!("pid {} on {}", c.pid, c.host))
+                    .or_insert((age, vec![]));
+                entry.0 = entry.0.min(age);
+                entry.1.push(t.name.clone());
+            }
+            _ => unheld.push(t.name.clone()),
+        }
+    }
+    for (holder, (age, names)) in &held {
+        crate::errln!(
+            "{} held by {holder}, heartbeat {age:.0} s ago, {} not run by this process: {}",
+            count(names.len(), "trial"),
+            if names.len() == 1 { "was" } else { "were" },
+            name_list(names)
+        );
+    }
+    if !unheld.is_empty() && !stopped {
+        crate::errln!(
+            "{} not run: no process holds {} now (its holder stopped after this process passed {} over); rerun the same command to train {}: {}",
+            count(unheld.len(), "trial"),
+            if unheld.len() == 1 { "it" } else { "them" },
+            if unheld.len() == 1 { "it" } else { "them" },
+            if unheld.len() == 1 { "it" } else { "them" },
+            name_list(&unheld)
+        );
+    }
+    held.values().map(|(_, n)| n.len()).sum::<usize>() + unheld.len()
+}
+
+/// "1 trial", "3 trials".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Trial names for one line: the first five, then how many more.
+fn name_list(names: &[String]) -> String {
+    let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+    match names.len().saturating_sub(5) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
 }
 
 /// Writes the report, unless no trial has finished: then every trial was held by other
@@ -114,7 +185,7 @@ pub fn train_sweep(
 fn write_report(store: &Store, recorded: &SweepInfo, quiet: bool) -> Result<()> {
     let finished = |t: &Trial| matches!(store.load(&t.id), Ok(Some(_)));
     if !recorded.trials.iter().any(finished) {
-        eprintln!(
+        crate::errln!(
             "no report yet: no trial has finished (`hypersweep status {}` shows who trains them)",
             store.dir().display()
         );
@@ -122,7 +193,7 @@ fn write_report(store: &Store, recorded: &SweepInfo, quiet: bool) -> Result<()> 
     }
     let written = report::write(store.dir()).map_err(|e| e.context("writing the report"))?;
     if !quiet {
-        println!("report: {}", written.display());
+        crate::outln!("report: {}", written.display());
     }
     Ok(())
 }
@@ -265,12 +336,24 @@ fn train(
             .collect(),
     });
     let left = leftovers(store, claims, &pending, seen);
-    let next = match proposer(store, info, claims, args.rerun_failed, &pending) {
+    let next = match proposer(
+        store,
+        info,
+        claims,
+        args.rerun_failed,
+        (&pending, slots.len()),
+    ) {
         Some(propose) => Arc::new(move || propose().or_else(|| left())),
         None => left,
     };
+    let claim_error = Arc::new(Mutex::new(None));
     let hooks = scheduler::Hooks {
-        claim: claimer(store, claims, args.rerun_failed, seen.clone()),
+        claim: claimer(
+            store,
+            (claims, args.rerun_failed),
+            seen.clone(),
+            (cancel, &claim_error),
+        ),
         judge: judge(store, info),
         next: Some(next),
     };
@@ -293,7 +376,8 @@ fn train(
         display.event(ev);
     });
     display.finish();
-    match write_error {
+    let claim_error = claim_error.lock().expect("claim error").take();
+    match write_error.or(claim_error) {
         Some(e) => Err(e),
         None => Ok(results),
     }
@@ -314,7 +398,7 @@ fn proposer(
     info: &SweepInfo,
     claims: &Arc<Claims>,
     rerun_failed: bool,
-    pending: &[(Trial, f64)],
+    (pending, slots): (&[(Trial, f64)], usize),
 ) -> Option<scheduler::Next> {
     if info.method != Method::Tpe {
         return None;
@@ -325,7 +409,7 @@ fn proposer(
         info.clone(),
         claims.clone(),
         rerun_failed,
-        queued,
+        (queued, slots),
     );
     Some(Arc::new(move || p.next()))
 }
@@ -335,14 +419,17 @@ type Seen = Arc<Mutex<HashMap<TrialId, bool>>>;
 
 /// What a slot does before training a trial: claim it, and check (after claiming, so a result
 /// written meanwhile is seen) that no process finished it already. Each trial asked about goes
-/// into `seen`.
+/// into `seen`. A claim that cannot be written (a full disk, a read-only directory) stops new
+/// trials and becomes the run's error, as a result that cannot be saved does: skipping the
+/// trial instead left it untrained with nothing said.
 fn claimer(
     store: &Store,
-    claims: &Arc<Claims>,
-    rerun_failed: bool,
+    (claims, rerun_failed): (&Arc<Claims>, bool),
     seen: Seen,
+    (cancel, error): (&Arc<Cancel>, &Arc<Mutex<Option<Error>>>),
 ) -> scheduler::Claim {
     let (store, claims) = (store.clone(), claims.clone());
+    let (cancel, error) = (cancel.clone(), error.clone());
     Arc::new(move |t: &Trial, device: Device| {
         let claimed = match claims.try_claim(&t.id, &t.name, &device.to_string()) {
             Ok(true) if is_done(&store, t, rerun_failed) => {
@@ -352,6 +439,8 @@ fn claimer(
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!("cannot claim trial `{}`: {e}", t.name);
+                cancel.stop_new.store(true, Ordering::SeqCst);
+                error.lock().expect("claim error").get_or_insert(e);
                 false
             }
         };

@@ -26,8 +26,21 @@ pub struct Markdown;
 /// report.html, self-contained (plots inlined).
 pub struct Html;
 
+/// A table cell's text, inert in Markdown: a pipe would end the cell, `*` and backticks would
+/// start emphasis or code, and `<` raw HTML (metric names and trial names are the user's).
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '|' | '*' | '`' | '<' | '>' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Exporter for Markdown {

@@ -149,6 +149,14 @@ impl LineChart<'_> {
                 esc(&truncate(h, 26))
             );
         }
+        // Legend rows beside the plot; when the entries do not fit, the last row says how many
+        // more lines there are instead of the legend stopping without a word.
+        let rows = LEGEND_ROWS - usize::from(header.is_some());
+        let listed = if labels.len() > rows {
+            rows - 1
+        } else {
+            labels.len()
+        };
         for (i, (s, label)) in self.series.iter().zip(&labels).enumerate() {
             Self::line(
                 &mut svg,
@@ -158,7 +166,18 @@ impl LineChart<'_> {
                 (self.markers, self.scatter),
             );
             let row = i + usize::from(header.is_some());
-            Self::legend(&mut svg, (i, row), label, !s.band.is_empty());
+            if i < listed {
+                Self::legend(&mut svg, (i, row), label, !s.band.is_empty());
+            }
+        }
+        if listed < labels.len() {
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="{:.1}" fill="#555">+{} more lines</text>"##,
+                W - R + 10.0,
+                T + 14.0 + (LEGEND_ROWS - 1) as f64 * 16.0,
+                labels.len() - listed
+            );
         }
         svg += "</svg>";
         svg
@@ -321,32 +340,33 @@ impl LineChart<'_> {
         );
     }
 
-    /// The legend entry of series `i` on legend row `row`, while it fits; a banded series'
-    /// swatch sits on a patch of its band.
+    /// The legend entry of series `i` on legend row `row` (below `LEGEND_ROWS`); a banded
+    /// series' swatch sits on a patch of its band.
     fn legend(svg: &mut String, (i, row): (usize, usize), label: &str, banded: bool) {
         let c = PALETTE[i % PALETTE.len()];
         let ly = T + 14.0 + row as f64 * 16.0;
-        if ly < H - 10.0 {
-            if banded {
-                let _ = write!(
-                    svg,
-                    r#"<rect x="{}" y="{:.1}" width="12" height="11" fill="{c}" fill-opacity="0.18"/>"#,
-                    W - R + 10.0,
-                    ly - 8.0
-                );
-            }
+        if banded {
             let _ = write!(
                 svg,
-                r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
+                r#"<rect x="{}" y="{:.1}" width="12" height="11" fill="{c}" fill-opacity="0.18"/>"#,
                 W - R + 10.0,
-                ly - 4.0,
-                W - R + 26.0,
-                ly,
-                esc(&truncate(label, LEGEND_CHARS))
+                ly - 8.0
             );
         }
+        let _ = write!(
+            svg,
+            r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
+            W - R + 10.0,
+            ly - 4.0,
+            W - R + 26.0,
+            ly,
+            esc(&truncate(label, LEGEND_CHARS))
+        );
     }
 }
+
+/// Legend rows that fit beside the plot (16 px each, from `T` + 14 to 10 px above the bottom).
+const LEGEND_ROWS: usize = 19;
 
 /// Characters of a legend entry that fit beside the plot.
 const LEGEND_CHARS: usize = 24;
@@ -608,6 +628,37 @@ pub fn digit_grid(title: &str, digits: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_legend_too_long_to_fit_says_how_many_lines_it_leaves_out() {
+        let series = |n: usize| -> Vec<Series> {
+            (0..n)
+                .map(|i| Series {
+                    label: format!("s{i}"),
+                    points: vec![(0.0, i as f64), (1.0, i as f64)],
+                    errors: vec![],
+                    band: vec![],
+                })
+                .collect()
+        };
+        let chart = |n| LineChart {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            log_x: false,
+            markers: false,
+            scatter: false,
+            series: series(n),
+        };
+        let svg = chart(40).render();
+        assert!(svg.contains(">s17<") && !svg.contains(">s18<"), "{svg}");
+        assert!(svg.contains("+22 more lines"), "{svg}");
+        let svg = chart(LEGEND_ROWS).render();
+        assert!(
+            svg.contains(">s18<") && !svg.contains("more lines"),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn long_settings_put_their_keys_in_a_legend_header() {

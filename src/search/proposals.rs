@@ -4,6 +4,12 @@
 //! trials finished by then. A resumed run or a joining worker first takes a recorded proposal
 //! that nobody finished or holds, and only then proposes the next, so every process continues
 //! the same sequence and none proposes a trial already recorded.
+//!
+//! A slot asks for a proposal the moment its trial ends, while the caller's thread is still
+//! writing that trial's result: the proposer first waits for it (`settle`), so that on one slot
+//! proposal k always sees the k trials before it, as a resumed run does. With several slots or
+//! processes, which trials have finished when a slot frees up depends on timing, so the
+//! sequence does too (resumed or not); it never repeats or loses a trial.
 
 use super::tpe::{Observation, propose};
 use crate::error::{Error, Result};
@@ -14,6 +20,7 @@ use crate::trial::{Status, Trial, TrialId};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The file of recorded proposals, in the results directory.
 pub const PROPOSALS: &str = "proposals.jsonl";
@@ -43,16 +50,22 @@ pub struct Proposer {
     rerun_failed: bool,
     /// Trials this process queued or proposed already.
     handed: Mutex<HashSet<TrialId>>,
+    /// How many slots this process trains on: all but the asking one may be busy.
+    slots: usize,
 }
 
+/// How long a proposal waits for the result of the trial its slot just finished.
+const SETTLE: Duration = Duration::from_secs(10);
+
 impl Proposer {
-    /// A proposer for a recorded sweep whose queue already holds `queued`.
+    /// A proposer for a recorded sweep whose queue already holds `queued`, trained on `slots`
+    /// slots.
     pub fn new(
         store: Store,
         info: SweepInfo,
         claims: Arc<Claims>,
         rerun_failed: bool,
-        queued: impl IntoIterator<Item = TrialId>,
+        (queued, slots): (impl IntoIterator<Item = TrialId>, usize),
     ) -> Proposer {
         Proposer {
             store,
@@ -60,6 +73,29 @@ impl Proposer {
             claims,
             rerun_failed,
             handed: Mutex::new(queued.into_iter().collect()),
+            slots: slots.max(1),
+        }
+    }
+
+    /// Waits (at most `SETTLE`) until this process holds fewer claims than it has slots: the
+    /// asking slot's trial has ended, and its claim goes once its result is written. Without
+    /// this, proposal k would be made from the trials before it or from all but the last one,
+    /// as the race went, and a resumed run (which sees them all) would propose otherwise.
+    fn settle(&self) {
+        let (pid, host) = (std::process::id(), crate::store::host_name());
+        let t0 = Instant::now();
+        while t0.elapsed() < SETTLE {
+            let mine = self
+                .claims
+                .all()
+                .into_iter()
+                .filter_map(|f| f.claim)
+                .filter(|c| c.pid == pid && c.host == host)
+                .count();
+            if mine < self.slots {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -81,6 +117,7 @@ impl Proposer {
     }
 
     fn try_next(&self) -> Result<Option<Trial>> {
+        self.settle();
         let dir = self.store.dir();
         let _lock = Lock::wait(dir)?;
         let recorded = read(dir);

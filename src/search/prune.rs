@@ -203,6 +203,34 @@ pub fn curve_of(result: &TrialResult, metric: &str) -> Curve {
     curve
 }
 
+/// Rows without the rule's metric, from trials that never reported it, after which the run
+/// warns that nothing is pruned: a program logs its metrics from its first epoch on, or never.
+const UNREPORTED_ROWS: usize = 3;
+
+/// The warning that the rule can never prune: `rows` rows of program trials arrived, none with
+/// the rule's metric (a typo, or a metric only logged at the end), naming those they have.
+fn unreported(metric: &str, rows: usize, names: &std::collections::BTreeSet<String>) -> String {
+    let names: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "epoch" | "step"))
+        .collect();
+    format!(
+        "early_terminate.metric `{metric}`: none of the first {rows} rows the trials reported has it, so no trial is pruned; they report: {}",
+        names.join(", ")
+    )
+}
+
+/// Program rows without the rule's metric: how many, their names, the trials they came from,
+/// and whether the warning was given (once a process).
+#[derive(Default)]
+struct Unreported {
+    rows: usize,
+    names: std::collections::BTreeSet<String>,
+    trials: std::collections::HashSet<TrialId>,
+    warned: bool,
+}
+
 /// How often the curves other processes recorded are read again.
 const REFRESH: Duration = Duration::from_secs(2);
 
@@ -214,6 +242,8 @@ pub struct Pruner {
     info: SweepInfo,
     stored: Mutex<(Curves, Option<Instant>)>,
     own: Mutex<Curves>,
+    /// Program rows seen without the metric while no trial reported it.
+    unreported: Mutex<Unreported>,
 }
 
 impl Pruner {
@@ -225,6 +255,7 @@ impl Pruner {
             info,
             stored: Mutex::new((Curves::new(), None)),
             own: Mutex::new(Curves::new()),
+            unreported: Mutex::default(),
         }
     }
 
@@ -243,6 +274,36 @@ impl Pruner {
         s.0.clone()
     }
 
+    /// Counts a program row without the metric; warns once `UNREPORTED_ROWS` arrived while no
+    /// trial reported the metric. A trial's first such row also counts the finished trials'
+    /// rows: a short trial's rows may all arrive after it ended.
+    fn without_metric(&self, trial: &TrialId, row: &MetricRow, own: &Curves) {
+        let mut u = self.unreported.lock().expect("unreported");
+        if u.warned || own.values().any(|c| !c.is_empty()) {
+            return;
+        }
+        u.rows += 1;
+        u.names.extend(row.keys().cloned());
+        if u.trials.insert(trial.clone()) {
+            let (finished, _) = self.store.load_finished(&self.info);
+            let metric = self.rule.metric();
+            if finished
+                .iter()
+                .any(|f| !curve_of(&f.result, metric).is_empty())
+            {
+                u.warned = true;
+                return;
+            }
+            let rows: Vec<&MetricRow> = finished.iter().flat_map(|f| &f.result.rows).collect();
+            u.names.extend(rows.iter().flat_map(|r| r.keys().cloned()));
+            u.rows = u.rows.max(rows.len());
+        }
+        if u.rows >= UNREPORTED_ROWS {
+            u.warned = true;
+            tracing::warn!("{}", unreported(self.rule.metric(), u.rows, &u.names));
+        }
+    }
+
     /// Records a running trial's progress and says whether it stops here (the reason). A
     /// trial's last epoch is never judged: it ends anyway.
     pub fn observe(&self, trial: &Trial, progress: &Progress) -> Option<String> {
@@ -253,7 +314,13 @@ impl Pruner {
             let point = match progress {
                 Progress::Epoch(row) => epoch_value(row, metric).map(|v| (row.epoch, v)),
                 Progress::Metrics(row) => row_point(row, metric, curve.len() + 1),
-            }?;
+            };
+            let Some(point) = point else {
+                if let Progress::Metrics(row) = progress {
+                    self.without_metric(&trial.id, row, &own);
+                }
+                return None;
+            };
             // A trial trained again starts its curve again.
             curve.retain(|(e, _)| *e < point.0);
             curve.push(point);
@@ -360,6 +427,15 @@ mod tests {
         // t0 and t1 never meet two others; t2 beats the median (0.4) of t0 and t1; t4's best
         // 0.3 is below the median 0.45 of four others at epoch 2.
         assert_eq!(stops(&r, rows), [None, None, None, Some(3), Some(2)]);
+    }
+
+    #[test]
+    fn a_metric_no_trial_reports_is_named_with_those_they_do() {
+        let names = ["epoch", "loss", "acc"].map(String::from).into();
+        assert_eq!(
+            unreported("val_loss", 3, &names),
+            "early_terminate.metric `val_loss`: none of the first 3 rows the trials reported has it, so no trial is pruned; they report: acc, loss"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod keys;
 mod program;
 mod search;
 mod sections;
+pub(crate) mod words;
 mod yaml;
 
 pub use keys::{closest, edit_distance, leaf_paths, set_path};
@@ -283,6 +284,7 @@ impl Spec {
             }
             spec.report.goal = spec.report.goal.or(p.goal);
         }
+        spec.refuse_placeholder_keys()?;
         sections::same_key_twice(file, &spec.base)?;
         for t in &spec.trials {
             sections::same_key_twice(file, &t.overrides)?;
@@ -364,6 +366,31 @@ impl Spec {
 }
 
 impl Spec {
+    /// A program sweep's keys named like a placeholder the command fills from the trial itself
+    /// (`{trial_dir}`) are refused: the key's value would never reach the program.
+    fn refuse_placeholder_keys(&self) -> Result<(), SpecError> {
+        if self.program.is_none() {
+            return Ok(());
+        }
+        let set = self
+            .base
+            .iter()
+            .chain(self.trials.iter().flat_map(|t| &t.overrides))
+            .map(|o| (o.section.as_str(), o.key.as_str(), o.pos));
+        let varied = self
+            .grid
+            .iter()
+            .map(|a| ("grid", a.key.as_str(), a.pos))
+            .chain(self.zip.iter().map(|a| ("zip", a.key.as_str(), a.pos)))
+            .chain(
+                self.search
+                    .space
+                    .iter()
+                    .map(|p| ("space", p.key.as_str(), p.pos)),
+            );
+        program::refuse_placeholder_keys(&self.file, set.chain(varied))
+    }
+
     /// An early-termination rule without a metric compares the program's metric, or the
     /// built-in models' validation accuracy.
     fn fill_early_terminate(&mut self) {

@@ -132,6 +132,37 @@ pub(super) fn program(file: &str, node: &Node) -> Result<Program, SpecError> {
     Ok(p)
 }
 
+/// Placeholders the command fills from the trial itself (its directory, its id), never from
+/// its parameters.
+const FILLED_BY_TRIAL: &[(&str, &str)] = &[
+    ("trial_dir", "the trial's own directory"),
+    ("trial_id", "the trial's id"),
+];
+
+/// Refuses a key (section, dotted key, where) named like a placeholder the command fills from
+/// the trial: `{trial_dir}` would be the trial's directory, and the key's value would silently
+/// never reach the program.
+pub(super) fn refuse_placeholder_keys<'a>(
+    file: &str,
+    keys: impl IntoIterator<Item = (&'a str, &'a str, Pos)>,
+) -> Result<(), SpecError> {
+    for (section, key, pos) in keys {
+        let top = key.split('.').next().unwrap_or(key);
+        if let Some((name, what)) = FILLED_BY_TRIAL.iter().find(|(n, _)| *n == top) {
+            return Err(SpecError::at(
+                file,
+                pos,
+                format!("{section}.{key}"),
+                format!(
+                    "`{name}` (line {}) is a reserved name: in the program's command `{{{name}}}` is {what}, so this key's value would never reach the program; rename the key",
+                    pos.line
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A list of arguments, or one string split like a shell does (quotes group words; nothing
 /// is expanded, no shell runs).
 fn command(v: &Node) -> Result<Vec<String>, String> {

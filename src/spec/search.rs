@@ -207,6 +207,16 @@ pub(super) fn method(file: &str, node: &Node) -> Result<Method, SpecError> {
     }
 }
 
+/// A value as the error names it: a string as one (`count: "10"` is not the number 10), a
+/// number as written, anything else by its kind.
+fn found(node: &Node) -> String {
+    match (&node.kind, &node.text) {
+        (NodeKind::Scalar(Value::String(s)), _) => format!("the string {s:?}"),
+        (NodeKind::Scalar(Value::Number(_) | Value::Bool(_)), Some(t)) => t.clone(),
+        _ => node.type_name().into(),
+    }
+}
+
 /// A whole number ≥ `min` for `count` and `search_seed`.
 pub(super) fn whole(file: &str, key: &str, node: &Node, min: u64) -> Result<u64, SpecError> {
     match node.to_json().as_u64() {
@@ -215,10 +225,7 @@ pub(super) fn whole(file: &str, key: &str, node: &Node, min: u64) -> Result<u64,
             file,
             node.pos,
             key,
-            format!(
-                "expected a whole number ≥ {min}, found {}",
-                node.text.clone().unwrap_or_else(|| node.type_name().into())
-            ),
+            format!("expected a whole number ≥ {min}, found {}", found(node)),
         )),
     }
 }

@@ -367,7 +367,7 @@ pub(super) fn deserialize_section<T: serde::de::DeserializeOwned>(
     node: &Node,
 ) -> Result<T, SpecError> {
     serde_path_to_error::deserialize(node.to_json()).map_err(|e| {
-        let inner = e.inner().to_string();
+        let inner = super::words::plain(&e.inner().to_string());
         let path = e.path().to_string();
         let key = if path == "." || path.is_empty() {
             section.to_string()

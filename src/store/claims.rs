@@ -3,21 +3,23 @@
 //!
 //! A claim is the file `claims/<id>.<generation>.json`, created with create-exclusive (`O_EXCL`,
 //! atomic on local file systems and on NFSv3+): of all processes trying to create the same
-//! generation, exactly one succeeds. A claim is live while its process is alive (same host) or
-//! its heartbeat (the file's modification time, refreshed by the holder) is recent (other hosts).
-//! A stale claim is never deleted by the taker: it is superseded by creating the next
+//! generation, exactly one succeeds. The file appears whole (written aside, then hard-linked into
+//! place), so an empty or unreadable claim is damaged, never one being written. A claim is live
+//! while its heartbeat (the file's modification time, refreshed by the holder) is recent and, on
+//! the holder's own host, the process that wrote it still runs: the same pid *and* the same start
+//! time on the same boot, since a container's pid 1 after a restart, or a reused pid, is alive
+//! but is not that process. A stale claim is never deleted by the taker: it is superseded by creating the next
 //! generation, which again only one process can do, so a takeover has no rename race.
 //! `result.json` stays the only proof that a trial is done; the holder deletes its claim after
 //! writing it (or when the trial is interrupted).
 
-use super::files::create_dir;
-use super::lock::process_alive;
-use crate::error::{IoContext, Result};
+use super::files::{create_dir, create_whole};
+use super::lock::{boot_id, process_alive, process_start};
+use crate::error::Result;
 use crate::trial::TrialId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -33,6 +35,13 @@ pub struct Claim {
     pub host: String,
     /// The holder's process id on that machine.
     pub pid: u32,
+    /// When the holder started (clock ticks after boot), to tell it from a later process that
+    /// got the same pid; absent in claims of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// The holder machine's boot id: a start time means something only within one boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
     /// Where the trial trains.
     pub device: String,
     /// Seconds since the epoch when the claim was made.
@@ -52,15 +61,20 @@ pub struct Found {
     pub claim: Option<Claim>,
     /// Its generation.
     pub generation: u64,
-    /// True while the holder is alive (same host) or its heartbeat is recent.
+    /// True while its heartbeat is recent and (on this host) the process that wrote it runs.
     pub live: bool,
     /// Seconds since the last heartbeat.
     pub age: f64,
 }
 
-/// Seconds without a heartbeat after which another host's claim is stale, unless
-/// `HYPERSWEEP_CLAIM_TIMEOUT` says otherwise.
+/// Seconds without a heartbeat after which a claim is stale, unless `HYPERSWEEP_CLAIM_TIMEOUT`
+/// says otherwise.
 pub const DEFAULT_STALE_SECS: f64 = 120.0;
+
+/// Seconds an unreadable claim counts as live: where hard links are refused (`create_whole`)
+/// a claim is created and then written, so a reader may find it empty for a moment. Older than
+/// this, it is damaged (a write that failed on a full disk) and holds nothing.
+const UNREADABLE_GRACE_SECS: f64 = 5.0;
 
 /// This process's claims in one results directory.
 pub struct Claims {
@@ -84,6 +98,20 @@ fn now_secs() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+impl Claim {
+    /// True while the process that wrote this claim runs on this machine: its pid exists with
+    /// the start time and boot the claim recorded (a claim of an older version has neither, and
+    /// is judged by its pid and heartbeat).
+    fn holder_runs(&self) -> bool {
+        let same_boot = match (&self.boot, boot_id()) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => true,
+        };
+        let same_start = self.pid_start.is_none() || process_start(self.pid) == self.pid_start;
+        process_alive(self.pid) && same_boot && same_start
+    }
 }
 
 impl Claims {
@@ -140,8 +168,8 @@ impl Claims {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
         let live = match &claim {
-            Some(c) if c.host == self.host => process_alive(c.pid),
-            _ => age < self.stale_after,
+            Some(c) => age < self.stale_after && (c.host != self.host || c.holder_runs()),
+            None => age < UNREADABLE_GRACE_SECS,
         };
         Some(Found {
             claim,
@@ -167,20 +195,14 @@ impl Claims {
             None => 1,
         };
         let path = self.dir.join(format!("{id}.{generation}.json"));
-        let mut file = match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(e).at("create the claim", &path),
-        };
+        let pid = std::process::id();
         let claim = Claim {
             id: id.clone(),
             name: name.into(),
             host: self.host.clone(),
-            pid: std::process::id(),
+            pid,
+            pid_start: process_start(pid),
+            boot: boot_id().map(String::from),
             device: device.into(),
             started: now_secs(),
             slurm_job: std::env::var("SLURM_ARRAY_JOB_ID")
@@ -188,9 +210,9 @@ impl Claims {
                 .ok(),
             slurm_task: std::env::var("SLURM_ARRAY_TASK_ID").ok(),
         };
-        file.write_all(serde_json::to_string(&claim)?.as_bytes())
-            .and_then(|()| file.sync_all())
-            .at("write the claim", &path)?;
+        if !create_whole(&path, serde_json::to_string(&claim)?.as_bytes())? {
+            return Ok(false);
+        }
         self.held.lock().expect("claims").insert(id.clone(), path);
         Ok(true)
     }
@@ -293,6 +315,8 @@ mod tests {
             name: "x".into(),
             host: "elsewhere".into(),
             pid: 1,
+            pid_start: None,
+            boot: None,
             device: "cpu".into(),
             started: 0,
             slurm_job: None,
@@ -310,5 +334,77 @@ mod tests {
             .unwrap();
         assert!(!c.current(&other.id).unwrap().live);
         assert!(c.try_claim(&other.id, "x", "cpu").unwrap());
+    }
+
+    /// Rewrites trial `x`'s claim (generation 1) with `edit`, its heartbeat `age` seconds ago.
+    fn forge(dir: &Path, age: f64, edit: impl FnOnce(&mut Claim)) -> Claims {
+        let c = Claims::new(dir);
+        let id = TrialId("x".into());
+        assert!(c.try_claim(&id, "x", "cpu").unwrap());
+        let path = dir.join("claims/x.1.json");
+        let mut claim: Claim = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut claim);
+        fs::write(&path, serde_json::to_string(&claim).unwrap()).unwrap();
+        let when = SystemTime::now() - Duration::from_secs_f64(age);
+        let f = fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(when).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_live_pid_that_is_not_the_writer_holds_nothing() {
+        let id = TrialId("x".into());
+        // A container's pid 1 after a restart (or a reused pid): alive, started at another time.
+        let d = tempfile::tempdir().unwrap();
+        let c = forge(d.path(), 0.0, |c| {
+            c.pid = 1;
+            c.pid_start = process_start(1).map(|s| s + 1);
+        });
+        assert!(!c.current(&id).unwrap().live, "another start time");
+        // The same process on another boot of the machine.
+        let d = tempfile::tempdir().unwrap();
+        let c = forge(d.path(), 0.0, |c| c.boot = Some("another-boot".into()));
+        assert!(!c.current(&id).unwrap().live, "another boot");
+        // The writer itself, heartbeat fresh: live.
+        let d = tempfile::tempdir().unwrap();
+        let c = forge(d.path(), 0.0, |_| {});
+        assert!(c.current(&id).unwrap().live);
+    }
+
+    #[test]
+    fn a_claim_whose_heartbeat_is_old_is_stale_even_if_its_pid_runs() {
+        // A forged claim: pid 1 (always alive), no start time, heartbeat two days old.
+        let d = tempfile::tempdir().unwrap();
+        let c = forge(d.path(), 2.0 * 86_400.0, |c| {
+            c.pid = 1;
+            c.pid_start = None;
+            c.boot = None;
+        });
+        let id = TrialId("x".into());
+        assert!(!c.current(&id).unwrap().live);
+        assert!(Claims::new(d.path()).try_claim(&id, "x", "cpu").unwrap());
+    }
+
+    #[test]
+    fn an_empty_claim_holds_nothing_once_it_is_a_few_seconds_old() {
+        // What a write that failed on a full disk left behind (before claims appeared whole).
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("claims")).unwrap();
+        let path = d.path().join("claims/x.1.json");
+        fs::write(&path, "").unwrap();
+        let c = Claims::new(d.path());
+        let id = TrialId("x".into());
+        assert!(c.current(&id).unwrap().live, "perhaps being written");
+        let old = SystemTime::now() - Duration::from_secs_f64(UNREADABLE_GRACE_SECS + 1.0);
+        let f = fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(old).unwrap();
+        assert!(!c.current(&id).unwrap().live, "damaged");
+        assert!(c.try_claim(&id, "x", "cpu").unwrap());
+        assert_eq!(c.current(&id).unwrap().generation, 2);
+        assert_eq!(
+            fs::read_dir(d.path().join("claims")).unwrap().count(),
+            2,
+            "no temporary left"
+        );
     }
 }

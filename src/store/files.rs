@@ -19,12 +19,15 @@ fn this_host() -> &'static str {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
+    // Threads of one process may write the same file at once: each write has its own name.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     path.with_file_name(format!(
-        "{name}{TMP_MARK}{}@{}",
+        "{name}.{n}{TMP_MARK}{}@{}",
         std::process::id(),
         this_host()
     ))
@@ -50,6 +53,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Creates `path` with `bytes` unless it exists, atomically, whole: the content is written to a
+/// temporary file first and hard-linked into place (a link, like `O_EXCL`, fails if the name
+/// exists, on NFS too), so no reader ever sees the file empty or half written, and a write that
+/// fails (disk full) leaves nothing behind. Returns false when `path` already existed. On a file
+/// system without hard links the file is created with `O_EXCL` and then written, and removed
+/// again if the write fails.
+pub fn create_whole(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let tmp = tmp_path(path);
+    let written = (|| {
+        let mut f = fs::File::create(&tmp).at("create", &tmp)?;
+        f.write_all(bytes).at("write", &tmp)?;
+        f.sync_all().at("sync", &tmp)
+    })();
+    let linked = written.and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(Some(true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Some(false)),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EPERM)
+                || e.kind() == std::io::ErrorKind::Unsupported =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).at("create", path),
+    });
+    let _ = fs::remove_file(&tmp);
+    match linked? {
+        Some(created) => Ok(created),
+        None => create_new_unlinked(path, bytes),
+    }
+}
+
+/// `create_whole` where hard links are refused: create-exclusive, then write.
+fn create_new_unlinked(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let mut f = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e).at("create", path),
+    };
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        let _ = fs::remove_file(path);
+        return Err(e).at("write", path);
+    }
+    Ok(true)
 }
 
 /// Removes the temporary files that killed writers left under `dir` (it and its
@@ -149,6 +201,16 @@ mod tests {
         left.sort();
         assert_eq!(left, vec![elsewhere, "result.json".to_string(), mine]);
         assert!(!d.path().join(dead_here).exists());
+    }
+
+    #[test]
+    fn a_whole_file_is_created_once_and_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.json");
+        assert!(create_whole(&p, b"first").unwrap());
+        assert!(!create_whole(&p, b"second").unwrap(), "it exists");
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The lock a process holds while it records the plan of a results directory (or moves it aside
-//! with `--fresh`), and the one liveness check of a process id that claims and temporaries use.
+//! with `--fresh`), and the one liveness check of a process that claims and temporaries use.
 //!
 //! The lock is an advisory `flock` on `<dir>/.lock`, held for moments, not for the run (trials
 //! are shared through claims, `claims.rs`). The kernel drops it when the process exits, however
@@ -13,6 +13,28 @@ use std::path::Path;
 /// True while a process with this id exists on this machine.
 pub fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`, field 22): with
+/// the boot's id it tells a process from a later one given the same id. A container's pid 1
+/// after a restart, or a reused pid, is alive but is not the process that wrote a claim.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The id of this boot of the machine (`/proc/sys/kernel/random/boot_id`), read once.
+pub fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
 }
 
 /// Holds the lock of a results directory until dropped.
@@ -52,6 +74,24 @@ impl Drop for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_start_time_is_its_own_and_stays_the_same() {
+        let me = std::process::id();
+        let start = process_start(me).expect("this process has a start time");
+        assert_eq!(process_start(me), Some(start));
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let theirs = process_start(child.id()).expect("the child's start time");
+        assert!(theirs >= start);
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(process_start(child.id()), None, "gone");
+        assert!(boot_id().is_some());
+    }
 
     #[test]
     fn a_held_lock_makes_the_next_taker_wait() {

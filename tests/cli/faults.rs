@@ -32,6 +32,8 @@ fn two_processes_at_one_stale_lock_train_each_trial_once() {
             let err = String::from_utf8_lossy(&o.stderr);
             match o.status.code() {
                 Some(0) => total += trained(&out),
+                // The other process held the last trials: named, and not complete here.
+                Some(4) if err.contains("held by pid") => total += trained(&out),
                 c => panic!("round {round}: exit {c:?}: {err}"),
             }
         }

@@ -118,7 +118,54 @@ const BAD: &[(&str, &[&str])] = &[
     ),
     (
         "name: x\nfixed:\n  batch_size: ten\n",
-        &["batch_size", "invalid type"],
+        &[
+            "batch_size",
+            "expected a whole number ≥ 0, found the string \"ten\"",
+            ":3:",
+        ],
+    ),
+    (
+        "name: x\nfixed:\n  epochs: \"10\"\n",
+        &[
+            "epochs",
+            "expected a whole number ≥ 0, found the string \"10\"",
+            ":3:",
+        ],
+    ),
+    (
+        "name: x\nfixed:\n  epochs: -1\n",
+        &["epochs", "expected a whole number ≥ 0, found -1"],
+    ),
+    (
+        "name: x\nfixed:\n  optimizer: {learning_rate: fast}\n",
+        &[
+            "optimizer.learning_rate",
+            "expected a number, found the string \"fast\"",
+        ],
+    ),
+    (
+        "name: x\nfixed: {epochs: 1}\nearly_terminate: {type: hyperband, eta: 2.5}\n",
+        &[
+            "early_terminate.eta",
+            "expected a whole number ≥ 0, found 2.5",
+        ],
+    ),
+    (
+        "name: x\nmethod: random\ncount: \"10\"\nspace:\n  model.dropout: {distribution: uniform, min: 0.0, max: 0.1}\n",
+        &["count", "found the string \"10\"", ":3:"],
+    ),
+    (
+        "name: x\nprogram: {command: [echo, \"{trial_dir}\"]}\nfixed: {epochs: 1}\ngrid:\n  trial_dir: [a, b]\n",
+        &[
+            "grid.trial_dir",
+            ":5:",
+            "reserved name",
+            "`{trial_dir}` is the trial's own directory",
+        ],
+    ),
+    (
+        "name: x\nprogram: {command: [echo]}\nfixed:\n  trial_id: 3\n",
+        &["fixed.trial_id", ":4:", "reserved name", "(line 4)"],
     ),
     (
         "name: x\nfixed:\n  epochs: 1\ngrid:\n  batch_size: []\n",
@@ -244,6 +291,16 @@ fn bad_files_name_the_key_and_exit_1() {
             assert!(
                 err.contains(w),
                 "bad{i} {yaml:?}: `{w}` missing from: {err}"
+            );
+        }
+        // The user wrote YAML: no message names a Rust type.
+        let words: Vec<&str> = err.split(|c: char| !c.is_alphanumeric()).collect();
+        for rust in [
+            "usize", "u64", "u32", "u8", "i64", "i32", "f64", "f32", "struct",
+        ] {
+            assert!(
+                !words.contains(&rust),
+                "bad{i} {yaml:?}: `{rust}` in: {err}"
             );
         }
     }

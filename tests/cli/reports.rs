@@ -175,6 +175,75 @@ fn error_messages_snapshot() {
 }
 
 #[test]
+fn a_program_s_many_and_odd_metric_names_are_capped_and_escaped_in_report_md() {
+    let s = Sweep::new(
+        "name: names\nprogram:\n  command: [python3, metrics.py, \"{lr}\"]\n  metric: loss\ngrid:\n  lr: [0.1, 0.2]\n",
+    );
+    write(
+        s.tmp.path(),
+        "metrics.py",
+        "import json, os, sys\nrow = {'loss': float(sys.argv[1]), 'a|b': 1.0, 'b*y*': 2.0, '<b>bold</b>': 3.0}\nrow.update({'m%02d' % i: i for i in range(30)})\nopen(os.environ['HYPERSWEEP_METRICS'], 'a').write(json.dumps(row) + '\\n')\n",
+    );
+    let out = s.cli("run", &["--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    let header = md.lines().find(|l| l.starts_with("| trial |")).unwrap();
+    // The report's metric first, then by name, 12 in all; a name never breaks the table.
+    assert!(
+        header.contains("| lr | loss | \\<b\\>bold\\</b\\> | a\\|b | b\\*y\\* | m00 |"),
+        "{header}"
+    );
+    assert!(
+        header.contains("| m07 |") && !header.contains("m08"),
+        "{header}"
+    );
+    assert!(!md.contains("<b>bold"), "{md}");
+    assert!(
+        md.contains("Metrics: the table and the curves show 12 of the 34 metrics the trials reported (the report's metric first, then by name); 22 more are in summary.csv."),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(s.dir().join("summary.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("m29"), "{csv}");
+}
+
+#[test]
+fn a_chart_of_40_lines_draws_the_best_10_in_distinct_colours_and_says_so() {
+    // Against the learning rate, one line per setting of the other two axes: 8 × 5 = 40.
+    let s = Sweep::new(
+        "name: lines\nfixed: {epochs: 1}\ngrid:\n  optimizer.learning_rate: [0.01, 0.05]\n  batch_size: [8, 16, 24, 32, 40, 48, 56, 64]\n  data.train_size: [100, 200, 300, 400, 500]\n",
+    );
+    s.run(&scripted(0));
+    let md = std::fs::read_to_string(s.dir().join("report.md")).unwrap();
+    assert!(
+        md.contains("Test accuracy vs optimizer.learning_rate: the best 10 of 40 lines (settings of the other axes) by their best test accuracy"),
+        "{md}"
+    );
+    let svg =
+        std::fs::read_to_string(s.dir().join("plots/vs-optimizer-learning_rate.svg")).unwrap();
+    let lines: Vec<&str> = svg
+        .split("<polyline")
+        .skip(1)
+        .map(|l| {
+            l.split("stroke=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lines.len(), 10, "{svg}");
+    let mut colours = lines.clone();
+    colours.sort_unstable();
+    colours.dedup();
+    assert_eq!(colours.len(), 10, "a colour repeats: {lines:?}");
+    assert!(
+        !svg.contains("more lines"),
+        "every line drawn is in the legend"
+    );
+}
+
+#[test]
 fn a_large_sweep_report_lists_its_best_and_shows_which_settings_matter() {
     let s = Sweep::new(
         "name: big\nfixed: {epochs: 2}\ngrid:\n  optimizer.learning_rate: [0.001, 0.01, 0.1, 0.2, 0.3, 0.4]\n  batch_size: [16, 32, 64, 128, 256]\n  model.activation: [relu, sigmoid]\n",

@@ -234,6 +234,32 @@ fn the_binary_runs_resumes_and_reports_status() {
 }
 
 #[test]
+fn status_counts_interrupted_trials_as_remaining() {
+    let s = Sweep::new(SIX);
+    s.cli("run", &["--quiet", "--no-report"]).assert().success();
+    // One trial was stopped by Ctrl-C: a rerun trains it again, so it remains.
+    let info = s.store().read_plan().unwrap();
+    let result = s
+        .dir()
+        .join("trials")
+        .join(info.trials[0].id.as_str())
+        .join("result.json");
+    let text = std::fs::read_to_string(&result).unwrap();
+    std::fs::write(
+        &result,
+        text.replace("\"status\": \"ok\"", "\"status\": \"interrupted\""),
+    )
+    .unwrap();
+    let st = scripted_bin()
+        .args(["status", s.dir().to_str().unwrap()])
+        .assert()
+        .success();
+    let st = String::from_utf8_lossy(&st.get_output().stdout).to_string();
+    assert!(st.contains("interrupted    1"), "{st}");
+    assert!(st.contains("remaining      1 (0 running now)"), "{st}");
+}
+
+#[test]
 fn a_failing_trial_exits_3_and_the_rest_are_saved() {
     let s =
         Sweep::new("name: x3\nfixed: {epochs: 1}\ngrid:\n  optimizer.learning_rate: [0.5, 0.1]\n");

@@ -2,7 +2,7 @@
 //! shows the sampled trials (the same ones every time, the first kept when `count` grows), weak
 //! trials are pruned at a rung and stay pruned on resume, and program trials are stopped too.
 
-use crate::common::{Sweep, bin, repo, results_with_status, scripted, scripted_bin};
+use crate::common::{Sweep, bin, repo, results_with_status, scripted, scripted_bin, write};
 use hypersweep::trial::Status;
 use serde_json::Value;
 
@@ -173,6 +173,34 @@ fn a_program_trial_is_stopped_when_pruned() {
     );
 }
 
+#[test]
+fn a_pruning_metric_no_trial_reports_is_named_in_a_warning() {
+    let s = Sweep::new(
+        "name: unreported\nprogram:\n  command: [python3, slow.py, \"{lr}\"]\n  metric: loss\nfixed: {epochs: 4}\ngrid:\n  lr: [0.1, 0.6]\nearly_terminate: {type: hyperband, metric: val_loss, min_epochs: 1, eta: 3}\n",
+    );
+    // Rows arrive while the trial runs (a pause between epochs), none with val_loss.
+    write(
+        s.tmp.path(),
+        "slow.py",
+        "import json, os, sys, time\nfor e in range(1, 5):\n    with open(os.environ['HYPERSWEEP_METRICS'], 'a') as f:\n        f.write(json.dumps({'epoch': e, 'loss': float(sys.argv[1]) / e, 'accuracy': 0.5}) + '\\n')\n    time.sleep(0.3)\n",
+    );
+    let out = bin()
+        .args(["run", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--devices", "cpu:1", "--quiet", "--no-report"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The toy reports loss and accuracy, never val_loss: nothing can be pruned, and it says so.
+    assert!(
+        err.contains("early_terminate.metric `val_loss`")
+            && err.contains("no trial is pruned; they report: accuracy, loss"),
+        "{err}"
+    );
+    assert_eq!(err.matches("early_terminate.metric").count(), 1, "{err}");
+}
+
 const TPE: &str = "name: tpe\nmethod: tpe\ncount: 8\nsearch_seed: 5\nfixed: {epochs: 1}\nspace:\n  optimizer.learning_rate: {distribution: log_uniform, min: 1.0e-4, max: 0.2}\n  batch_size: {distribution: int_uniform, min: 8, max: 64}\n";
 
 fn proposals(s: &Sweep) -> Vec<Value> {
@@ -228,6 +256,41 @@ fn a_resumed_tpe_sweep_continues_the_recorded_sequence() {
     assert_eq!(all[..3], first[..]);
     assert_eq!(s.store().read_plan().unwrap().trials.len(), 10);
     assert_eq!(results_with_status(&s, "ok"), 10);
+}
+
+/// The ids TPE proposed, in order.
+fn proposed_ids(s: &Sweep) -> Vec<String> {
+    proposals(s)
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_tpe_sweep_killed_or_stopped_and_resumed_proposes_what_an_uninterrupted_one_does() {
+    let whole = Sweep::new(TPE);
+    whole.run_with(&scripted(0), |a| a.train.slots.devices = "cpu:1".into());
+    let want = proposed_ids(&whole);
+    assert_eq!(want.len(), 3);
+    for signal in [libc::SIGKILL, libc::SIGINT] {
+        let s = Sweep::new(TPE);
+        let child = s.spawn_scripted_run(200);
+        // Once the first proposal is recorded (its trial running): SIGKILL, or one Ctrl-C.
+        let t0 = std::time::Instant::now();
+        while std::fs::read_to_string(s.dir().join("proposals.jsonl"))
+            .map_or(0, |t| t.lines().count())
+            < 1
+        {
+            assert!(t0.elapsed().as_secs() < 30, "no proposal was recorded");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) has no memory effects; the pid is our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        child.wait_with_output().unwrap();
+        s.run_with(&scripted(0), |a| a.train.slots.devices = "cpu:1".into());
+        assert_eq!(proposed_ids(&s), want, "after signal {signal}");
+        assert_eq!(results_with_status(&s, "ok"), 8);
+    }
 }
 
 #[test]

@@ -87,10 +87,9 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     let sampled = |a: &String| l.space.iter().any(|p| p.key == *a);
     for axis in l.axes.iter().filter(|a| *a != "seed" && !sampled(a)) {
         if numeric_axis(l, axis) {
-            b.push(Block::Plot(
-                format!("vs-{}", axis.replace('.', "-")),
-                axis_chart(l, &m, axis, &finished),
-            ));
+            let (chart, note) = axis_chart(l, &m, axis, &finished);
+            b.push(Block::Plot(format!("vs-{}", axis.replace('.', "-")), chart));
+            b.extend(note);
         }
     }
     b
@@ -114,8 +113,46 @@ fn log_axis(axis: &str, xs: &[f64]) -> bool {
             || hi / lo > 50.0)
 }
 
-/// The metric against one axis, as an SVG line chart.
-fn axis_chart(l: &Loaded, m: &Plotted, axis: &str, finished: &[&TrialRow]) -> String {
+/// Lines of one chart at most: one colour each, and a legend that fits beside the plot.
+const MAX_LINES: usize = svg::PALETTE.len();
+
+/// The best `MAX_LINES` lines by their best point (the metric's goal), in that order, and the
+/// sentence saying which are shown when there were more.
+fn best_lines(
+    mut series: Vec<(String, Vec<Point>)>,
+    m: &Plotted,
+    maximize: bool,
+    axis: &str,
+) -> (Vec<(String, Vec<Point>)>, Option<Block>) {
+    let total = series.len();
+    if total <= MAX_LINES {
+        return (series, None);
+    }
+    let sign = if maximize { 1.0 } else { -1.0 };
+    let best = |s: &(String, Vec<Point>)| {
+        s.1.iter()
+            .map(|p| sign * mean_std(&p.1).0)
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    series.sort_by(|a, c| best(c).total_cmp(&best(a)));
+    series.truncate(MAX_LINES);
+    let note = Block::Para(format!(
+        "{} vs {axis}: the best {MAX_LINES} of {total} lines (settings of the other axes) by their best {}; every trial is in summary.csv.",
+        m.title(),
+        m.label_text()
+    ));
+    (series, Some(note))
+}
+
+/// The metric against one axis, as an SVG line chart, and a note when it draws only the best
+/// lines.
+fn axis_chart(
+    l: &Loaded,
+    m: &Plotted,
+    axis: &str,
+    finished: &[&TrialRow],
+) -> (String, Option<Block>) {
     let others: Vec<&String> = l
         .axes
         .iter()
@@ -143,7 +180,8 @@ fn axis_chart(l: &Loaded, m: &Plotted, axis: &str, finished: &[&TrialRow]) -> St
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.0))
         .collect();
-    LineChart {
+    let (series, note) = best_lines(series, m, m.maximize(l), axis);
+    let chart = LineChart {
         title: &format!("{} vs {axis}", m.title()),
         x_label: axis,
         y_label: &m.label,
@@ -151,8 +189,8 @@ fn axis_chart(l: &Loaded, m: &Plotted, axis: &str, finished: &[&TrialRow]) -> St
         markers: true,
         scatter: false,
         series: series.into_iter().map(|s| to_series(s, &m.label)).collect(),
-    }
-    .render()
+    };
+    (chart.render(), note)
 }
 
 /// Points sorted by x, each the mean of its seeds with the std as error bar.

@@ -5,7 +5,7 @@
 
 use super::super::svg::{LineChart, Series};
 use super::super::{Block, Loaded, TrialRow, metric_of};
-use super::{MAX_CURVES, best_of, by_setting};
+use super::{MAX_CURVES, best_of, by_setting, shown_metrics};
 use crate::format::mean_std;
 use crate::trial::EpochRow;
 
@@ -205,7 +205,7 @@ fn program_curves(l: &Loaded, shown: &[Setting]) -> Vec<Block> {
             }
         });
     let mut b = vec![];
-    for metric in l.metric_names() {
+    for metric in shown_metrics(l).0 {
         let series: Vec<Series> = series_of(shown, |r| {
             r.result
                 .rows

@@ -39,6 +39,29 @@ const MAX_LISTED: usize = 50;
 const MAX_BARS: usize = 30;
 const MAX_CURVES: usize = 10;
 
+/// A program's metrics shown in the report at most (table columns, learning curves): a program
+/// that logs thousands of names would otherwise give a table nobody can read.
+const MAX_METRICS: usize = 12;
+
+/// The metrics of a program sweep the report shows: the report's metric first, then the others
+/// by name, at most `MAX_METRICS`; and the sentence saying how many were left out.
+fn shown_metrics(l: &Loaded) -> (Vec<String>, Option<Block>) {
+    let mut metrics = l.metric_names();
+    if let Some(i) = metrics.iter().position(|m| *m == l.options.metric) {
+        let m = metrics.remove(i);
+        metrics.insert(0, m);
+    }
+    let total = metrics.len();
+    metrics.truncate(MAX_METRICS);
+    let note = (total > MAX_METRICS).then(|| {
+        Block::Para(format!(
+            "Metrics: the table and the curves show {MAX_METRICS} of the {total} metrics the trials reported (the report's metric first, then by name); {} more are in summary.csv.",
+            total - MAX_METRICS
+        ))
+    });
+    (metrics, note)
+}
+
 /// The best `max` of `order`, and the sentence saying so when that is not all of them.
 fn best_of<'a>(
     order: &[&'a TrialRow],

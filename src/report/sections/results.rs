@@ -1,7 +1,7 @@
 //! The comparison table: every finished trial, best first, with its varied values and metrics.
 
 use super::super::{Block, Loaded, TrialRow, metric_of, tables};
-use super::{MAX_LISTED, best_of};
+use super::{MAX_LISTED, best_of, shown_metrics};
 use crate::format::{metric_text, pct};
 
 /// The results heading, table and (with a threshold) the sentence saying what it measures.
@@ -82,11 +82,7 @@ fn row(l: &Loaded, r: &TrialRow) -> Vec<String> {
 /// exit code.
 fn program_section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     let o = &l.options;
-    let mut metrics = l.metric_names();
-    if let Some(i) = metrics.iter().position(|m| *m == o.metric) {
-        let m = metrics.remove(i);
-        metrics.insert(0, m);
-    }
+    let (metrics, left_out) = shown_metrics(l);
     let mut headers: Vec<String> = vec!["trial".into(), "status".into()];
     headers.extend(l.axes.iter().cloned());
     headers.extend(metrics.iter().cloned());
@@ -124,5 +120,6 @@ fn program_section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
         Block::Table(headers, rows, best),
     ];
     b.extend(note);
+    b.extend(left_out);
     b
 }
