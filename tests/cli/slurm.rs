@@ -98,7 +98,9 @@ fn trained_by(s: &Sweep, job: &str) -> usize {
         })
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .flat_map(|t| {
+            // The summary lines (`slurm9: 3 trained (0 failed), …`), not the notes beside them.
             t.lines()
+                .filter(|l| l.contains(" trained ("))
                 .filter_map(|l| {
                     l.split(": ")
                         .nth(1)?
