@@ -123,6 +123,12 @@ impl Status {
         )
     }
 
+    /// A trial with this result is done, not trained again by a rerun: final, or failed unless
+    /// the rerun retries failed trials.
+    pub fn is_done(self, rerun_failed: bool) -> bool {
+        self.is_final() || (self == Status::Failed && !rerun_failed)
+    }
+
     /// The name written in tables and result.json.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -6,7 +6,6 @@ use crate::error::Result;
 use crate::format::metric_text;
 use crate::spec::Goal;
 use crate::store::Store;
-use crate::trial::Status;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +40,7 @@ pub fn status(path: &Path, out_root: &Path) -> Result<String> {
     // An interrupted trial trains again on the next run: it has a result but is not done.
     let done = finished
         .iter()
-        .filter(|f| f.result.status != Status::Interrupted)
+        .filter(|f| f.result.status.is_done(false))
         .count();
     s += &claims_text(&store, done, info.trials.len());
     s += &super::estimate::status_line(&store, &info, &finished);

@@ -150,12 +150,10 @@ fn explain_left(store: &Store, recorded: &SweepInfo, rerun_failed: bool, stopped
         );
     }
     if !unheld.is_empty() && !stopped {
+        let it = if unheld.len() == 1 { "it" } else { "them" };
         crate::errln!(
-            "{} not run: no process holds {} now (its holder stopped after this process passed {} over); rerun the same command to train {}: {}",
+            "{} not run: no process holds {it} now (its holder stopped after this process passed {it} over); rerun the same command to train {it}: {}",
             count(unheld.len(), "trial"),
-            if unheld.len() == 1 { "it" } else { "them" },
-            if unheld.len() == 1 { "it" } else { "them" },
-            if unheld.len() == 1 { "it" } else { "them" },
             name_list(&unheld)
         );
     }
@@ -242,7 +240,7 @@ fn heartbeat(claims: &Arc<Claims>) -> Arc<AtomicBool> {
 /// True when the stored result of a trial means it needs no training.
 pub(super) fn is_done(store: &Store, t: &Trial, rerun_failed: bool) -> bool {
     match store.load(&t.id) {
-        Ok(Some(r)) => r.status.is_final() || (r.status == Status::Failed && !rerun_failed),
+        Ok(Some(r)) => r.status.is_done(rerun_failed),
         Ok(None) => false,
         Err(e) => {
             tracing::warn!(trial = %t.name, "unreadable stored result, training again: {e}");

@@ -82,17 +82,9 @@ impl Proposer {
     /// this, proposal k would be made from the trials before it or from all but the last one,
     /// as the race went, and a resumed run (which sees them all) would propose otherwise.
     fn settle(&self) {
-        let (pid, host) = (std::process::id(), crate::store::host_name());
         let t0 = Instant::now();
         while t0.elapsed() < SETTLE {
-            let mine = self
-                .claims
-                .all()
-                .into_iter()
-                .filter_map(|f| f.claim)
-                .filter(|c| c.pid == pid && c.host == host)
-                .count();
-            if mine < self.slots {
+            if self.claims.held_here() < self.slots {
                 return;
             }
             std::thread::sleep(Duration::from_millis(2));

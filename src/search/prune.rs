@@ -277,9 +277,9 @@ impl Pruner {
     /// Counts a program row without the metric; warns once `UNREPORTED_ROWS` arrived while no
     /// trial reported the metric. A trial's first such row also counts the finished trials'
     /// rows: a short trial's rows may all arrive after it ended.
-    fn without_metric(&self, trial: &TrialId, row: &MetricRow, own: &Curves) {
+    fn without_metric(&self, trial: &TrialId, row: &MetricRow, reported_here: bool) {
         let mut u = self.unreported.lock().expect("unreported");
-        if u.warned || own.values().any(|c| !c.is_empty()) {
+        if u.warned || reported_here {
             return;
         }
         u.rows += 1;
@@ -316,8 +316,10 @@ impl Pruner {
                 Progress::Metrics(row) => row_point(row, metric, curve.len() + 1),
             };
             let Some(point) = point else {
+                let reported_here = own.values().any(|c| !c.is_empty());
+                drop(own);
                 if let Progress::Metrics(row) = progress {
-                    self.without_metric(&trial.id, row, &own);
+                    self.without_metric(&trial.id, row, reported_here);
                 }
                 return None;
             };

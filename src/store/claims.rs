@@ -217,6 +217,11 @@ impl Claims {
         Ok(true)
     }
 
+    /// How many trials this process holds now.
+    pub fn held_here(&self) -> usize {
+        self.held.lock().expect("claims").len()
+    }
+
     /// Gives up this process's claim of `id`, and the stale generations before it.
     pub fn release(&self, id: &TrialId) {
         let Some(mine) = self.held.lock().expect("claims").remove(id) else {

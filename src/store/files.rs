@@ -33,18 +33,27 @@ fn tmp_path(path: &Path) -> PathBuf {
     ))
 }
 
-/// Writes a file so that readers see either the old content or the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// `bytes` written and fsynced to a temporary name beside `path`, which is returned; nothing is
+/// left behind when that fails.
+fn write_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = tmp_path(path);
     let written = (|| {
         let mut f = fs::File::create(&tmp).at("create", &tmp)?;
         f.write_all(bytes).at("write", &tmp)?;
         f.sync_all().at("sync", &tmp)
     })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
+}
+
+/// Writes a file so that readers see either the old content or the whole new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_tmp(path, bytes)?;
     fs::rename(&tmp, path).at("rename into place", path)?;
     // The rename itself is durable only once the directory is synced.
     if let Some(parent) = path.parent()
@@ -62,13 +71,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// system without hard links the file is created with `O_EXCL` and then written, and removed
 /// again if the write fails.
 pub fn create_whole(path: &Path, bytes: &[u8]) -> Result<bool> {
-    let tmp = tmp_path(path);
-    let written = (|| {
-        let mut f = fs::File::create(&tmp).at("create", &tmp)?;
-        f.write_all(bytes).at("write", &tmp)?;
-        f.sync_all().at("sync", &tmp)
-    })();
-    let linked = written.and_then(|()| match fs::hard_link(&tmp, path) {
+    let tmp = write_tmp(path, bytes)?;
+    let linked = match fs::hard_link(&tmp, path) {
         Ok(()) => Ok(Some(true)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Some(false)),
         Err(e)
@@ -78,7 +82,7 @@ pub fn create_whole(path: &Path, bytes: &[u8]) -> Result<bool> {
             Ok(None)
         }
         Err(e) => Err(e).at("create", path),
-    });
+    };
     let _ = fs::remove_file(&tmp);
     match linked? {
         Some(created) => Ok(created),
