@@ -56,10 +56,11 @@ pub enum SweepEvent {
         result: Box<TrialResult>,
     },
     /// Stopping, announced as soon as it is asked for: once when new trials stop (the first
-    /// Ctrl-C), once more when running trials stop (the second Ctrl-C, or one SIGTERM).
+    /// Ctrl-C), once more when running trials stop (the second Ctrl-C, or one SIGTERM), and
+    /// once more when they are stopped without waiting (one interrupt more).
     Stopping {
-        /// True when running trials are stopped too (second interrupt), not only new ones.
-        hard: bool,
+        /// How far stopping has gone.
+        stage: crate::scheduler::Stop,
     },
     /// The sweep is over: every slot's worker has finished.
     Done {

@@ -4,6 +4,7 @@
 
 use crate::events::SweepEvent;
 use crate::format::{metric_text, pct};
+use crate::scheduler::Stop;
 use crate::trial::TrialId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -161,13 +162,18 @@ impl Display {
                     r.name, r.device, r.total_seconds, self.done, self.total
                 ));
             }
-            SweepEvent::Stopping { hard } => {
-                tracing::warn!(hard, "stopping");
-                self.line(if *hard {
-                    "interrupt: stopping running trials (they are recorded as interrupted)".into()
-                } else {
-                    "interrupt: no new trials start; running ones finish (Ctrl-C again to stop them)".into()
-                });
+            SweepEvent::Stopping { stage } => {
+                tracing::warn!(?stage, "stopping");
+                self.line(match stage {
+                    Stop::No | Stop::New => {
+                        "interrupt: no new trials start; running ones finish (Ctrl-C again to stop them)"
+                    }
+                    Stop::Running => {
+                        "interrupt: stopping running trials, recorded as interrupted (once more to kill them now)"
+                    }
+                    Stop::Now => "interrupt: killing running trials now",
+                }
+                .into());
             }
             SweepEvent::Done { seconds } => {
                 tracing::info!(seconds, "sweep done");

@@ -26,8 +26,9 @@ pub struct Slot {
     pub share: Option<Arc<CoreShare>>,
 }
 
-/// Two-stage stop: the first Ctrl-C stops new trials, the second interrupts running ones; a
-/// SIGTERM does both at once (`src/signals.rs`).
+/// Staged stop: the first Ctrl-C stops new trials, the second interrupts running ones; a
+/// SIGTERM does both at once (`src/signals.rs`). One more of either while running trials are
+/// stopping ends their grace period: programs' groups are killed at once.
 #[derive(Debug)]
 pub struct Cancel {
     /// Set by the first interrupt: no new trial starts.
@@ -35,6 +36,8 @@ pub struct Cancel {
     /// Set by the second interrupt (or a SIGTERM): running trials stop and are recorded as
     /// interrupted.
     pub stop_running: AtomicBool,
+    /// Set by an interrupt after `stop_running`: no more waiting for trials to stop.
+    pub stop_now: AtomicBool,
     /// How long running trials have to stop once asked. A trial still running after it (a GPU
     /// kernel or compilation that never returns to the loop that checks the flag) is recorded
     /// as interrupted and left behind, so that the process can exit and a rerun retrains it.
@@ -46,37 +49,61 @@ impl Default for Cancel {
         Cancel {
             stop_new: AtomicBool::new(false),
             stop_running: AtomicBool::new(false),
+            stop_now: AtomicBool::new(false),
             grace: Duration::from_secs(10),
         }
     }
 }
 
 impl Cancel {
-    /// Records one interrupt; returns true when it was the second (hard) one.
-    pub fn press(&self) -> bool {
-        if self.stop_new.swap(true, Ordering::SeqCst) {
+    /// Records one interrupt (Ctrl-C): the next stage of stopping.
+    pub fn press(&self) {
+        if self.stop_running.load(Ordering::SeqCst) {
+            self.stop_now.store(true, Ordering::SeqCst);
+        } else if self.stop_new.swap(true, Ordering::SeqCst) {
             self.stop_running.store(true, Ordering::SeqCst);
-            true
-        } else {
-            false
         }
     }
 
-    /// Stops everything at once: no new trial starts and running ones stop (SIGTERM).
+    /// Stops everything at once: no new trial starts and running ones stop (SIGTERM); when
+    /// they are already stopping, they stop now.
     pub fn stop_all(&self) {
         self.stop_new.store(true, Ordering::SeqCst);
-        self.stop_running.store(true, Ordering::SeqCst);
+        if self.stop_running.swap(true, Ordering::SeqCst) {
+            self.stop_now.store(true, Ordering::SeqCst);
+        }
     }
 
-    /// 0 while running, 1 once new trials stop, 2 once running ones stop too.
-    fn stage(&self) -> u8 {
-        if self.stop_running.load(Ordering::SeqCst) {
-            2
+    /// How far stopping has gone.
+    pub fn stage(&self) -> Stop {
+        if self.stop_now.load(Ordering::SeqCst) {
+            Stop::Now
+        } else if self.stop_running.load(Ordering::SeqCst) {
+            Stop::Running
+        } else if self.stop_new.load(Ordering::SeqCst) {
+            Stop::New
         } else {
-            u8::from(self.stop_new.load(Ordering::SeqCst))
+            Stop::No
         }
     }
 }
+
+/// The stages of stopping a sweep, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    /// Running as usual.
+    No,
+    /// No new trial starts; running ones finish.
+    New,
+    /// Running trials are asked to stop, each within its grace period.
+    Running,
+    /// Running trials are stopped without waiting: programs' groups get SIGKILL.
+    Now,
+}
+
+/// How long the sweep still waits for trials to stop once told to stop now: a built-in trial
+/// stops at its next batch, a program's group is killed at once.
+const STOP_NOW_WAIT: Duration = Duration::from_secs(2);
 
 /// How often the event loop looks at the stop flags when no event arrives, so that a Ctrl-C
 /// is acknowledged on screen at once even while every trial is deep in a long epoch.
@@ -169,7 +196,7 @@ pub fn run(
                     &trial,
                     &*engine,
                     &slot,
-                    (&cancel.stop_running, hooks.judge.as_ref()),
+                    (&cancel, hooks.judge.as_ref()),
                     &tx,
                 );
                 let _ = tx.send(SweepEvent::TrialFinished {
@@ -182,8 +209,8 @@ pub fn run(
     drop(tx);
     let mut results = vec![];
     // Each stage of stopping is announced once, before any event it caused.
-    let mut announced = 0;
-    let mut hard_stop: Option<Instant> = None;
+    let mut announced = Stop::No;
+    let mut deadline: Option<Instant> = None;
     loop {
         let ev = match rx.recv_timeout(POLL) {
             Ok(ev) => Some(ev),
@@ -193,9 +220,16 @@ pub fn run(
         let stage = cancel.stage();
         if stage > announced {
             announced = stage;
-            on_event(&SweepEvent::Stopping { hard: stage == 2 });
+            on_event(&SweepEvent::Stopping { stage });
         }
-        if stage == 2 && hard_stop.get_or_insert_with(Instant::now).elapsed() > cancel.grace {
+        if stage >= Stop::Running {
+            let end = deadline.get_or_insert_with(|| Instant::now() + cancel.grace);
+            if stage == Stop::Now {
+                // The grace period ends now; a little time remains for the kills to be recorded.
+                *end = (*end).min(Instant::now() + STOP_NOW_WAIT);
+            }
+        }
+        if deadline.is_some_and(|end| Instant::now() > end) {
             // Trials that did not stop in time: recorded as interrupted, their threads abandoned.
             for ev in running.abandon(cancel.grace) {
                 if let SweepEvent::TrialFinished { result, .. } = &ev {
@@ -275,7 +309,7 @@ fn run_one(
     trial: &Trial,
     engine: &dyn Engine,
     slot: &Slot,
-    (cancel, judge): (&AtomicBool, Option<&Judge>),
+    (stops, judge): (&Cancel, Option<&Judge>),
     tx: &mpsc::Sender<SweepEvent>,
 ) -> TrialResult {
     let device = slot.device.to_string();
@@ -313,6 +347,7 @@ fn run_one(
             },
         });
     };
+    let cancel = &stops.stop_running;
     let stop = if judge.is_some() { &pruned } else { cancel };
     let mut ctx = TrialContext {
         device: slot.device,
@@ -322,6 +357,7 @@ fn run_one(
         },
         progress: &mut progress,
         cancel: stop,
+        stop_now: &stops.stop_now,
     };
     let outcome = if judge.is_some() {
         with_cancel_forwarded(cancel, &pruned, || {

@@ -9,7 +9,8 @@ best. How it reports and how it ends are chosen by --mode, so the tests can exer
   both        do both (the file wins)
   fail        report one epoch, write to stderr, exit 3
   nan         report a NaN loss (diverged)
-  sleep       report one epoch, then sleep --sleep seconds
+  sleep       write its pid to `pids` in its trial directory, report one epoch, then sleep
+              --sleep seconds
   sigkill     report one epoch, then kill itself with SIGKILL
   stubborn    ignore SIGTERM, start a grandchild that ignores it too, then sleep
   env         write the environment hypersweep gave it to env.json in its trial directory
@@ -52,6 +53,9 @@ def main():
         info["argv"] = sys.argv[1:]
         with open(os.path.join(os.environ["HYPERSWEEP_TRIAL_DIR"], "env.json"), "w") as f:
             json.dump(info, f)
+    if a.mode == "sleep":
+        with open(os.path.join(os.environ["HYPERSWEEP_TRIAL_DIR"], "pids"), "w") as f:
+            f.write(f"{os.getpid()}\n")
     if a.mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # A grandchild in the same process group, also deaf to SIGTERM: it must not survive.

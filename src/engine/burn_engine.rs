@@ -219,6 +219,7 @@ mod tests {
             threads: crate::cores::Threads::fixed(2),
             progress: &mut |_| {},
             cancel: &cancel,
+            stop_now: &crate::engine::NEVER,
         };
         BurnEngine.run(t, &mut ctx).unwrap()
     }
@@ -316,6 +317,7 @@ mod tests {
                 threads,
                 progress: &mut |_| {},
                 cancel: &cancel,
+                stop_now: &crate::engine::NEVER,
             };
             BurnEngine.run(&t, &mut ctx).unwrap()
         };
@@ -393,6 +395,7 @@ mod tests {
             threads: crate::cores::Threads::fixed(1),
             progress: &mut |_| {},
             cancel: &cancel,
+            stop_now: &crate::engine::NEVER,
         };
         let e = BurnEngine.run(&t, &mut ctx).unwrap_err().to_string();
         assert!(e.starts_with("out of memory: "), "{e}");
@@ -418,6 +421,7 @@ mod tests {
             threads: crate::cores::Threads::fixed(1),
             progress: &mut |_| {},
             cancel: &cancel,
+            stop_now: &crate::engine::NEVER,
         };
         let r = BurnEngine.run(&t, &mut ctx).unwrap();
         stopper.join().unwrap();

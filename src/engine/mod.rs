@@ -72,7 +72,13 @@ pub struct TrialContext<'a> {
     pub progress: &'a mut (dyn FnMut(Progress) + Send),
     /// Set when running trials must stop (second Ctrl-C, SIGTERM).
     pub cancel: &'a AtomicBool,
+    /// Set when they must stop without a grace period (one interrupt more): a program's
+    /// group is killed at once.
+    pub stop_now: &'a AtomicBool,
 }
+
+/// A `stop_now` flag that is never set, for contexts nobody interrupts (benchmarks, probes).
+pub static NEVER: AtomicBool = AtomicBool::new(false);
 
 impl TrialContext<'_> {
     /// True once the trial has been asked to stop.

@@ -84,6 +84,7 @@ fn steps(
         threads: crate::cores::Threads::fixed(rayon::current_num_threads()),
         progress: &mut |_| {},
         cancel: &cancel,
+        stop_now: &crate::engine::NEVER,
     };
     let trained = trainer.run(model, (empty, empty), &mut out, &mut ctx);
     (trained.model, trained.train_seconds)

@@ -56,6 +56,8 @@ pub struct Limits<'a> {
     pub grace: Duration,
     /// True once the trial must stop.
     pub stop: &'a dyn Fn() -> bool,
+    /// True once it must stop without waiting out `grace`.
+    pub stop_now: &'a dyn Fn() -> bool,
     /// Called at every poll (progress).
     pub tick: &'a mut dyn FnMut(),
 }
@@ -175,11 +177,11 @@ fn supervise(child: &mut Child, limits: &mut Limits<'_>) -> io::Result<Ended> {
             });
         }
         if (limits.stop)() {
-            terminate(child, limits.grace)?;
+            terminate(child, limits)?;
             return Ok(Ended::Stopped);
         }
         if limits.timeout.is_some_and(|t| start.elapsed() >= t) {
-            terminate(child, limits.grace)?;
+            terminate(child, limits)?;
             return Ok(Ended::TimedOut);
         }
         (limits.tick)();
@@ -188,11 +190,12 @@ fn supervise(child: &mut Child, limits: &mut Limits<'_>) -> io::Result<Ended> {
     }
 }
 
-/// SIGTERM to the whole group, then SIGKILL once `grace` has passed; reaps the child.
-fn terminate(child: &mut Child, grace: Duration) -> io::Result<()> {
+/// SIGTERM to the whole group, then SIGKILL once `grace` has passed (or at once when told to
+/// stop now); reaps the child.
+fn terminate(child: &mut Child, limits: &Limits<'_>) -> io::Result<()> {
     kill_group(child, libc::SIGTERM);
     let start = Instant::now();
-    while start.elapsed() < grace {
+    while start.elapsed() < limits.grace && !(limits.stop_now)() {
         if child.try_wait()?.is_some() {
             return Ok(());
         }

@@ -14,6 +14,7 @@ use crate::trial::{MetricRow, Status, Trial, TrialKind, TrialResult};
 use child::{Ended, Limits};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Thread-count variables set to the slot's thread budget (the user's `env` may override them).
@@ -102,6 +103,31 @@ fn visible_device(device: Device) -> Option<String> {
     })
 }
 
+/// How long a program killed by a stopping signal waits for this process to be told to stop as
+/// well: Slurm (and a terminal's Ctrl-C, and `kill -- -PGID`) signal every process at once, and
+/// the program may die before our handler runs.
+const STOPPED_TOGETHER: Duration = Duration::from_secs(2);
+
+/// True when the program died of SIGTERM, SIGINT, SIGHUP or SIGUSR1 and this process was told to
+/// stop too (within `STOPPED_TOGETHER`): the trial was interrupted, not failed, and is trained
+/// again by whichever process resumes the sweep.
+fn stopped_with_us(ended: Ended, cancel: &AtomicBool) -> bool {
+    let Ended::Signalled(sig) = ended else {
+        return false;
+    };
+    if ![libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1].contains(&sig) {
+        return false;
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < STOPPED_TOGETHER {
+        if cancel.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// The file a program appends its metric rows to, in its trial directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
@@ -116,7 +142,7 @@ impl Engine for ProgramRunner {
         let cmd = self.command(trial, &dir, ctx)?;
         let program = cmd.get_program().to_string_lossy().to_string();
         let mut tail = Tail::new(metrics_path);
-        let cancel = ctx.cancel;
+        let (cancel, stop_now) = (ctx.cancel, ctx.stop_now);
         let progress = &mut *ctx.progress;
         let mut tick = || {
             for row in tail.read_new() {
@@ -129,12 +155,17 @@ impl Engine for ProgramRunner {
             Limits {
                 timeout: self.program.timeout.map(Duration::from_secs_f64),
                 grace: Duration::from_secs_f64(self.program.grace),
-                stop: &|| cancel.load(std::sync::atomic::Ordering::Relaxed),
+                stop: &|| cancel.load(Ordering::Relaxed),
+                stop_now: &|| stop_now.load(Ordering::Relaxed),
                 tick: &mut tick,
             },
         )
         .map_err(|e| Error::Trial(format!("cannot start `{program}`: {e}")))?;
         tail.finish();
+        let mut outcome = outcome;
+        if stopped_with_us(outcome.ended, cancel) {
+            outcome.ended = Ended::Stopped;
+        }
         Ok(self.result(outcome, tail, t0.elapsed().as_secs_f64()))
     }
 }

@@ -155,21 +155,20 @@ fn wait_for(path: &Path, limit: Duration) -> String {
     panic!("{} did not appear", path.display());
 }
 
-#[test]
-fn a_stop_kills_the_whole_process_group_even_when_it_ignores_sigterm() {
-    let s = toy_sweep(
-        "toy-stop",
-        "  grace: 1s\n",
-        "fixed: {epochs: 3, lr: 0.1, mode: stubborn}\n",
-    );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
+/// Starts `hypersweep run` of `s` on one CPU slot in the background.
+fn spawn_run(s: &Sweep) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("hypersweep"))
         .args(["run", s.file.to_str().unwrap(), "--out"])
         .arg(&s.out)
         .args(["--devices", "cpu:1", "--quiet", "--no-report"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The pids the running toy wrote to `pids` in its trial directory, once it wrote them.
+fn toy_pids(s: &Sweep) -> Vec<u32> {
     let trials = s.dir().join("trials");
     let t0 = Instant::now();
     let pids_file = loop {
@@ -193,21 +192,131 @@ fn a_stop_kills_the_whole_process_group_even_when_it_ignores_sigterm() {
         .map(|p| p.parse().unwrap())
         .collect();
     assert!(pids.iter().all(|p| alive(*p)));
-    // Two interrupts: the first stops new trials, the second the running one.
-    for _ in 0..2 {
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let t1 = Instant::now();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert!(t1.elapsed() < Duration::from_secs(10));
+    pids
+}
+
+fn signal(pid: u32, sig: i32) {
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Waits for the run to end, within `limit`, and gives its exit code; then none of `pids`
+/// may be left.
+fn ended_within(child: &mut std::process::Child, limit: Duration, pids: &[u32]) -> Option<i32> {
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the run did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     std::thread::sleep(Duration::from_millis(200));
-    for p in &pids {
+    for p in pids {
         assert!(!alive(*p), "process {p} of the trial outlived hypersweep");
     }
+    code
+}
+
+#[test]
+fn a_stop_kills_the_whole_process_group_even_when_it_ignores_sigterm() {
+    let s = toy_sweep(
+        "toy-stop",
+        "  grace: 1s\n",
+        "fixed: {epochs: 3, lr: 0.1, mode: stubborn}\n",
+    );
+    let mut child = spawn_run(&s);
+    let pids = toy_pids(&s);
+    // Two interrupts: the first stops new trials, the second the running one.
+    for _ in 0..2 {
+        signal(child.id(), libc::SIGINT);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let code = ended_within(&mut child, Duration::from_secs(10), &pids);
+    assert_eq!(code, Some(130));
     let r = result(&s, "toy-stop");
     assert_eq!(r["status"], "interrupted", "{r}");
+}
+
+/// A long grace period is for the program's sake, not the user's: one more SIGTERM (or a third
+/// Ctrl-C) while the group is given its grace kills it at once.
+#[test]
+fn one_more_interrupt_during_the_grace_period_kills_at_once() {
+    let s = toy_sweep(
+        "toy-hurry",
+        "  grace: 60s\n",
+        "fixed: {epochs: 3, lr: 0.1, mode: stubborn}\n",
+    );
+    let mut child = spawn_run(&s);
+    let pids = toy_pids(&s);
+    signal(child.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        alive(pids[0]),
+        "the toy ignores SIGTERM: it waits out its grace"
+    );
+    signal(child.id(), libc::SIGTERM);
+    let code = ended_within(&mut child, Duration::from_secs(8), &pids);
+    assert_eq!(code, Some(130));
+    assert_eq!(result(&s, "toy-hurry")["status"], "interrupted");
+}
+
+/// Slurm, a terminal's hang-up and `kill -- -PGID` signal every process at once: a program that
+/// dies of the signal before hypersweep stops it was interrupted with the run, not failed, and
+/// the next run trains it again.
+#[test]
+fn a_program_killed_by_the_signal_that_stops_the_run_is_interrupted_not_failed() {
+    for (sig, name) in [(libc::SIGTERM, "toy-term"), (libc::SIGUSR1, "toy-usr1")] {
+        let s = toy_sweep(name, "", "fixed: {epochs: 2, lr: 0.1, mode: sleep}\n");
+        let mut child = spawn_run(&s);
+        let pids = toy_pids(&s);
+        // The program goes first, as when its handler is quicker than ours.
+        signal(pids[0], sig);
+        std::thread::sleep(Duration::from_millis(300));
+        signal(child.id(), sig);
+        let code = ended_within(&mut child, Duration::from_secs(10), &pids);
+        assert_eq!(code, Some(130), "{name}");
+        let r = result(&s, name);
+        assert_eq!(r["status"], "interrupted", "{name}: {r}");
+        let status = bin()
+            .args(["status", s.dir().to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            text.contains("remaining      1 (0 running now)"),
+            "{name}: {text}"
+        );
+    }
+    // Killed by SIGTERM with nobody stopping the run: that is the program's failure.
+    let s = toy_sweep(
+        "toy-alone",
+        "",
+        "fixed: {epochs: 2, lr: 0.1, mode: sleep}\n",
+    );
+    let mut child = spawn_run(&s);
+    let pids = toy_pids(&s);
+    signal(pids[0], libc::SIGTERM);
+    let code = ended_within(&mut child, Duration::from_secs(15), &pids);
+    assert_eq!(code, Some(3));
+    let r = result(&s, "toy-alone");
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("SIGTERM"), "{r}");
+}
+
+/// Closing the terminal (SIGHUP) stops the run as SIGTERM does: the running trial is recorded
+/// interrupted and its program does not outlive it.
+#[test]
+fn a_hang_up_stops_the_run_like_sigterm() {
+    let s = toy_sweep("toy-hup", "", "fixed: {epochs: 2, lr: 0.1, mode: sleep}\n");
+    let mut child = spawn_run(&s);
+    let pids = toy_pids(&s);
+    signal(child.id(), libc::SIGHUP);
+    let code = ended_within(&mut child, Duration::from_secs(10), &pids);
+    assert_eq!(code, Some(130));
+    assert_eq!(result(&s, "toy-hup")["status"], "interrupted");
 }
 
 #[test]

@@ -275,6 +275,7 @@ fn every_study_file_trains_in_a_reduced_copy() {
                 threads: hypersweep::cores::Threads::fixed(1),
                 progress: &mut |_| {},
                 cancel: &cancel,
+                stop_now: &hypersweep::engine::NEVER,
             };
             let r = BurnEngine
                 .run(&t, &mut ctx)
