@@ -14,6 +14,9 @@ best. How it reports and how it ends are chosen by --mode, so the tests can exer
   sigkill     report one epoch, then kill itself with SIGKILL
   stubborn    ignore SIGTERM, start a grandchild that ignores it too, then sleep
   env         write the environment hypersweep gave it to env.json in its trial directory
+  rewrite     rewrite $HYPERSWEEP_METRICS each epoch with that epoch's row only (open "w")
+  history     rewrite $HYPERSWEEP_METRICS each epoch with every row so far
+  burst       log $TOY_STEPS rows (default 200,000) per epoch, all written at once at exit
 
 Run by hand: python3 toy.py --lr 0.05 --epochs 3 --mode stdout
 """
@@ -27,7 +30,15 @@ import sys
 import time
 
 
-def report(row, mode):
+def report(row, mode, history=[]):
+    path = os.environ.get("HYPERSWEEP_METRICS")
+    if mode in ("rewrite", "history"):
+        history.append(row)
+        with open(path, "w") as f:
+            for r in history if mode == "history" else history[-1:]:
+                f.write(json.dumps(r) + "\n")
+        time.sleep(0.3)
+        return
     if mode in ("file", "both", "nan", "fail", "sleep", "sigkill", "stubborn", "env"):
         path = os.environ.get("HYPERSWEEP_METRICS")
         if path:
@@ -64,6 +75,18 @@ def main():
         )
         with open(os.path.join(os.environ["HYPERSWEEP_TRIAL_DIR"], "pids"), "w") as f:
             f.write(f"{os.getpid()} {child.pid}\n")
+
+    if a.mode == "burst":
+        steps = int(os.environ.get("TOY_STEPS", "200000"))
+        pad = "x" * 60
+        lines = []
+        for i in range(steps * a.epochs):
+            epoch = i // steps + 1
+            loss = (a.lr - 0.1) ** 2 + 1.0 / epoch
+            lines.append(json.dumps({"step": i, "epoch": epoch, "loss": loss, "pad": pad}))
+        with open(os.environ["HYPERSWEEP_METRICS"], "a") as f:
+            f.write("\n".join(lines) + "\n")
+        return
 
     for epoch in range(1, a.epochs + 1):
         loss = (a.lr - 0.1) ** 2 + 1.0 / epoch

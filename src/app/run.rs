@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::logging::LogFile;
 use crate::program::ProgramRunner;
 use crate::store::{Claims, Lock, Store, SweepInfo};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The outcome of `run`, for the exit code.
@@ -38,11 +39,20 @@ pub fn run_with(args: &RunArgs, log: &LogFile, engine: &Arc<dyn Engine>) -> Resu
 pub fn worker(args: &WorkerArgs, log: &LogFile) -> Result<RunOutcome> {
     let store = Store::open(&args.dir)?;
     let info = store.read_plan()?;
-    let sizes = check_data(&info.trials)?;
+    let sizes = check_inputs(&info)?;
     check_flags(&args.train, info.trials.len())?;
     log.open(&store.dir().join("hypersweep.log"))?;
     let engine = runner(None, &info, &store);
     train::train_sweep(&store, &info, &engine, &args.train, &sizes)
+}
+
+/// What the trials read: the data of built-in ones (its sizes, for the cost estimates), the
+/// directory and program of a program sweep.
+fn check_inputs(info: &SweepInfo) -> Result<HashMap<String, crate::data::DataSummary>> {
+    if let Some(p) = &info.program {
+        crate::program::check_can_start(p)?;
+    }
+    check_data(&info.trials)
 }
 
 /// Device flags are checked before the directory is touched: a bad one must leave nothing
@@ -66,9 +76,9 @@ fn runner(given: Option<&Arc<dyn Engine>>, info: &SweepInfo, store: &Store) -> A
 fn run_sweep(args: &RunArgs, log: &LogFile, given: Option<&Arc<dyn Engine>>) -> Result<RunOutcome> {
     let (spec, plan) = load_plan(&args.file, args.data_dir.as_deref())?;
     let store = Store::new(&args.out, &plan.name);
-    let sizes = check_data(&plan.trials)?;
-    check_flags(&args.train, plan.trials.len())?;
     let info = SweepInfo::new(&plan, &spec);
+    let sizes = check_inputs(&info)?;
+    check_flags(&args.train, plan.trials.len())?;
     record_plan(&store, &info, &spec.source, args.fresh)?;
     log.open(&store.dir().join("hypersweep.log"))?;
     let engine = runner(given, &info, &store);

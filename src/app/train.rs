@@ -57,6 +57,9 @@ pub fn train_sweep(
     let slots = args.slots.slots(pending.len())?;
     let cancel = Arc::new(stop_grace(info));
     let _signals = crate::signals::watch(&cancel);
+    if info.program.is_some() {
+        crate::program::leftovers::end_stale(store);
+    }
     let claims = Arc::new(Claims::new(store.dir()));
     let beating = heartbeat(&claims);
     let results = train(

@@ -2,8 +2,8 @@
 //! memory), a timeout, a stop request, and a group kill (SIGTERM, a grace period, SIGKILL) so
 //! that nothing it started outlives the trial.
 
-use super::metrics::StdoutRows;
-use crate::trial::MetricRow;
+use super::leftovers;
+use super::metrics::{Curve, StdoutRows};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -34,7 +34,7 @@ pub struct Outcome {
     /// Up to `TAIL_LINES` last lines of standard error.
     pub stderr_tail: Vec<String>,
     /// `name=value` rows from standard output.
-    pub stdout_rows: Vec<MetricRow>,
+    pub stdout_rows: Curve,
 }
 
 /// Lines of stderr kept for the error message.
@@ -63,9 +63,15 @@ pub struct Limits<'a> {
 }
 
 /// Runs `cmd` in a new process group with stdout and stderr streamed to `stdout.log` and
-/// `stderr.log` in `dir`, until it exits, times out or is stopped. Fails only when it cannot
-/// start or its log files cannot be created.
-pub fn run(mut cmd: Command, dir: &Path, mut limits: Limits<'_>) -> io::Result<Outcome> {
+/// `stderr.log` in `dir`, until it exits, times out or is stopped. While it runs, `dir` names
+/// its group, whose members carry `marker` in their environment (`leftovers`). Fails only when
+/// it cannot start or its log files cannot be created.
+pub fn run(
+    mut cmd: Command,
+    dir: &Path,
+    marker: &str,
+    mut limits: Limits<'_>,
+) -> io::Result<Outcome> {
     let out_file = File::create(dir.join("stdout.log"))?;
     let err_file = File::create(dir.join("stderr.log"))?;
     cmd.stdin(Stdio::null())
@@ -81,6 +87,7 @@ pub fn run(mut cmd: Command, dir: &Path, mut limits: Limits<'_>) -> io::Result<O
         });
     }
     let mut child = cmd.spawn()?;
+    leftovers::record(dir, child.id(), marker);
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -103,7 +110,8 @@ pub fn run(mut cmd: Command, dir: &Path, mut limits: Limits<'_>) -> io::Result<O
     let ended = supervise(&mut child, &mut limits)?;
     // Whatever the program left running in its group goes with it.
     kill_group(&child, libc::SIGKILL);
-    let (mut stdout_rows, mut stderr_tail) = (vec![], vec![]);
+    leftovers::clear(dir);
+    let (mut stdout_rows, mut stderr_tail) = (Curve::default(), vec![]);
     // A grandchild that left the group may hold the pipes open: do not wait for it forever.
     for _ in 0..2 {
         match rx.recv_timeout(Duration::from_secs(2)) {
@@ -120,7 +128,7 @@ pub fn run(mut cmd: Command, dir: &Path, mut limits: Limits<'_>) -> io::Result<O
 }
 
 enum Stream {
-    Out(Vec<MetricRow>),
+    Out(Curve),
     Err(Vec<String>),
 }
 

@@ -8,6 +8,106 @@ use serde_json::Value;
 /// Rows kept per trial at most: a program printing metrics in a tight loop must not fill memory.
 pub const MAX_ROWS: usize = 100_000;
 
+/// The rows a program reported, as stored: all of them up to `MAX_ROWS`; past it the curve is
+/// thinned evenly (every 2nd row, then every 4th…) and still ends with the last row reported.
+/// The final values are the last value of every metric over *every* row, thinned or not, and a
+/// non-finite value of a metric is remembered even when its row is thinned away.
+#[derive(Default)]
+pub struct Curve {
+    kept: Vec<MetricRow>,
+    /// One row in `stride` is kept (a power of two, 1 until the cap is reached).
+    stride: usize,
+    /// Rows reported.
+    seen: usize,
+    /// The newest row when it was not kept, appended at the end.
+    newest: Option<MetricRow>,
+    last: MetricRow,
+    non_finite: std::collections::BTreeSet<String>,
+}
+
+impl Curve {
+    /// Adds the next row reported.
+    pub fn push(&mut self, row: MetricRow) {
+        self.stride = self.stride.max(1);
+        self.last.extend(row.iter().map(|(k, v)| (k.clone(), *v)));
+        for (k, v) in &row {
+            if !v.is_finite() && !self.non_finite.contains(k) {
+                self.non_finite.insert(k.clone());
+            }
+        }
+        let keep = self.seen.is_multiple_of(self.stride);
+        self.seen += 1;
+        if !keep {
+            self.newest = Some(row);
+            return;
+        }
+        self.newest = None;
+        self.kept.push(row);
+        if self.kept.len() > MAX_ROWS {
+            // Keep rows 0, 2, 4…: the reported rows 0, 2·stride, 4·stride…
+            let mut i = 0;
+            self.kept.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+    }
+
+    /// How many rows were reported.
+    pub fn len(&self) -> usize {
+        self.seen
+    }
+
+    /// True when no row was reported.
+    pub fn is_empty(&self) -> bool {
+        self.seen == 0
+    }
+
+    /// Every metric's last value over all rows: the trial's final values.
+    pub fn last(&self) -> &MetricRow {
+        &self.last
+    }
+
+    /// True when `metric` was ever NaN or infinite.
+    pub fn had_non_finite(&self, metric: &str) -> bool {
+        self.non_finite.contains(metric)
+    }
+
+    /// The stored rows (the last one reported included), and a note when the curve was thinned.
+    pub fn into_rows(mut self) -> (Vec<MetricRow>, Option<String>) {
+        let stride = self.stride;
+        self.kept.extend(self.newest.take());
+        let note = (stride > 1).then(|| {
+            format!(
+                "{} metric rows were reported; the stored curve keeps one row in {} ({} rows) \
+                 and the last one, whose values are the final ones",
+                self.seen,
+                stride,
+                self.kept.len()
+            )
+        });
+        (self.kept, note)
+    }
+
+    /// Adds `other`'s rows after this one's (its thinned rows stay thinned, but count).
+    pub fn append(&mut self, other: Curve) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        let (seen, last, non_finite) = (other.seen, other.last.clone(), other.non_finite.clone());
+        let (rows, _) = other.into_rows();
+        let thinned = seen - rows.len();
+        for r in rows {
+            self.push(r);
+        }
+        self.seen += thinned;
+        self.last.extend(last);
+        self.non_finite.extend(non_finite);
+    }
+}
+
 /// Python's `json.dumps` writes `NaN`, `Infinity` and `-Infinity`, which JSON lacks: outside
 /// strings they are rewritten to `null`, read back as NaN (a non-finite value).
 fn python_json(line: &str) -> String {
@@ -68,15 +168,14 @@ fn usable_name(k: &str) -> bool {
         && !k.chars().any(|c| c.is_control() || matches!(c, ',' | '"'))
 }
 
-/// Every row of a metrics file's text (malformed lines, such as a last line cut by a kill, are
-/// skipped), and how many lines were skipped.
+/// Every row of a chunk of a metrics file's text (malformed lines, such as a last line cut by a
+/// kill, are skipped), and how many lines were skipped. The chunk is bounded by its reader.
 pub fn file_rows(text: &str) -> (Vec<MetricRow>, usize) {
     let mut rows = vec![];
     let mut skipped = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match json_row(line) {
-            Some(r) if rows.len() < MAX_ROWS => rows.push(r),
-            Some(_) => {}
+            Some(r) => rows.push(r),
             None => skipped += 1,
         }
     }
@@ -111,7 +210,7 @@ pub fn stdout_pairs(line: &str) -> Option<Vec<(String, f64)>> {
 /// metric already present in the current row; other pairs join the current row.
 #[derive(Default)]
 pub struct StdoutRows {
-    rows: Vec<MetricRow>,
+    rows: Curve,
     current: MetricRow,
 }
 
@@ -132,25 +231,16 @@ impl StdoutRows {
 
     fn flush(&mut self) {
         let row = std::mem::take(&mut self.current);
-        if !row.is_empty() && self.rows.len() < MAX_ROWS {
+        if !row.is_empty() {
             self.rows.push(row);
         }
     }
 
     /// The rows read, the last one included.
-    pub fn finish(mut self) -> Vec<MetricRow> {
+    pub fn finish(mut self) -> Curve {
         self.flush();
         self.rows
     }
-}
-
-/// The last value of every metric over the rows (the trial's final values).
-pub fn last_values(rows: &[MetricRow]) -> MetricRow {
-    let mut last = MetricRow::new();
-    for r in rows {
-        last.extend(r.iter().map(|(k, v)| (k.clone(), *v)));
-    }
-    last
 }
 
 #[cfg(test)]
@@ -202,11 +292,51 @@ mod tests {
         ] {
             r.line(l);
         }
-        let rows = r.finish();
+        let curve = r.finish();
+        assert_eq!(curve.last()["loss"], 0.3);
+        assert_eq!(curve.last()["epoch"], 2.0);
+        let (rows, note) = curve.into_rows();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0]["acc"], 0.8);
         assert_eq!(rows[1]["loss"], 0.4);
-        assert_eq!(last_values(&rows)["loss"], 0.3);
-        assert_eq!(last_values(&rows)["epoch"], 2.0);
+        assert!(note.is_none());
+    }
+
+    /// Per-step logging past the cap: the stored curve is thinned evenly, but the final values
+    /// are the last row's, and a NaN in a thinned-away row still counts.
+    #[test]
+    fn a_curve_past_the_cap_is_thinned_and_keeps_its_last_row() {
+        let mut c = Curve::default();
+        let n = 2 * MAX_ROWS + 12_345;
+        for i in 0..n {
+            let loss = if i == 1 {
+                f64::NAN
+            } else {
+                1.0 / (i + 1) as f64
+            };
+            c.push(MetricRow::from([
+                ("step".into(), i as f64),
+                ("loss".into(), loss),
+            ]));
+        }
+        assert_eq!(c.len(), n);
+        assert_eq!(c.last()["step"], (n - 1) as f64);
+        assert!(c.had_non_finite("loss") && !c.had_non_finite("step"));
+        let (rows, note) = c.into_rows();
+        assert!(rows.len() <= MAX_ROWS + 1, "{}", rows.len());
+        assert!(rows.len() > MAX_ROWS / 2, "{}", rows.len());
+        assert_eq!(rows.last().unwrap()["step"], (n - 1) as f64);
+        let steps: Vec<f64> = rows.iter().map(|r| r["step"]).collect();
+        assert!(
+            steps[..steps.len() - 1]
+                .windows(2)
+                .all(|w| w[1] - w[0] == 4.0),
+            "evenly"
+        );
+        let note = note.unwrap();
+        assert!(
+            note.contains(&n.to_string()) && note.contains("one row in 4"),
+            "{note}"
+        );
     }
 }

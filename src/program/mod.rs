@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod command;
+pub mod leftovers;
 pub mod metrics;
 
 use crate::engine::{Device, Engine, Progress, TrialContext};
@@ -12,6 +13,7 @@ use crate::spec::Program;
 use crate::store::{Store, create_dir, write_atomic};
 use crate::trial::{MetricRow, Status, Trial, TrialKind, TrialResult};
 use child::{Ended, Limits};
+use metrics::Curve;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,48 @@ impl ProgramRunner {
         cmd.envs(&self.program.env);
         Ok(cmd)
     }
+}
+
+/// Checks, before any trial is spent, what every trial of the sweep needs: the directory the
+/// program runs in (the sweep file's: a node without that mount, or a moved results directory,
+/// would otherwise fail every trial with a misleading "cannot start") and the program itself.
+pub fn check_can_start(program: &Program) -> Result<()> {
+    let dir = Path::new(&program.workdir);
+    if !dir.is_dir() {
+        return Err(Error::Input(format!(
+            "{}: the program's working directory (the sweep file's directory when the sweep was \
+             recorded) does not exist on this machine; run from where the sweep file is, or \
+             mount it at the same path",
+            dir.display()
+        )));
+    }
+    let Some(first) = program.command.first().filter(|a| !a.contains('{')) else {
+        return Ok(());
+    };
+    if !command_exists(first, dir, program.env.get("PATH")) {
+        return Err(Error::Input(format!(
+            "program.command: `{first}` is not found (searched {}); install it, or write its full path",
+            if first.contains('/') {
+                format!("from {}", dir.display())
+            } else {
+                "the PATH".to_string()
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` can be run from `dir`: a path (relative to `dir`) to a file, or a file in one
+/// of the PATH's directories.
+fn command_exists(name: &str, dir: &Path, path: Option<&String>) -> bool {
+    if name.contains('/') {
+        return dir.join(name).is_file();
+    }
+    let path = path
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    std::env::split_paths(&path).any(|d| dir.join(d).join(name).is_file())
 }
 
 /// What a program is told to train on, in the words PyTorch takes (`torch.device(...)`): `cpu`,
@@ -139,7 +183,10 @@ impl Engine for ProgramRunner {
         // A rerun starts from an empty metrics file, not the last attempt's rows.
         let metrics_path = dir.join(METRICS_FILE);
         std::fs::File::create(&metrics_path).at("create", &metrics_path)?;
+        // Whoever held this trial before us is gone; so must be what its program started.
+        leftovers::end(&dir);
         let cmd = self.command(trial, &dir, ctx)?;
+        let marker = format!("HYPERSWEEP_TRIAL_DIR={}", dir.display());
         let program = cmd.get_program().to_string_lossy().to_string();
         let mut tail = Tail::new(metrics_path);
         let (cancel, stop_now) = (ctx.cancel, ctx.stop_now);
@@ -152,6 +199,7 @@ impl Engine for ProgramRunner {
         let outcome = child::run(
             cmd,
             &dir,
+            &marker,
             Limits {
                 timeout: self.program.timeout.map(Duration::from_secs_f64),
                 grace: Duration::from_secs_f64(self.program.grace),
@@ -173,37 +221,29 @@ impl Engine for ProgramRunner {
 impl ProgramRunner {
     /// The trial's result from how the program ended and the metrics it reported.
     fn result(&self, outcome: child::Outcome, tail: Tail, seconds: f64) -> TrialResult {
-        let mut notes = vec![];
-        let from_file = !tail.rows.is_empty();
-        if tail.skipped > 0 {
-            notes.push(format!(
-                "{} line(s) of {METRICS_FILE} were not JSON objects and were skipped",
-                tail.skipped
-            ));
-        }
+        let (from_file, mut notes) = tail.into_curve();
         let ended = outcome.ended;
         let tail_text = outcome.stderr_tail.join("\n");
-        let rows = if from_file {
+        let curve = if from_file.is_empty() {
+            outcome.stdout_rows
+        } else {
             if !outcome.stdout_rows.is_empty() {
                 notes.push(format!(
                     "metrics read from {METRICS_FILE}; the name=value lines of its output were ignored"
                 ));
             }
-            tail.rows
-        } else {
-            outcome.stdout_rows
+            from_file
         };
-        let last = metrics::last_values(&rows);
+        let last = curve.last().clone();
         let metric = self.program.metric.as_deref();
-        let non_finite = metric.is_some_and(|m| {
-            rows.iter()
-                .any(|r| r.get(m).is_some_and(|v| !v.is_finite()))
-        });
+        let non_finite = metric.is_some_and(|m| curve.had_non_finite(m));
         if let Some(m) = metric
             && !last.contains_key(m)
         {
             notes.push(format!("the program never reported `{m}`"));
         }
+        let (rows, thinned) = curve.into_rows();
+        notes.extend(thinned);
         let (status, error, exit_code) = self.ending(ended, &tail_text, non_finite);
         TrialResult {
             status,
@@ -257,14 +297,34 @@ impl ProgramRunner {
     }
 }
 
-/// Follows a metrics file as the program appends to it: complete lines only, rows capped.
+/// Follows a metrics file as the program appends to it: complete lines only, rows capped and
+/// thinned by `Curve`. A program may also rewrite the file (`open(path, "w")` each epoch): a
+/// file shorter than what was read, or whose first bytes changed, is a new version, read from
+/// its start. A version that begins with the previous version's first row repeats its history
+/// and replaces it; any other version's rows come after the earlier ones.
 struct Tail {
     path: PathBuf,
     offset: u64,
     partial: Vec<u8>,
-    rows: Vec<MetricRow>,
+    /// The first bytes of the current version (up to `HEAD`), to tell a rewrite from growth.
+    head: Vec<u8>,
+    /// Rows of the versions before the current one, and of the current one.
+    earlier: Curve,
+    current: Curve,
+    /// The current version's first row.
+    first: Option<MetricRow>,
+    /// The previous version, until the current one's first row says whether it repeats it.
+    replaced: Option<(Curve, Option<MetricRow>)>,
+    /// Rows of a repeating version that were already reported as progress.
+    replayed: usize,
+    rewrites: usize,
     skipped: usize,
 }
+
+/// Bytes at the start of a metrics file compared at every read to notice a rewrite.
+const HEAD: usize = 4096;
+/// Bytes read from a metrics file at once.
+const CHUNK: u64 = 16 << 20;
 
 impl Tail {
     fn new(path: PathBuf) -> Tail {
@@ -272,25 +332,42 @@ impl Tail {
             path,
             offset: 0,
             partial: vec![],
-            rows: vec![],
+            head: vec![],
+            earlier: Curve::default(),
+            current: Curve::default(),
+            first: None,
+            replaced: None,
+            replayed: 0,
+            rewrites: 0,
             skipped: 0,
         }
     }
 
-    /// Rows appended since the last call (also kept in `rows`).
+    /// Rows reported since the last call (at most one chunk's worth).
     fn read_new(&mut self) -> Vec<MetricRow> {
+        self.read_chunk().unwrap_or_default()
+    }
+
+    /// The next chunk's rows; `None` when there was nothing new to read.
+    fn read_chunk(&mut self) -> Option<Vec<MetricRow>> {
         use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return vec![];
-        };
-        if f.metadata().map_or(0, |m| m.len()) <= self.offset {
-            return vec![];
+        let mut f = std::fs::File::open(&self.path).ok()?;
+        let len = f.metadata().ok()?.len();
+        if len < self.offset || !self.same_head(&mut f) {
+            self.new_version();
+        }
+        if len <= self.offset {
+            return None;
         }
         let mut bytes = vec![];
-        if f.seek(SeekFrom::Start(self.offset)).is_err()
-            || f.take(16 << 20).read_to_end(&mut bytes).is_err()
-        {
-            return vec![];
+        f.seek(SeekFrom::Start(self.offset)).ok()?;
+        f.take(CHUNK).read_to_end(&mut bytes).ok()?;
+        if bytes.is_empty() {
+            return None;
+        }
+        if self.offset < HEAD as u64 {
+            let room = HEAD - self.head.len();
+            self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
         }
         self.offset += bytes.len() as u64;
         self.partial.extend_from_slice(&bytes);
@@ -300,27 +377,173 @@ impl Tail {
             self.skipped += 1;
         }
         let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
-            return vec![];
+            return Some(vec![]);
         };
         let complete: Vec<u8> = self.partial.drain(..=end).collect();
-        self.take(&complete)
+        Some(self.take(&complete))
     }
 
-    /// After the program ended: what is left, a last line without its newline included.
+    /// True when the file still starts with the bytes read from its start.
+    fn same_head(&self, f: &mut std::fs::File) -> bool {
+        use std::os::unix::fs::FileExt;
+        if self.head.is_empty() {
+            return true;
+        }
+        let mut now = vec![0u8; self.head.len()];
+        f.read_exact_at(&mut now, 0).is_ok() && now == self.head
+    }
+
+    /// The file was rewritten: what was read so far is the previous version.
+    fn new_version(&mut self) {
+        self.rewrites += 1;
+        self.offset = 0;
+        self.partial.clear();
+        self.head.clear();
+        let previous = (std::mem::take(&mut self.current), self.first.take());
+        // A version that never got a first row is kept as it was.
+        if let Some((older, _)) = self.replaced.replace(previous) {
+            self.earlier.append(older);
+        }
+    }
+
+    /// After the program ended: the file to its end, a last line without its newline included.
     fn finish(&mut self) {
-        self.read_new();
+        while self.read_chunk().is_some() {}
         let rest = std::mem::take(&mut self.partial);
         self.take(&rest);
+        if let Some((previous, _)) = self.replaced.take() {
+            // The last version stayed empty: the earlier rows are all there is.
+            self.earlier.append(previous);
+        }
     }
 
+    /// Adds complete lines to the current version; gives the rows not reported before.
     fn take(&mut self, bytes: &[u8]) -> Vec<MetricRow> {
-        let (new, skipped) = metrics::file_rows(&String::from_utf8_lossy(bytes));
+        let (mut new, skipped) = metrics::file_rows(&String::from_utf8_lossy(bytes));
         self.skipped += skipped;
-        let room = metrics::MAX_ROWS.saturating_sub(self.rows.len());
-        self.rows.extend(new.iter().take(room).cloned());
+        if self.first.is_none()
+            && let Some(first) = new.first()
+        {
+            self.first = Some(first.clone());
+            if let Some((previous, previous_first)) = self.replaced.take() {
+                if previous_first.as_ref() == Some(first) {
+                    self.replayed = previous.len();
+                } else {
+                    self.earlier.append(previous);
+                }
+            }
+        }
+        for row in &new {
+            self.current.push(row.clone());
+        }
+        let replayed = self.replayed.min(new.len());
+        self.replayed -= replayed;
+        new.drain(..replayed);
         new
+    }
+
+    /// Every row read, in order, and the notes on how the file was read.
+    fn into_curve(self) -> (Curve, Vec<String>) {
+        let mut notes = vec![];
+        if self.rewrites > 0 {
+            notes.push(format!(
+                "{METRICS_FILE} was rewritten {} time(s) while the program ran (opened for \
+                 writing, not appending): every version was read; one that began with the \
+                 previous version's first row replaced it, others were added after it; a \
+                 version replaced within 50 ms of being written may be missed: append instead",
+                self.rewrites
+            ));
+        }
+        if self.skipped > 0 {
+            notes.push(format!(
+                "{} line(s) of {METRICS_FILE} were not JSON objects and were skipped",
+                self.skipped
+            ));
+        }
+        let mut curve = self.earlier;
+        curve.append(self.current);
+        (curve, notes)
     }
 }
 
 /// Bytes of one metrics line at most.
 const MAX_LINE: usize = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn row(epoch: u32) -> String {
+        format!(
+            "{{\"epoch\": {epoch}, \"loss\": {}}}\n",
+            1.0 / f64::from(epoch)
+        )
+    }
+
+    fn epochs(tail: Tail) -> (Vec<f64>, Vec<String>) {
+        let (curve, notes) = tail.into_curve();
+        let (rows, _) = curve.into_rows();
+        (rows.iter().map(|r| r["epoch"]).collect(), notes)
+    }
+
+    #[test]
+    fn a_file_rewritten_with_its_last_row_only_gives_every_version() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("m.jsonl");
+        let mut tail = Tail::new(path.clone());
+        let mut reported = vec![];
+        // Epoch 10's row is longer than epoch 9's: the file grew, yet it was rewritten.
+        for e in [1, 2, 9, 10] {
+            std::fs::write(&path, row(e)).unwrap();
+            reported.extend(tail.read_new().iter().map(|r| r["epoch"]));
+        }
+        tail.finish();
+        assert_eq!(reported, [1.0, 2.0, 9.0, 10.0]);
+        let (epochs, notes) = epochs(tail);
+        assert_eq!(epochs, [1.0, 2.0, 9.0, 10.0]);
+        assert!(notes[0].contains("rewritten 3 time(s)"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_file_rewritten_with_its_whole_history_replaces_the_earlier_version() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("m.jsonl");
+        let mut tail = Tail::new(path.clone());
+        let mut reported = vec![];
+        let mut text = String::new();
+        for e in 1..=4 {
+            text += &row(e);
+            // Truncated first, as `open(path, "w")` does, and read while empty once.
+            std::fs::write(&path, "").unwrap();
+            reported.extend(tail.read_new().iter().map(|r| r["epoch"]));
+            std::fs::write(&path, &text).unwrap();
+            reported.extend(tail.read_new().iter().map(|r| r["epoch"]));
+        }
+        tail.finish();
+        assert_eq!(reported, [1.0, 2.0, 3.0, 4.0], "each row reported once");
+        assert_eq!(epochs(tail).0, [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn a_burst_larger_than_a_read_is_read_to_its_end_after_the_program_exits() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("m.jsonl");
+        let mut tail = Tail::new(path.clone());
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let pad = "x".repeat(200);
+        let n = (CHUNK as usize / 200) * 2 + 7;
+        for i in 0..n {
+            writeln!(f, "{{\"step\": {i}, \"pad\": \"{pad}\"}}").unwrap();
+        }
+        // The last line has no newline: a program may end without one.
+        write!(f, "{{\"step\": {n}}}").unwrap();
+        drop(f);
+        tail.read_new();
+        tail.finish();
+        let (curve, notes) = tail.into_curve();
+        assert_eq!(curve.len(), n + 1);
+        assert_eq!(curve.last()["step"], n as f64);
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+}

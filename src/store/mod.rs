@@ -11,7 +11,7 @@ mod lock;
 pub use claims::{Claim, Claims, Found, host_name};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, move_aside, write_atomic};
-pub use lock::{Lock, process_alive};
+pub use lock::{Lock, boot_id, process_alive};
 
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{Plan, value_text};

@@ -414,3 +414,143 @@ fn placeholders_and_sections_are_checked_before_anything_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`data`") && err.contains("program"), "{err}");
 }
+
+/// A node without the sweep file's directory (another mount) must not spend every trial on a
+/// misleading "cannot start `python3`": the directory and the program are checked once, before
+/// anything runs or is recorded.
+#[test]
+fn a_missing_directory_or_program_is_refused_before_any_trial_is_spent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mount = tmp.path().join("mount");
+    std::fs::create_dir(&mount).unwrap();
+    let out = tmp.path().join("results");
+    let yaml = format!(
+        "name: toy-mount\nprogram:\n  command: [python3, {}, --lr, \"{{lr}}\", --epochs, \"1\", --mode, file]\n  metric: loss\ngrid:\n  lr: [0.1, 0.2]\n",
+        repo("examples/toy/toy.py").display()
+    );
+    let file = crate::common::write(&mount, "sweep.yaml", &yaml);
+    let ran = bin()
+        .args(["run", file.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .args(["--quiet", "--no-report"])
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}");
+    // The trials are to do again, on a node where the sweep file's directory is not mounted.
+    let dir = out.join("toy-mount");
+    std::fs::remove_dir_all(dir.join("trials")).unwrap();
+    std::fs::remove_dir_all(&mount).unwrap();
+    let worker = bin().arg("worker").arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&worker.stderr);
+    assert_eq!(worker.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(mount.to_str().unwrap()) && err.contains("working directory"),
+        "{err}"
+    );
+    assert!(!dir.join("trials").exists(), "no trial was spent");
+    // A program that is not installed, named with the key, before a directory is made.
+    let s = Sweep::new(
+        "name: toy-absent\nprogram:\n  command: [no-such-program-xyz, \"{lr}\"]\ngrid:\n  lr: [0.1]\n",
+    );
+    let out = run(&s, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("program.command") && err.contains("no-such-program-xyz"),
+        "{err}"
+    );
+    assert!(!s.dir().exists(), "nothing recorded");
+}
+
+/// Per-step logging past the row cap, written in one burst larger than a read (16 MiB) just
+/// before exit: the final values are the last row's, the stored curve is thinned and says so.
+#[test]
+fn a_burst_of_rows_past_the_cap_keeps_the_last_row_as_final() {
+    let s = toy_sweep(
+        "toy-burst",
+        "  env: {TOY_STEPS: \"200000\"}\n",
+        "fixed: {epochs: 1, lr: 0.1, mode: burst}\n",
+    );
+    let out = run(&s, &["--no-report"]);
+    assert!(out.status.success(), "{out:?}");
+    let r = result(&s, "toy-burst");
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(
+        r["metrics"]["step"].as_f64(),
+        Some(199_999.0),
+        "{}",
+        r["notes"]
+    );
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains("200000 metric rows") && notes.contains("one row in 2"),
+        "{notes}"
+    );
+    assert!(!notes.contains("not JSON"), "{notes}");
+    let rows = trial_file(&s, "toy-burst", "epochs.csv");
+    let rows = rows.lines().count() - 1;
+    assert!((50_000..=100_001).contains(&rows), "{rows} rows stored");
+}
+
+/// A program that rewrites its metrics file each epoch (`open(path, "w")`): with the last row
+/// only, or with every row so far; either way each epoch is read once and the last is final.
+#[test]
+fn a_rewritten_metrics_file_is_read_version_by_version() {
+    let s = toy_sweep(
+        "toy-rewrite",
+        "",
+        "fixed: {epochs: 3, lr: 0.2}\ngrid:\n  mode: [rewrite, history]\n",
+    );
+    let out = run(&s, &["--no-report"]);
+    assert!(out.status.success(), "{out:?}");
+    for mode in ["rewrite", "history"] {
+        let name = format!("mode={mode}");
+        let r = result(&s, &name);
+        assert_eq!(r["metrics"]["epoch"].as_f64(), Some(3.0), "{mode}: {r}");
+        let want = (0.2f64 - 0.1).powi(2) + 1.0 / 3.0;
+        assert!((r["metrics"]["loss"].as_f64().unwrap() - want).abs() < 1e-12);
+        // A rewrite that repeats the rows before and adds one looks like an append, unless a
+        // read falls between the truncation and the write: the note is there when it matters.
+        let notes = r["notes"].to_string();
+        assert!(!notes.contains("not JSON"), "{mode}: {notes}");
+        assert!(
+            mode == "history" || notes.contains("rewritten"),
+            "{mode}: {notes}"
+        );
+        let epochs = trial_file(&s, &name, "epochs.csv");
+        let firsts: Vec<&str> = epochs.lines().skip(1).map(|l| &l[..1]).collect();
+        assert_eq!(firsts, ["1", "2", "3"], "{mode}: {epochs}");
+    }
+}
+
+/// A program's own children stay in its group when hypersweep dies of SIGKILL (the program
+/// dies with it): the next run ends them before it trains anything.
+#[test]
+fn what_a_killed_run_left_running_is_ended_by_the_next_run() {
+    let s = toy_sweep(
+        "toy-orphan",
+        "  grace: 1s\n",
+        "fixed: {epochs: 3, lr: 0.1, mode: stubborn}\n",
+    );
+    let mut first = spawn_run(&s);
+    let pids = toy_pids(&s);
+    signal(first.id(), libc::SIGKILL);
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!alive(pids[0]), "the program dies with hypersweep");
+    assert!(alive(pids[1]), "its child is left running by the kill");
+    let mut second = spawn_run(&s);
+    let t0 = Instant::now();
+    while alive(pids[1]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the next run left the child running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..2 {
+        signal(second.id(), libc::SIGINT);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    ended_within(&mut second, Duration::from_secs(10), &[]);
+}
