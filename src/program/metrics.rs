@@ -80,8 +80,8 @@ impl Curve {
         self.kept.extend(self.newest.take());
         let note = (stride > 1).then(|| {
             format!(
-                "{} metric rows were reported; the stored curve keeps one row in {} ({} rows) \
-                 and the last one, whose values are the final ones",
+                "{} metric rows were reported; the stored curve keeps one row in {} and the \
+                 last, whose values are the final ones: {} rows",
                 self.seen,
                 stride,
                 self.kept.len()

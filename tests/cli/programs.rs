@@ -460,6 +460,55 @@ fn a_missing_directory_or_program_is_refused_before_any_trial_is_spent() {
         "{err}"
     );
     assert!(!s.dir().exists(), "nothing recorded");
+    // A script that exists but cannot be executed: the same, before any trial.
+    let script = crate::common::write(s.tmp.path(), "train.py", "print('hi')\n");
+    s.rewrite(&format!(
+        "name: toy-absent\nprogram:\n  command: [{}, \"{{lr}}\"]\ngrid:\n  lr: [0.1]\n",
+        script.display()
+    ));
+    let out = run(&s, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("chmod +x"), "{err}");
+    assert!(!s.dir().exists(), "nothing recorded");
+}
+
+/// The default results root is relative (`results/`), and the program runs in the sweep file's
+/// directory: the paths it is given must be ones it can open from there.
+#[test]
+fn a_relative_results_root_gives_the_program_paths_it_can_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sub = tmp.path().join("studies");
+    std::fs::create_dir(&sub).unwrap();
+    let yaml = format!(
+        "name: toy-relative\nprogram:\n  command: [python3, {}, --lr, \"0.1\", --epochs, \"1\", --mode, \"{{mode}}\"]\n  metric: loss\ngrid:\n  mode: [file, env]\n",
+        repo("examples/toy/toy.py").display()
+    );
+    crate::common::write(&sub, "sweep.yaml", &yaml);
+    let out = bin()
+        .current_dir(tmp.path())
+        .args(["run", "studies/sweep.yaml", "--quiet", "--no-report"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let trials = tmp.path().join("results/toy-relative/trials");
+    let env = std::fs::read_dir(&trials)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("env.json"))
+        .find(|p| p.exists())
+        .expect("the env trial ran");
+    let env: Value = serde_json::from_str(&std::fs::read_to_string(env).unwrap()).unwrap();
+    for var in [
+        "HYPERSWEEP_TRIAL_DIR",
+        "HYPERSWEEP_METRICS",
+        "HYPERSWEEP_PARAMS",
+    ] {
+        assert!(
+            Path::new(env[var].as_str().unwrap()).is_absolute(),
+            "{var}: {env}"
+        );
+    }
 }
 
 /// Per-step logging past the row cap, written in one burst larger than a read (16 MiB) just
