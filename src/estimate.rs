@@ -58,6 +58,15 @@ pub fn macs_per_sample(m: &ModelConfig) -> f64 {
     forward_ops(m).0
 }
 
+/// A rough cost in multiply-adds, to start the most expensive trials first.
+pub fn rough_cost(cfg: &TrialConfig, train_samples: usize) -> f64 {
+    let samples = match cfg.steps_per_epoch {
+        Some(k) => (k * cfg.batch_size) as f64,
+        None => train_samples as f64,
+    };
+    macs_per_sample(&cfg.model) * samples * cfg.epochs as f64
+}
+
 /// FLOPs of one sample's forward pass: 2 per multiply-add, 1 per bias, activation and pooled
 /// element (dropout, the loss and the optimizer are left out; the optimizer is in the measured
 /// time of a step).

@@ -60,11 +60,24 @@ pub enum SweepEvent {
     /// once more when they are stopped without waiting (one interrupt more).
     Stopping {
         /// How far stopping has gone.
-        stage: crate::scheduler::Stop,
+        stage: Stop,
     },
     /// The sweep is over: every slot's worker has finished.
     Done {
         /// Wall-clock seconds since the scheduler started.
         seconds: f64,
     },
+}
+
+/// The stages of stopping a sweep, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    /// Running as usual.
+    No,
+    /// No new trial starts; running ones finish.
+    New,
+    /// Running trials are asked to stop, each within its grace period.
+    Running,
+    /// Running trials are stopped without waiting: programs' groups get SIGKILL.
+    Now,
 }

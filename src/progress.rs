@@ -2,9 +2,9 @@
 //! line per running trial), plain lines otherwise, nothing with --quiet. Every event also goes
 //! to the tracing log.
 
+use crate::events::Stop;
 use crate::events::SweepEvent;
 use crate::format::{metric_text, pct};
-use crate::scheduler::Stop;
 use crate::trial::TrialId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 
 use crate::cores::{CoreShare, Threads};
 use crate::engine::{Device, Engine, Progress, TrialContext};
-use crate::events::SweepEvent;
+use crate::events::{Stop, SweepEvent};
 use crate::trial::{Status, Trial, TrialResult};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -86,19 +86,6 @@ impl Cancel {
             Stop::No
         }
     }
-}
-
-/// The stages of stopping a sweep, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stop {
-    /// Running as usual.
-    No,
-    /// No new trial starts; running ones finish.
-    New,
-    /// Running trials are asked to stop, each within its grace period.
-    Running,
-    /// Running trials are stopped without waiting: programs' groups get SIGKILL.
-    Now,
 }
 
 /// How long the sweep still waits for trials to stop once told to stop now: a built-in trial

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// A trial's stable id: a short hash of its fully resolved config (see `plan::trial_id`).
+/// A trial's stable id: a short hash of its fully resolved config (see `trial_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TrialId(pub String);
@@ -147,6 +147,43 @@ impl fmt::Display for Status {
         f.write_str(self.as_str())
     }
 }
+
+/// FNV-1a, 64 bits: tiny, stable across platforms and releases (unlike std's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The id of a trial: a short hash of its fully resolved config (a program's: its parameters
+/// and command). serde_json's map is ordered by key, so the order of keys in the YAML file does
+/// not matter; a built-in config hashes as it did before programs existed.
+pub fn trial_id(config: &TrialKind) -> String {
+    let canonical = serde_json::to_string(&serde_json::to_value(config).expect("config is JSON"))
+        .expect("JSON value serialises");
+    format!("{:012x}", fnv1a(canonical.as_bytes()) >> 16)
+}
+
+/// Short text of a value for names: `0.01`, `relu`, `[40,15]`.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The per-epoch metrics of built-in trials (columns of epochs.csv).
+pub const EPOCH_METRICS: &[&str] = &[
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+];
 
 /// One row of epochs.csv.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -8,9 +8,10 @@ mod status;
 mod submit;
 mod train;
 
-pub use run::{RunOutcome, run, run_with, worker};
+pub use run::{run, run_with, worker};
 pub use status::status;
 pub use submit::submit;
+pub use train::RunOutcome;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::text_table;
@@ -120,7 +121,11 @@ pub fn plan_text(
         .map(|(i, t)| {
             let mut r = vec![t.id.to_string(), t.name.clone()];
             for a in &plan.axes {
-                r.push(t.varied_value(a).map(plan::value_text).unwrap_or_default());
+                r.push(
+                    t.varied_value(a)
+                        .map(crate::trial::value_text)
+                        .unwrap_or_default(),
+                );
             }
             if let Some(e) = cell(i) {
                 r.push(e.cell());

@@ -2,9 +2,9 @@
 //! now, in words: the trials only one of them has, or, when the same trials changed their ids
 //! (a `fixed:` value changed), which value changed from what to what.
 
-use crate::plan::value_text;
 use crate::store::SweepInfo;
 use crate::trial::Trial;
+use crate::trial::value_text;
 use serde_json::Value;
 use std::collections::HashSet;
 

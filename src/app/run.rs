@@ -2,7 +2,7 @@
 //! (or join the processes already working there), then train what is not done (`train.rs`).
 
 use super::load_plan;
-use super::train::{self, check_data};
+use super::train::{self, RunOutcome, check_data};
 use crate::cli::{RunArgs, WorkerArgs};
 use crate::engine::scripted::Scripted;
 use crate::engine::{BurnEngine, Engine};
@@ -12,17 +12,6 @@ use crate::program::ProgramRunner;
 use crate::store::{Claims, Lock, Store, SweepInfo};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// The outcome of `run`, for the exit code.
-pub struct RunOutcome {
-    /// Trials of this run that failed.
-    pub failed: usize,
-    /// True when Ctrl-C or SIGTERM stopped the run.
-    pub interrupted: bool,
-    /// Trials of the sweep without a result when this process ended (held by other processes,
-    /// or left by one that stopped): the sweep is not complete.
-    pub left: usize,
-}
 
 /// Runs a sweep: its program, or the burn engine (the scripted one when
 /// `HYPERSWEEP_ENGINE=scripted`).
@@ -142,7 +131,7 @@ pub(super) fn record_plan(
 /// A new plan starts a new TPE sequence: the proposals of the old one (made for other settings)
 /// are moved aside, never deleted, so that no run continues them as if they were this plan's.
 fn retire_proposals(store: &Store) -> Result<()> {
-    let file = store.dir().join(crate::search::proposals::PROPOSALS);
+    let file = store.dir().join(crate::store::PROPOSALS);
     if !file.exists() {
         return Ok(());
     }

@@ -2,7 +2,6 @@
 //! pending, the device slots, claims (with their heartbeat) so that several processes share
 //! one sweep, saving each result as it arrives, then the table and the report.
 
-use super::run::RunOutcome;
 use crate::cli::TrainArgs;
 use crate::data;
 use crate::engine::{Device, Engine, Progress};
@@ -40,6 +39,17 @@ fn stop_grace(info: &SweepInfo) -> Cancel {
         }),
         ..Cancel::default()
     }
+}
+
+/// The outcome of `run`, for the exit code.
+pub struct RunOutcome {
+    /// Trials of this run that failed.
+    pub failed: usize,
+    /// True when Ctrl-C or SIGTERM stopped the run.
+    pub interrupted: bool,
+    /// Trials of the sweep without a result when this process ended (held by other processes,
+    /// or left by one that stopped): the sweep is not complete.
+    pub left: usize,
 }
 
 /// Trains what is pending of a recorded sweep, claim by claim, then prints the table and
@@ -304,7 +314,8 @@ fn pending_trials(
 /// trials have no estimate, and equal costs keep them in plan order.
 pub fn cost(t: &Trial, sizes: &HashMap<String, data::DataSummary>) -> f64 {
     let n = sizes.get(&data_key(t)).map_or(0, |s| s.train);
-    t.builtin().map_or(1.0, |c| c.cost_estimate(n))
+    t.builtin()
+        .map_or(1.0, |c| crate::estimate::rough_cost(c, n))
 }
 
 /// Trains the pending trials, saving each result as it arrives and showing progress. A result

@@ -49,7 +49,7 @@ impl TrialConfig {
             widest = widest.max(out);
         };
         if m.kind == ModelKind::Cnn {
-            // The same shapes as `cost_estimate`: each convolution, then its pooling.
+            // The same shapes as `estimate::rough_cost`: each convolution, then its pooling.
             let (mut side, mut ch) = (28usize, 1usize);
             for &c in &m.channels {
                 let out = side + 2 * m.padding + 1 - m.kernel.min(side + 2 * m.padding);

@@ -438,16 +438,3 @@ pub struct Invalid {
     /// What was expected.
     pub message: String,
 }
-
-impl TrialConfig {
-    /// A rough cost in multiply-adds, to start the most expensive trials first (the shapes are
-    /// counted in `estimate`, which also turns them into time).
-    pub fn cost_estimate(&self, train_samples: usize) -> f64 {
-        let macs = crate::estimate::macs_per_sample(&self.model);
-        let samples = match self.steps_per_epoch {
-            Some(k) => (k * self.batch_size) as f64,
-            None => train_samples as f64,
-        };
-        macs * samples * self.epochs as f64
-    }
-}

@@ -1,7 +1,7 @@
 //! `hypersweep report A B …`: two or more sweeps side by side, one table of every trial with
 //! its sweep and one bar chart.
 
-use super::{Block, export, load, svg};
+use super::{Block, export, load};
 use crate::error::Result;
 use crate::format::pct;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     ));
     b.push(Block::Plot(
         "compare-test-accuracy".into(),
-        svg::bar_chart("Test accuracy", &bars, Some(0)),
+        super::bars::bar_chart("Test accuracy", &bars, Some(0)),
     ));
     crate::store::create_dir(out)?;
     export::write_named(&b, out, "compare")?;

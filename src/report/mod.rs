@@ -2,7 +2,9 @@
 //! (summary.parquet/csv, epochs.parquet, summary_by_setting.csv) and a report as a list of
 //! blocks, made section by section, that each exporter (Markdown, HTML) renders.
 
+mod bars;
 mod compare;
+mod digits;
 pub mod export;
 mod heatmap;
 mod parallel;
@@ -36,7 +38,7 @@ impl TrialRow {
     pub fn varied_text(&self, axis: &str) -> String {
         self.varied
             .get(axis)
-            .map(crate::plan::value_text)
+            .map(crate::trial::value_text)
             .unwrap_or_default()
     }
 }

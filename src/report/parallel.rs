@@ -44,7 +44,7 @@ fn place(c: &Column) -> Placed {
             (placed, labels)
         }
         None => {
-            let text = |v: &Value| crate::plan::value_text(v);
+            let text = |v: &Value| crate::trial::value_text(v);
             let mut levels: Vec<String> = c.values.iter().flatten().map(text).collect();
             levels.sort();
             levels.dedup();

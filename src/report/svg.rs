@@ -90,12 +90,12 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-const W: f64 = 640.0;
+pub(super) const W: f64 = 640.0;
 const H: f64 = 360.0;
 const L: f64 = 70.0;
 const R: f64 = 170.0;
-const T: f64 = 36.0;
-const B: f64 = 50.0;
+pub(super) const T: f64 = 36.0;
+pub(super) const B: f64 = 50.0;
 
 /// The plotting area's data range and how data maps to pixels.
 struct Frame {
@@ -407,222 +407,12 @@ fn legend_labels<'a>(labels: impl Iterator<Item = &'a str>) -> (Option<String>, 
     (Some(keys(&split[0]).join(", ")), values)
 }
 
-fn truncate(s: &str, n: usize) -> String {
+pub(super) fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
         s.chars().take(n - 1).collect::<String>() + "…"
     }
-}
-
-/// Horizontal bars (one per label) with optional error bars, values in [0, 1] shown as %.
-pub fn bar_chart(title: &str, bars: &[(String, f64, f64)], highlight: Option<usize>) -> String {
-    let row = 22.0;
-    let h = T + B + row * bars.len() as f64;
-    let left = 220.0;
-    let width = W - left - 60.0;
-    let lo = bars
-        .iter()
-        .map(|b| b.1 - b.2)
-        .fold(f64::MAX, f64::min)
-        .min(1.0);
-    let lo = ((lo * 10.0).floor() / 10.0 - 0.05).clamp(0.0, 1.0);
-    let hi = 1.0;
-    let px = |v: f64| left + (v.clamp(lo, hi) - lo) / (hi - lo) * width;
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{}</text>"#,
-        W / 2.0,
-        esc(title)
-    );
-    for (i, (label, v, e)) in bars.iter().enumerate() {
-        let y = T + i as f64 * row;
-        let c = if Some(i) == highlight {
-            "#2ca02c"
-        } else {
-            "#1f77b4"
-        };
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text><rect x="{left}" y="{:.1}" width="{:.1}" height="{}" fill="{c}"/><text x="{:.1}" y="{:.1}">{:.2}%</text>"#,
-            left - 6.0,
-            y + 14.0,
-            esc(&truncate(label, 32)),
-            y + 3.0,
-            (px(*v) - left).max(0.0),
-            row - 6.0,
-            px(*v)
-                + 4.0
-                + if *e > 0.0 {
-                    (px(v + e) - px(*v)).max(0.0)
-                } else {
-                    0.0
-                },
-            y + 14.0,
-            v * 100.0
-        );
-        if *e > 0.0 {
-            let _ = write!(
-                svg,
-                r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#333" stroke-width="1.5"/>"##,
-                px(v - e),
-                px(v + e),
-                y + row / 2.0,
-                y + row / 2.0
-            );
-        }
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{left}" y="{:.1}" >{:.0}%</text><text x="{:.1}" y="{:.1}" text-anchor="end">100%</text></svg>"#,
-        h - 16.0,
-        lo * 100.0,
-        left + width,
-        h - 16.0
-    );
-    svg
-}
-
-/// The confusion matrix as a heat map (rows: true class, columns: predicted), rows labelled with
-/// the class names, columns with their numbers (names would not fit a cell's width).
-pub fn confusion(title: &str, cm: &[Vec<u64>], classes: &[String]) -> String {
-    let cell = 32.0;
-    let widest = classes.iter().map(|c| c.chars().count()).max().unwrap_or(1);
-    let numbered = widest > 2;
-    // Room on the left for "9 Ankle boot" at about 6.5 px a character.
-    let left = if numbered {
-        40.0 + 6.5 * (widest + 2) as f64
-    } else {
-        60.0
-    };
-    let top = 60.0;
-    let side = cell * cm.len() as f64;
-    let (width, height) = (left + side + 20.0, top + side + 30.0);
-    let max = cm
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| {
-            r.iter()
-                .enumerate()
-                .filter(move |(j, _)| *j != i)
-                .map(|(_, v)| *v)
-        })
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text><text x="{}" y="34" text-anchor="middle">predicted</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">true</text>"#,
-        width / 2.0,
-        esc(title),
-        left + side / 2.0,
-        top + side / 2.0,
-        top + side / 2.0
-    );
-    for (i, row) in cm.iter().enumerate() {
-        let name = match classes.get(i) {
-            Some(c) if numbered => format!("{i} {c}"),
-            Some(c) => c.clone(),
-            None => i.to_string(),
-        };
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text><text x="{:.1}" y="{}" text-anchor="middle">{i}</text>"#,
-            left - 6.0,
-            top + cell * i as f64 + cell / 2.0 + 4.0,
-            esc(&name),
-            left + cell * i as f64 + cell / 2.0,
-            top - 6.0
-        );
-        for (j, v) in row.iter().enumerate() {
-            // Diagonal in green, errors in red scaled to the largest error.
-            let (fill, text) = if i == j {
-                ("#c7e9c0".to_string(), "#000")
-            } else {
-                let a = (*v as f64 / max).sqrt();
-                (
-                    format!("rgba(214,39,40,{a:.2})"),
-                    if a > 0.6 { "#fff" } else { "#000" },
-                )
-            };
-            let _ = write!(
-                svg,
-                r##"<rect x="{:.1}" y="{:.1}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{text}">{v}</text>"##,
-                left + cell * j as f64,
-                top + cell * i as f64,
-                left + cell * j as f64 + cell / 2.0,
-                top + cell * i as f64 + cell / 2.0 + 4.0
-            );
-        }
-    }
-    svg += "</svg>";
-    svg
-}
-
-/// A grid of 28×28 images (hex-encoded bytes) with a caption under each (`\n` breaks a line).
-pub fn digit_grid(title: &str, digits: &[(String, String)]) -> String {
-    let per_row = 5usize;
-    let scale = 2.0;
-    let cw = 28.0 * scale + 44.0;
-    let lines = digits
-        .iter()
-        .map(|d| d.1.lines().count())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let ch = 28.0 * scale + 8.0 + 14.0 * lines as f64;
-    let rows = digits.len().div_ceil(per_row).max(1);
-    let (w, h) = (cw * per_row as f64 + 10.0, ch * rows as f64 + 30.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/><text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
-    for (k, (hex, caption)) in digits.iter().enumerate() {
-        let ox = 5.0 + cw * (k % per_row) as f64 + 22.0;
-        let oy = 26.0 + ch * (k / per_row) as f64;
-        let bytes: Vec<u8> = (0..hex.len() / 2)
-            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<rect x="{ox}" y="{oy}" width="{}" height="{}" fill="black"/>"#,
-            28.0 * scale,
-            28.0 * scale
-        );
-        // Runs of equal-ish pixels in a row become one rect, which keeps the file small.
-        for y in 0..28 {
-            let mut x = 0;
-            while x < 28 {
-                let v = bytes.get(y * 28 + x).copied().unwrap_or(0) / 32 * 32;
-                let mut run = 1;
-                while x + run < 28
-                    && bytes.get(y * 28 + x + run).copied().unwrap_or(0) / 32 * 32 == v
-                {
-                    run += 1;
-                }
-                if v > 0 {
-                    let _ = write!(
-                        svg,
-                        r#"<rect x="{:.0}" y="{:.0}" width="{:.0}" height="{scale}" fill="rgb({v},{v},{v})"/>"#,
-                        ox + x as f64 * scale,
-                        oy + y as f64 * scale,
-                        run as f64 * scale
-                    );
-                }
-                x += run;
-            }
-        }
-        for (n, line) in caption.lines().enumerate() {
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                ox + 14.0 * scale,
-                oy + 28.0 * scale + 14.0 * (n + 1) as f64,
-                esc(line)
-            );
-        }
-    }
-    svg += "</svg>";
-    svg
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! TPE's proposals, recorded in order in `proposals.jsonl` of the results directory (one trial
-//! per line, appended under the directory's lock). The plan holds the first trials (random
+//! per line, rewritten under the directory's lock by the store). The plan holds the first trials (random
 //! draws, `plan::TPE_STARTUP`); each later trial is proposed when a slot frees up, from the
 //! trials finished by then. A resumed run or a joining worker first takes a recorded proposal
 //! that nobody finished or holds, and only then proposes the next, so every process continues
@@ -15,32 +15,11 @@ use super::tpe::{Observation, propose};
 use crate::error::{Error, Result};
 use crate::plan::from_template;
 use crate::spec::Goal;
-use crate::store::{Claims, Lock, Store, SweepInfo, write_atomic};
+use crate::store::{Claims, Lock, Store, SweepInfo};
 use crate::trial::{Status, Trial, TrialId};
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The file of recorded proposals, in the results directory.
-pub const PROPOSALS: &str = "proposals.jsonl";
-
-/// The recorded proposals, in order; a line that cannot be read is skipped with a warning.
-pub fn read(dir: &Path) -> Vec<Trial> {
-    let Ok(text) = std::fs::read_to_string(dir.join(PROPOSALS)) else {
-        return vec![];
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter_map(|l| match serde_json::from_str(l) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!("skipping a damaged line of {PROPOSALS}: {e}");
-                None
-            }
-        })
-        .collect()
-}
 
 /// Proposes the trials of a TPE sweep after the planned ones, for the scheduler.
 pub struct Proposer {
@@ -112,7 +91,7 @@ impl Proposer {
         self.settle();
         let dir = self.store.dir();
         let _lock = Lock::wait(dir)?;
-        let recorded = read(dir);
+        let recorded = self.store.read_proposals();
         let mut handed = self.handed.lock().expect("handed");
         for t in &recorded {
             let held = || self.claims.current(&t.id).is_some_and(|f| f.live);
@@ -134,12 +113,8 @@ impl Proposer {
         }
         let known: Vec<&Trial> = planned.iter().copied().chain(&recorded).collect();
         let trial = self.fresh(index, &known)?;
-        let mut text = String::new();
-        for t in recorded.iter().chain([&trial]) {
-            text += &serde_json::to_string(t)?;
-            text.push('\n');
-        }
-        write_atomic(&dir.join(PROPOSALS), text.as_bytes())?;
+        self.store
+            .write_proposals(recorded.iter().chain([&trial]))?;
         handed.insert(trial.id.clone());
         Ok(Some(trial))
     }

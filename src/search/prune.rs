@@ -132,38 +132,6 @@ fn median(
     ))
 }
 
-/// The per-epoch metrics of built-in trials (columns of epochs.csv).
-const EPOCH_METRICS: &[&str] = &[
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "test_loss",
-    "test_accuracy",
-];
-
-/// A rule that could never stop a built-in trial is an error, not a silent no-op: its metric must
-/// be an epoch column, and a validation metric needs a validation split.
-pub fn check_builtin(rule: &EarlyTerminate, trials: &[Trial]) -> Result<(), String> {
-    let metric = rule.metric();
-    if !EPOCH_METRICS.contains(&metric) {
-        return Err(format!(
-            "`{metric}` is not measured every epoch; expected one of: {}",
-            EPOCH_METRICS.join(", ")
-        ));
-    }
-    let no_val = trials
-        .iter()
-        .filter_map(Trial::builtin)
-        .any(|c| c.data.split.val <= 0.0);
-    if metric.starts_with("val_") && no_val {
-        return Err(format!(
-            "`{metric}` needs a validation split: set `data.split.val` above 0"
-        ));
-    }
-    Ok(())
-}
-
 /// A built-in epoch's value of a metric, by its epochs.csv column name.
 fn epoch_value(row: &EpochRow, metric: &str) -> Option<f64> {
     match metric {

@@ -14,7 +14,7 @@
 //! writing it (or when the trial is interrupted).
 
 use super::files::{create_dir, create_whole};
-use super::lock::{boot_id, process_alive, process_start};
+use super::lock::{boot_id, host_name, process_alive, process_start};
 use crate::error::Result;
 use crate::trial::TrialId;
 use serde::{Deserialize, Serialize};
@@ -82,15 +82,6 @@ pub struct Claims {
     host: String,
     stale_after: f64,
     held: Mutex<HashMap<TrialId, PathBuf>>,
-}
-
-/// This machine's name (from the kernel; `localhost` if unknown).
-pub fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 fn now_secs() -> u64 {

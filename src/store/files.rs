@@ -15,7 +15,7 @@ const TMP_MARK: &str = ".tmp-";
 /// This machine's name, read once.
 fn this_host() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(super::claims::host_name)
+    HOST.get_or_init(super::lock::host_name)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

@@ -1,5 +1,5 @@
 //! The lock a process holds while it records the plan of a results directory (or moves it aside
-//! with `--fresh`), and the one liveness check of a process that claims and temporaries use.
+//! with `--fresh`), and who a process is (host, boot, pid and start time), which claims and temporaries check.
 //!
 //! The lock is an advisory `flock` on `<dir>/.lock`, held for moments, not for the run (trials
 //! are shared through claims, `claims.rs`). The kernel drops it when the process exits, however
@@ -23,6 +23,15 @@ pub fn process_start(pid: u32) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This machine's name (from the kernel; `localhost` if unknown).
+pub fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The id of this boot of the machine (`/proc/sys/kernel/random/boot_id`), read once.

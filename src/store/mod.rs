@@ -8,14 +8,15 @@ mod epochs;
 mod files;
 mod lock;
 
-pub use claims::{Claim, Claims, Found, host_name};
+pub use claims::{Claim, Claims, Found};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, move_aside, write_atomic};
-pub use lock::{Lock, boot_id, process_alive};
+pub use lock::{Lock, boot_id, host_name, process_alive};
 
 use crate::error::{Error, IoContext, Result};
-use crate::plan::{Plan, value_text};
+use crate::plan::Plan;
 use crate::spec::{EarlyTerminate, Method, Param, Program, ReportOptions, Spec};
+use crate::trial::value_text;
 use crate::trial::{Trial, TrialId, TrialResult};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -97,6 +98,8 @@ pub struct Store {
 }
 
 const PLAN_JSON: &str = "plan.json";
+/// The file of a TPE sweep's recorded proposals, one trial a line, in order.
+pub const PROPOSALS: &str = "proposals.jsonl";
 
 impl Store {
     /// The results directory of sweep `sweep` under `root` (it may not exist yet).
@@ -176,12 +179,40 @@ impl Store {
     pub fn read_plan(&self) -> Result<SweepInfo> {
         let mut info = self.read_planned()?;
         if info.method == Method::Tpe {
-            let proposed = crate::search::proposals::read(&self.dir);
+            let proposed = self.read_proposals();
             info.trials
                 .retain(|t| !proposed.iter().any(|p| p.id == t.id));
             info.trials.extend(proposed);
         }
         Ok(info)
+    }
+
+    /// A TPE sweep's recorded proposals, in order; a line that cannot be read is skipped with a
+    /// warning.
+    pub fn read_proposals(&self) -> Vec<Trial> {
+        let Ok(text) = fs::read_to_string(self.dir.join(PROPOSALS)) else {
+            return vec![];
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| match serde_json::from_str(l) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("skipping a damaged line of {PROPOSALS}: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Records the proposals, in order (the caller holds the directory's lock).
+    pub fn write_proposals<'a>(&self, trials: impl Iterator<Item = &'a Trial>) -> Result<()> {
+        let mut text = String::new();
+        for t in trials {
+            text += &serde_json::to_string(t)?;
+            text.push('\n');
+        }
+        write_atomic(&self.dir.join(PROPOSALS), text.as_bytes())
     }
 
     /// Saves a finished trial: config, epochs, then result.json last.

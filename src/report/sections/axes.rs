@@ -75,7 +75,7 @@ pub fn section(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     {
         b.push(Block::Plot(
             m.key.replace('_', "-"),
-            svg::bar_chart(&format!("{} per trial", m.title()), &bars, Some(0)),
+            super::super::bars::bar_chart(&format!("{} per trial", m.title()), &bars, Some(0)),
         ));
         b.extend(note);
     }

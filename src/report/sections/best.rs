@@ -1,7 +1,6 @@
 //! The best trial in detail: confusion matrix, per-class accuracy, the most confused pairs and
 //! the most confidently wrong test digits.
 
-use super::super::svg;
 use super::super::{Block, Loaded, TrialRow, metric_of};
 use crate::data::Dataset;
 use crate::format::metric_text;
@@ -14,7 +13,7 @@ pub fn program(l: &Loaded, order: &[&TrialRow]) -> Vec<Block> {
     let mut rows: Vec<Vec<String>> = best
         .varied
         .iter()
-        .map(|(k, v)| vec![k.clone(), crate::plan::value_text(v)])
+        .map(|(k, v)| vec![k.clone(), crate::trial::value_text(v)])
         .collect();
     rows.extend(
         best.result
@@ -51,7 +50,7 @@ pub fn section(order: &[&TrialRow]) -> Vec<Block> {
         Block::Heading(2, format!("Best trial: {}", best.name)),
         Block::Plot(
             "confusion".into(),
-            svg::confusion(
+            super::super::digits::confusion(
                 &format!("Confusion matrix — {}", best.name),
                 &x.confusion_matrix,
                 &classes,
@@ -113,7 +112,7 @@ pub fn section(order: &[&TrialRow]) -> Vec<Block> {
             .collect();
         b.push(Block::Plot(
             "mistakes".into(),
-            svg::digit_grid(
+            super::super::digits::digit_grid(
                 &format!(
                     "Misclassified test {} (true → predicted, confidence)",
                     data.items()

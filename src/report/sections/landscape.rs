@@ -5,7 +5,7 @@
 
 use super::super::heatmap::HeatMap;
 use super::super::parallel::{self, Column};
-use super::super::{Block, Loaded, TrialRow, svg};
+use super::super::{Block, Loaded, TrialRow};
 use super::axes::Plotted;
 use crate::format::metric_text;
 use serde_json::Value;
@@ -54,7 +54,7 @@ pub fn section(l: &Loaded) -> Vec<Block> {
         Block::Heading(2, "Which settings matter".into()),
         Block::Plot(
             "importance".into(),
-            svg::bar_chart(
+            super::super::bars::bar_chart(
                 &format!("Share of the variance of {} explained", m.label_text()),
                 &shares
                     .iter()
@@ -238,7 +238,7 @@ fn binned(key: &str, n: &[f64]) -> Axis {
 }
 
 fn text(v: Option<&Value>) -> String {
-    v.map_or_else(|| "–".into(), crate::plan::value_text)
+    v.map_or_else(|| "–".into(), crate::trial::value_text)
 }
 
 #[cfg(test)]

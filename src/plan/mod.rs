@@ -1,11 +1,16 @@
 //! `Spec` → `Plan`: the expansion order (named trials × grid × zip × seeds), overrides, trial
 //! ids and names. Pure: no I/O, no device.
 
+mod resolve;
+
+pub use resolve::valid_keys;
+
 use crate::config::TrialConfig;
-use crate::spec::{Method, Override, Pos, Program, Spec, SpecError, closest, leaf_paths, set_path};
+use crate::spec::{EarlyTerminate, Method, Override, Pos, Spec, SpecError, set_path};
 pub use crate::trial::Trial;
-use crate::trial::{ProgramTrial, TrialId, TrialKind};
-use serde_json::{Map, Value};
+use crate::trial::{ProgramTrial, TrialId, TrialKind, trial_id, value_text};
+use resolve::{normalize_shorthands, resolve, resolve_program};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// A sweep expanded into its trials.
@@ -17,249 +22,6 @@ pub struct Plan {
     pub trials: Vec<Trial>,
     /// The varied keys in display order (columns of plan.csv and the summary).
     pub axes: Vec<String>,
-}
-
-/// FNV-1a, 64 bits: tiny, stable across platforms and releases (unlike std's hasher).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The id of a trial: a short hash of its fully resolved config (a program's: its parameters
-/// and command). serde_json's map is ordered by key, so the order of keys in the YAML file does
-/// not matter; a built-in config hashes as it did before programs existed.
-pub fn trial_id(config: &TrialKind) -> String {
-    let canonical = serde_json::to_string(&serde_json::to_value(config).expect("config is JSON"))
-        .expect("JSON value serialises");
-    format!("{:012x}", fnv1a(canonical.as_bytes()) >> 16)
-}
-
-/// Short text of a value for names: `0.01`, `relu`, `[40,15]`.
-pub fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Rewrites the shorthand forms into the full mapping the serde types expect.
-fn normalize_shorthands(root: &mut Map<String, Value>) {
-    if let Some(Value::Object(data)) = root.get_mut("data") {
-        match data.get_mut("split") {
-            Some(v @ Value::String(_)) if v.as_str() == Some("official") => {
-                *v = serde_json::json!({"official": true});
-            }
-            Some(Value::Object(split))
-                if !split.contains_key("official")
-                    && (split.contains_key("train") || split.contains_key("test")) =>
-            {
-                split.insert("official".into(), Value::Bool(false));
-            }
-            _ => {}
-        }
-        if let Some(v) = data.get_mut("normalize") {
-            match v.as_str() {
-                Some("unit") => *v = serde_json::json!({"mean": 0.0, "std": 1.0}),
-                Some("mnist") => *v = serde_json::json!({"mean": 0.1307, "std": 0.3081}),
-                _ => {}
-            }
-        }
-    }
-    for key in ["early_stopping", "augment"] {
-        match root.get_mut(key) {
-            Some(Value::Bool(b)) => {
-                let b = *b;
-                root.insert(key.into(), serde_json::json!({ "enabled": b }));
-            }
-            Some(Value::Object(m)) => {
-                m.entry("enabled").or_insert(Value::Bool(true));
-            }
-            _ => {}
-        }
-    }
-    if let Some(v @ Value::String(_)) = root.get_mut("schedule") {
-        *v = serde_json::json!({ "kind": v.as_str().unwrap_or_default() });
-    }
-}
-
-/// Every valid dotted key of a trial, for "did you mean".
-pub fn valid_keys() -> Vec<String> {
-    let mut out = vec![];
-    leaf_paths(
-        &serde_json::to_value(TrialConfig::default()).expect("config is JSON"),
-        "",
-        &mut out,
-    );
-    out
-}
-
-/// Builds one trial from its overrides (applied in order, later wins) and checks it.
-fn resolve(spec: &Spec, overrides: &[&Override]) -> Result<TrialConfig, SpecError> {
-    let mut root = Map::new();
-    for o in overrides {
-        set_path(&mut root, &o.key, o.value.clone()).map_err(|m| SpecError {
-            file: spec.file.clone(),
-            pos: Some(o.pos),
-            key: o.key.clone(),
-            message: m,
-        })?;
-    }
-    normalize_shorthands(&mut root);
-    let config: TrialConfig =
-        serde_path_to_error::deserialize(Value::Object(root)).map_err(|e| {
-            let mut path = e.path().to_string();
-            if path == "." {
-                path.clear();
-            }
-            let inner = e.inner().to_string();
-            match inner.strip_prefix("unknown field `") {
-                Some(rest) => unknown_key(spec, overrides, path, rest),
-                None => located(spec, overrides, path, &crate::spec::words::plain(&inner)),
-            }
-        })?;
-    config
-        .check()
-        .map_err(|inv| located(spec, overrides, inv.path, &inv.message))?;
-    Ok(config)
-}
-
-/// A program trial's parameters from its overrides (any keys; dotted keys nest), with `seed`
-/// always present, and its command's placeholders checked against them.
-fn resolve_program(
-    spec: &Spec,
-    program: &Program,
-    overrides: &[&Override],
-) -> Result<ProgramTrial, SpecError> {
-    let mut params = Map::new();
-    for o in overrides {
-        set_path(&mut params, &o.key, o.value.clone()).map_err(|m| SpecError {
-            file: spec.file.clone(),
-            pos: Some(o.pos),
-            key: o.key.clone(),
-            message: m,
-        })?;
-    }
-    params.entry("seed").or_insert(Value::from(0));
-    crate::program::command::check(&program.command, &params).map_err(|m| SpecError {
-        file: spec.file.clone(),
-        pos: Some(program.pos),
-        key: "program.command".into(),
-        message: m,
-    })?;
-    Ok(ProgramTrial {
-        command: program.command.clone(),
-        params,
-    })
-}
-
-/// Where a dotted path was written, for errors found by serde or by the checks: the override
-/// with the longest key that is the path, a parent of it or a child of it.
-fn locate(overrides: &[&Override], path: &str) -> (Option<Pos>, String) {
-    // Overrides are in precedence order and `max_by_key` keeps the last of equals: among the
-    // most specific keys, the one written last, whose value the trial has, is blamed.
-    overrides
-        .iter()
-        .filter(|o| {
-            path == o.key
-                || path.starts_with(&format!("{}.", o.key))
-                || o.key.starts_with(&format!("{path}."))
-        })
-        .max_by_key(|o| o.key.len())
-        .map(|o| (Some(o.pos), o.section.clone()))
-        .unwrap_or((None, String::new()))
-}
-
-/// An error at a key, placed where the key was written and naming its section.
-fn located(spec: &Spec, overrides: &[&Override], key: String, message: &str) -> SpecError {
-    let (pos, section) = locate(overrides, &key);
-    let where_ = if section.is_empty() {
-        String::new()
-    } else {
-        format!(" (in {section})")
-    };
-    SpecError {
-        file: spec.file.clone(),
-        pos,
-        key,
-        message: format!("{message}{where_}"),
-    }
-}
-
-/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into the user's terms: the
-/// full dotted key, where it was written, a likely intended key, and the valid keys beside it.
-/// `rest` is serde's message after "unknown field `"; `path` is where serde was when it failed.
-fn unknown_key(spec: &Spec, overrides: &[&Override], mut path: String, rest: &str) -> SpecError {
-    let field = rest.split('`').next().unwrap_or_default();
-    // serde_path_to_error's path may already end at the unknown field.
-    if path == field {
-        path.clear();
-    } else if let Some(parent) = path.strip_suffix(&format!(".{field}")) {
-        path = parent.to_string();
-    }
-    let full = if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
-    };
-    let (pos, section) = locate(overrides, &full);
-    let expected: Vec<&str> = rest
-        .split('`')
-        .skip(1)
-        .filter(|s| !s.starts_with(',') && !s.trim().is_empty())
-        .filter(|s| !s.starts_with(" expected"))
-        .collect();
-    let hint = suggest_key(field, &full, &path, &expected)
-        .map(|c| format!(" did you mean `{c}`?"))
-        .unwrap_or_default();
-    let where_ = match pos {
-        Some(p) if !section.is_empty() => format!(" at {section} (line {})", p.line),
-        _ => String::new(),
-    };
-    let expected_list = if expected.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " Expected one of: {}",
-            expected
-                .iter()
-                .map(|e| under(&path, e))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    SpecError {
-        file: spec.file.clone(),
-        pos,
-        key: full,
-        message: format!("unknown key `{field}`{where_}:{hint}{expected_list}"),
-    }
-}
-
-/// `key` inside the mapping at dotted `path` (the root when `path` is empty).
-fn under(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-/// The key the user most likely meant: a near sibling first, then a near key anywhere, then a
-/// key anywhere with the same last part (a bare `learning_rate` in a grid).
-fn suggest_key(field: &str, full: &str, path: &str, siblings: &[&str]) -> Option<String> {
-    let keys = valid_keys();
-    closest(field, siblings.iter().copied())
-        .map(|c| under(path, c))
-        .or_else(|| closest(full, keys.iter().map(String::as_str)).map(String::from))
-        .or_else(|| {
-            keys.iter()
-                .find(|k| k.rsplit('.').next() == Some(field))
-                .cloned()
-        })
 }
 
 /// Expands a sweep into its trials, checking every one.
@@ -317,7 +79,7 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
     if let Some(rule) = &spec.early_terminate
         && spec.program.is_none()
     {
-        crate::search::prune::check_builtin(rule, &trials).map_err(|m| SpecError {
+        check_pruning(rule, &trials).map_err(|m| SpecError {
             file: spec.file.clone(),
             pos: None,
             key: "early_terminate.metric".into(),
@@ -329,6 +91,28 @@ pub fn expand(spec: &Spec) -> Result<Plan, SpecError> {
         trials,
         axes: varied_axes(spec),
     })
+}
+
+/// A rule that could never stop a built-in trial is an error, not a silent no-op: its metric must
+/// be an epoch column, and a validation metric needs a validation split.
+fn check_pruning(rule: &EarlyTerminate, trials: &[Trial]) -> Result<(), String> {
+    let metric = rule.metric();
+    if !crate::trial::EPOCH_METRICS.contains(&metric) {
+        return Err(format!(
+            "`{metric}` is not measured every epoch; expected one of: {}",
+            crate::trial::EPOCH_METRICS.join(", ")
+        ));
+    }
+    let no_val = trials
+        .iter()
+        .filter_map(Trial::builtin)
+        .any(|c| c.data.split.val <= 0.0);
+    if metric.starts_with("val_") && no_val {
+        return Err(format!(
+            "`{metric}` needs a validation split: set `data.split.val` above 0"
+        ));
+    }
+    Ok(())
 }
 
 /// The trials of a TPE sweep drawn at random before TPE proposes the others from them: they are
