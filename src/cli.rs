@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "hypersweep",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HYPERSWEEP_COMMIT"), ")"),
     about = "Declarative hyperparameter sweeps: one YAML file, every trial trained, nothing lost",
     long_about = "Declarative hyperparameter sweeps: one YAML file describes a study, `run` trains every \
 trial on CPU cores or CUDA GPUs and keeps each result safe on disk, `report` turns the results into \
@@ -85,6 +85,13 @@ pub enum Command {
         /// Train on this many samples per epoch (default: the 8,000 of the bundled split).
         #[arg(long)]
         train_size: Option<usize>,
+    },
+    /// Print a completion script for a shell: `hypersweep completions bash >
+    /// ~/.local/share/bash-completion/completions/hypersweep` (zsh: a file `_hypersweep` in a
+    /// directory of `$fpath`; fish: `~/.config/fish/completions/hypersweep.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Build summary tables (Parquet, CSV) and report.md/report.html from a results directory;
     /// with two or more directories, put the sweeps side by side.

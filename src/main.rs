@@ -93,6 +93,13 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "hypersweep", &mut out);
+            hypersweep::output::out(&String::from_utf8_lossy(&out));
+            Ok(())
+        }
         Command::Run(args) => return finish_training(app::run(args, &log)),
         Command::Worker(args) => return finish_training(app::worker(args, &log)),
         Command::Submit(args) => app::submit(args).map(|s| hypersweep::output::out(&s)),

@@ -40,7 +40,7 @@ fn axis_column(name: &str, values: &[Option<&Value>]) -> Column {
             name.into(),
             values
                 .iter()
-                .map(|v| v.map(crate::plan::value_text))
+                .map(|v| v.map(crate::trial::value_text))
                 .collect::<Vec<_>>(),
         )
     }
@@ -319,18 +319,19 @@ fn program_epochs(l: &Loaded) -> Result<DataFrame> {
     Ok(DataFrame::new(flat.len(), cols)?)
 }
 
-/// Mean, std and count over seeds of each setting (the other varied parameters).
+/// Mean, std and count over seeds of each setting (the other varied parameters), failed trials
+/// left out; settings in first-seen order. Computed here rather than by Polars' lazy engine,
+/// whose feature alone brought 100 crates (an HTTP and TLS stack among them) into the build.
 pub fn by_setting(l: &Loaded, summary: &DataFrame) -> Result<Option<DataFrame>> {
     if !l.axes.iter().any(|a| a == "seed") {
         return Ok(None);
     }
-    let keys: Vec<Expr> = l
+    let keys: Vec<&str> = l
         .axes
         .iter()
         .filter(|a| *a != "seed")
-        .map(|a| col(a.as_str()))
+        .map(String::as_str)
         .collect();
-    let mut aggs = vec![len().alias("n")];
     let measured: Vec<String> = if l.program.is_some() {
         l.metric_names()
             .iter()
@@ -347,20 +348,55 @@ pub fn by_setting(l: &Loaded, summary: &DataFrame) -> Result<Option<DataFrame>> 
         .map(String::from)
         .to_vec()
     };
+    let kept = summary.filter(&summary.column("status")?.str()?.not_equal("failed"))?;
+    let groups = groups_of(&kept, &keys)?;
+    let firsts = IdxCa::from_vec("first".into(), groups.iter().map(|g| g[0]).collect());
+    let mut cols = keys
+        .iter()
+        .map(|k| kept.column(k)?.take(&firsts))
+        .collect::<PolarsResult<Vec<Column>>>()?;
+    let counts: Vec<IdxSize> = groups.iter().map(|g| g.len() as IdxSize).collect();
+    cols.push(Column::new("n".into(), counts));
     for m in &measured {
-        aggs.push(col(m.as_str()).mean().alias(format!("{m}_mean")));
-        aggs.push(col(m.as_str()).std(1).alias(format!("{m}_std")));
+        let values = kept.column(m)?.cast(&DataType::Float64)?;
+        let values = values.f64()?;
+        let (means, stds): (Vec<Option<f64>>, Vec<Option<f64>>) = groups
+            .iter()
+            .map(|g| {
+                let v: Vec<f64> = g.iter().filter_map(|&i| values.get(i as usize)).collect();
+                let (mean, std) = crate::format::mean_std(&v);
+                (
+                    Some(mean).filter(|_| !v.is_empty()),
+                    Some(std).filter(|_| v.len() > 1),
+                )
+            })
+            .unzip();
+        cols.push(Column::new(format!("{m}_mean").into(), means));
+        cols.push(Column::new(format!("{m}_std").into(), stds));
     }
-    let lf = summary
-        .clone()
-        .lazy()
-        .filter(col("status").neq(lit("failed")));
-    let out = if keys.is_empty() {
-        lf.select(aggs).collect()?
-    } else {
-        lf.group_by_stable(keys).agg(aggs).collect()?
-    };
-    Ok(Some(out))
+    Ok(Some(DataFrame::new(groups.len(), cols)?))
+}
+
+/// The rows of `df` grouped by the values of `keys`, groups in first-seen order.
+fn groups_of(df: &DataFrame, keys: &[&str]) -> Result<Vec<Vec<IdxSize>>> {
+    let key_cols = keys
+        .iter()
+        .map(|k| df.column(k))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut groups: Vec<Vec<IdxSize>> = vec![];
+    for row in 0..df.height() {
+        let mut key = String::new();
+        for c in &key_cols {
+            key += &format!("{}\u{1f}", c.get(row)?);
+        }
+        let g = *index.entry(key).or_insert_with(|| {
+            groups.push(vec![]);
+            groups.len() - 1
+        });
+        groups[g].push(row as IdxSize);
+    }
+    Ok(groups)
 }
 
 /// Writes a table as Parquet, atomically.
