@@ -125,14 +125,14 @@ pub fn train_sweep(
 }
 
 /// Says which trials of the sweep are left without a result as this process ends, and why: held
-/// by another process that is alive (its pid, host and heartbeat), or by none (its holder
-/// stopped after this process passed it over). Returns how many; a run that leaves any is not
+/// by another process that is alive (its pid, host and heartbeat), by a claim that cannot be
+/// read yet, or by none (its holder stopped after this process passed it over). Returns how many; a run that leaves any is not
 /// a complete sweep and does not exit 0. Trials this process stopped itself are its interrupt's
 /// to explain.
 fn explain_left(store: &Store, recorded: &SweepInfo, rerun_failed: bool, stopped: bool) -> usize {
     let claims = Claims::new(store.dir());
     let mut held: BTreeMap<String, (f64, Vec<String>)> = BTreeMap::new();
-    let mut unheld = vec![];
+    let (mut unheld, mut unreadable) = (vec![], vec![]);
     for t in recorded
         .trials
         .iter()
@@ -151,6 +151,11 @@ fn explain_left(store: &Store, recorded: &SweepInfo, rerun_failed: bool, stopped
                 entry.0 = entry.0.min(age);
                 entry.1.push(t.name.clone());
             }
+            Some(Found {
+                claim: None,
+                live: true,
+                ..
+            }) => unreadable.push(t.name.clone()),
             _ => unheld.push(t.name.clone()),
         }
     }
@@ -170,7 +175,20 @@ fn explain_left(store: &Store, recorded: &SweepInfo, rerun_failed: bool, stopped
             name_list(&unheld)
         );
     }
-    held.values().map(|(_, n)| n.len()).sum::<usize>() + unheld.len()
+    if !unreadable.is_empty() {
+        crate::errln!(
+            "{} not run: {} claim cannot be read yet (being written by another process, or left \
+             damaged: a damaged claim holds nothing once 5 s old); rerun the same command: {}",
+            count(unreadable.len(), "trial"),
+            if unreadable.len() == 1 {
+                "its"
+            } else {
+                "their"
+            },
+            name_list(&unreadable)
+        );
+    }
+    held.values().map(|(_, n)| n.len()).sum::<usize>() + unheld.len() + unreadable.len()
 }
 
 /// "1 trial", "3 trials".

@@ -361,3 +361,25 @@ fn threads_follow_the_work_when_a_sweep_tail_leaves_cores_free() {
     );
     assert_eq!(threads_by_epoch(None), vec![1; 8]);
 }
+
+/// A claim that cannot be read yet (being written, or an empty file a full disk left) holds its
+/// trial for a few seconds: the run says so, rather than blaming a holder that never was.
+#[test]
+fn a_trial_behind_an_unreadable_claim_is_named_as_such() {
+    let s = Sweep::new("name: u\nfixed: {epochs: 1}\ngrid:\n  seed: [1, 2]\n");
+    let run = || s.cli("run", &["--quiet", "--no-report"]).output().unwrap();
+    assert!(run().status.success());
+    std::fs::remove_dir_all(s.dir().join("trials")).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.dir().join("plan.json")).unwrap()).unwrap();
+    let id = plan["trials"][0]["id"].as_str().unwrap().to_string();
+    std::fs::create_dir_all(s.dir().join("claims")).unwrap();
+    std::fs::write(s.dir().join(format!("claims/{id}.1.json")), "").unwrap();
+    let out = run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("1 trial not run: its claim cannot be read yet") && err.contains("seed=1"),
+        "{err}"
+    );
+}
