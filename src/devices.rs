@@ -3,9 +3,46 @@
 //! (except with `auto`).
 
 use crate::cores::CoreShare;
-use crate::engine::Device;
 use crate::error::{Error, Result};
-use crate::scheduler::Slot;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One place a trial can run: a device and the CPU threads the trial may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    /// The device trials in this slot train on.
+    pub device: Device,
+    /// CPU threads a trial in this slot may use (the size of its thread pool); with `share`,
+    /// what it would get with every slot busy.
+    pub threads: usize,
+    /// The cores this slot's trials share with the other running CPU trials (no `--threads`):
+    /// a trial's threads are then its share, asked again before each training step.
+    pub share: Option<Arc<CoreShare>>,
+}
+
+/// Where a trial trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Device {
+    /// The CPU, through burn's Flex backend.
+    Cpu,
+    /// A CUDA GPU, by device index (`cuda:N`).
+    Cuda(usize),
+    /// The GPU wgpu finds (Vulkan, Metal, DX12): AMD, Intel and Apple GPUs, or Mesa's software
+    /// Vulkan driver (`wgpu`).
+    Wgpu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Wgpu => write!(f, "wgpu"),
+        }
+    }
+}
 
 /// How far past the core count `cpu:N` and `--threads` may go: some oversubscription is
 /// useful (trials that wait on I/O), thousands of threads only crash or hang the run.

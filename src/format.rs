@@ -33,6 +33,14 @@ pub fn duration(s: f64) -> String {
     }
 }
 
+/// Short text of a value for names: `0.01`, `relu`, `[40,15]`.
+pub fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Mean and sample standard deviation (n − 1; 0 for a single value), as reports of repeated
 /// measurements (seeds, timings) state them.
 pub fn mean_std(v: &[f64]) -> (f64, f64) {

@@ -2,7 +2,7 @@
 //! trials first, failure isolation (a panic or error fails one trial), and cancellation. It
 //! never prints: everything it does goes out as `SweepEvent`s.
 
-use crate::cores::{CoreShare, Threads};
+use crate::cores::Threads;
 use crate::engine::{Device, Engine, Progress, TrialContext};
 use crate::events::{Stop, SweepEvent};
 use crate::trial::{Status, Trial, TrialResult};
@@ -13,18 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One place a trial can run: a device and the CPU threads the trial may use.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Slot {
-    /// The device trials in this slot train on.
-    pub device: Device,
-    /// CPU threads a trial in this slot may use (the size of its thread pool); with `share`,
-    /// what it would get with every slot busy.
-    pub threads: usize,
-    /// The cores this slot's trials share with the other running CPU trials (no `--threads`):
-    /// a trial's threads are then its share, asked again before each training step.
-    pub share: Option<Arc<CoreShare>>,
-}
+pub use crate::devices::Slot;
 
 /// Staged stop: the first Ctrl-C stops new trials, the second interrupts running ones; a
 /// SIGTERM does both at once (`src/signals.rs`). One more of either while running trials are

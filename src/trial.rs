@@ -167,13 +167,7 @@ pub fn trial_id(config: &TrialKind) -> String {
     format!("{:012x}", fnv1a(canonical.as_bytes()) >> 16)
 }
 
-/// Short text of a value for names: `0.01`, `relu`, `[40,15]`.
-pub fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+pub use crate::format::value_text;
 
 /// The per-epoch metrics of built-in trials (columns of epochs.csv).
 pub const EPOCH_METRICS: &[&str] = &[

@@ -70,13 +70,13 @@ impl TrialConfig {
 }
 
 fn check_data(d: &DataConfig) -> Result<(), Invalid> {
-    if crate::data::Dataset::from_name(&d.source).is_none() {
+    if super::Dataset::from_name(&d.source).is_none() {
         return Err(bad(
             "data.source",
             format!(
                 "unknown data source `{}`: expected {}",
                 d.source,
-                crate::data::Dataset::NAMES
+                super::Dataset::NAMES
             ),
         ));
     }

@@ -8,8 +8,8 @@
 //! a trial it lets through may still need more (temporaries, allocator slack), and one that
 //! then runs out of memory ends the process as before, without losing what was saved.
 
+use super::{CLASSES, PIXELS};
 use super::{ModelKind, OptimizerKind, TrialConfig};
-use crate::data::{CLASSES, PIXELS};
 
 /// The floor of a trial's memory need, broken down for the error message.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,6 +4,9 @@
 mod check;
 mod memory;
 
+mod dataset;
+
+pub use dataset::{CLASSES, Dataset, FASHION_DIR, PIXELS};
 pub use memory::{MemoryNeed, gib};
 
 use serde::{Deserialize, Serialize};

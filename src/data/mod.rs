@@ -2,11 +2,10 @@
 //! splits and subsets, normalisation. Every random choice uses a generator seeded by the trial's own seed.
 
 pub mod augment;
-mod dataset;
 pub mod idx;
 
 use crate::config::DataConfig;
-pub use dataset::{Dataset, FASHION_DIR};
+pub use crate::config::{CLASSES, Dataset, FASHION_DIR, PIXELS};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -14,11 +13,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-
-/// Pixels in one MNIST image: 28 × 28, one byte each in the raw files.
-pub const PIXELS: usize = 784;
-/// Number of classes: the digits 0 to 9.
-pub const CLASSES: usize = 10;
 
 /// The bundled sample (data/mnist-10k), compiled into the binary so it trains anywhere.
 static BUNDLED_IMAGES: &[u8] = include_bytes!("../../data/mnist-10k/images-idx3-ubyte.gz");

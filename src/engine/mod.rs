@@ -22,34 +22,12 @@ pub mod tensor_conv;
 
 use crate::config::TrialConfig;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::sync::atomic::AtomicBool;
 
 pub use crate::trial::{EpochRow, MetricRow, Mistake, Status, Trial, TrialResult};
 pub use burn_engine::BurnEngine;
 
-/// Where a trial trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Device {
-    /// The CPU, through burn's Flex backend.
-    Cpu,
-    /// A CUDA GPU, by device index (`cuda:N`).
-    Cuda(usize),
-    /// The GPU wgpu finds (Vulkan, Metal, DX12): AMD, Intel and Apple GPUs, or Mesa's software
-    /// Vulkan driver (`wgpu`).
-    Wgpu,
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Device::Cpu => write!(f, "cpu"),
-            Device::Cuda(i) => write!(f, "cuda:{i}"),
-            Device::Wgpu => write!(f, "wgpu"),
-        }
-    }
-}
+pub use crate::devices::Device;
 
 /// Progress a running trial reports.
 #[derive(Debug, Clone)]

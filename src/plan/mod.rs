@@ -126,13 +126,12 @@ fn sampled_combos(spec: &Spec) -> Result<Vec<Vec<Override>>, SpecError> {
     if s.method == Method::Tpe {
         count = count.min(TPE_STARTUP);
     }
-    let draws =
-        crate::search::distinct_draws(&s.space, s.seed(), count).map_err(|m| SpecError {
-            file: spec.file.clone(),
-            pos: Some(pos),
-            key: "count".into(),
-            message: m,
-        })?;
+    let draws = crate::spec::distinct_draws(&s.space, s.seed(), count).map_err(|m| SpecError {
+        file: spec.file.clone(),
+        pos: Some(pos),
+        key: "count".into(),
+        message: m,
+    })?;
     Ok(draws
         .into_iter()
         .map(|d| {

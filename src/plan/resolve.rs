@@ -105,7 +105,7 @@ pub(super) fn resolve_program(
         })?;
     }
     params.entry("seed").or_insert(Value::from(0));
-    crate::program::command::check(&program.command, &params).map_err(|m| SpecError {
+    crate::spec::placeholders::check(&program.command, &params).map_err(|m| SpecError {
         file: spec.file.clone(),
         pos: Some(program.pos),
         key: "program.command".into(),

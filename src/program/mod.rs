@@ -3,7 +3,6 @@
 //! the trial's environment, follows the metrics it appends, and turns its exit into a status.
 
 pub mod child;
-pub mod command;
 pub mod leftovers;
 pub mod metrics;
 mod tail;
@@ -53,8 +52,9 @@ impl ProgramRunner {
             )));
         };
         let dir_text = dir.display().to_string();
-        let argv = command::fill(&p.command, &p.params, trial.id.as_str(), &dir_text)
-            .map_err(Error::Trial)?;
+        let argv =
+            crate::spec::placeholders::fill(&p.command, &p.params, trial.id.as_str(), &dir_text)
+                .map_err(Error::Trial)?;
         let params = dir.join("params.json");
         write_atomic(&params, serde_json::to_string_pretty(&p.params)?.as_bytes())?;
         let mut cmd = Command::new(&argv[0]);

@@ -1,14 +1,13 @@
-//! Search beyond grids: random sampling of a sweep's `space` (`sample.rs`) and the early
-//! termination of weak trials (`prune.rs`). Both are pure over their inputs: sampling over
-//! (space, seed, index), pruning over the recorded metric curves of a sweep's trials.
+//! Search beyond grids: TPE's proposals (`tpe.rs`, recorded by `proposals.rs`) and the early
+//! termination of weak trials (`prune.rs`), pure over the recorded metric curves of a sweep's
+//! trials. Random draws from a sweep's `space` are the spec's (`spec/sample.rs`): the plan
+//! makes its first trials from them.
 
 pub mod proposals;
 pub mod prune;
-pub mod sample;
 pub mod tpe;
 
 pub use prune::{Pruner, decide};
-pub use sample::{distinct_draws, draw};
 
 #[cfg(test)]
 mod tests {

@@ -159,7 +159,7 @@ impl Proposer {
             let draw = if attempt < 32 {
                 propose(&self.info.space, &history, seed, stream)
             } else {
-                super::sample::draw(&self.info.space, seed, stream)
+                crate::spec::draw(&self.info.space, seed, stream)
             };
             let trial = from_template(known[0], &draw)
                 .map_err(|e| Error::Input(format!("a proposed trial is invalid: {e}")))?;

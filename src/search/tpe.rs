@@ -6,7 +6,7 @@
 //! proposed; for `values`, a choice drawn in proportion to l/g of smoothed counts. Pure: the
 //! same history, seed and index give the same proposal.
 
-use super::sample::{draw, significant};
+use crate::spec::sample::{draw, significant};
 use crate::spec::{Distribution, Param};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

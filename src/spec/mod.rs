@@ -3,7 +3,9 @@
 //! beyond reading the file, and nothing touches a device.
 
 mod keys;
+pub mod placeholders;
 mod program;
+pub mod sample;
 mod search;
 mod sections;
 pub(crate) mod words;
@@ -11,6 +13,7 @@ mod yaml;
 
 pub use keys::{closest, edit_distance, leaf_paths, set_path};
 pub use program::{DEFAULT_GRACE, Goal, Program};
+pub use sample::{distinct_draws, draw};
 pub use search::{Distribution, EarlyTerminate, Method, Param, PruneKind, Search};
 pub use sections::{Axis, NamedTrial, Override};
 pub use yaml::{MAX_FILE_BYTES, Node, NodeKind, Pos, parse_yaml};

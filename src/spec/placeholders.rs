@@ -116,7 +116,7 @@ pub fn fill(
                             "trial_id" => trial_id.to_string(),
                             "trial_dir" => trial_dir.to_string(),
                             _ => lookup(params, &k)
-                                .map(crate::trial::value_text)
+                                .map(crate::format::value_text)
                                 .ok_or_else(|| format!("no parameter `{k}`"))?,
                         }
                     }

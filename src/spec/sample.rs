@@ -3,13 +3,13 @@
 //! raising `count` keeps the first trials. Real values are rounded to 4 significant digits: the
 //! names stay readable and a value reads back as written.
 
-use crate::spec::{Distribution, Param};
+use super::{Distribution, Param};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 /// `x` rounded to `digits` significant digits (through decimal text, so on every platform alike).
-pub(super) fn significant(x: f64, digits: usize) -> f64 {
+pub fn significant(x: f64, digits: usize) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }

@@ -1,6 +1,11 @@
 //! The data sets a sweep can name in `data.source`: what each is called, where it is found, and
 //! what its ten classes are — the one place the report and the loader learn them from.
 
+/// Pixels in one image: 28 × 28, one byte each in the raw files.
+pub const PIXELS: usize = 784;
+/// Number of classes: ten in every data set here.
+pub const CLASSES: usize = 10;
+
 /// A data set of 28×28 grayscale images in ten classes, in the official IDX files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dataset {
