@@ -4,7 +4,7 @@
 //! program runs, its trial directory names its group; the next process to train the trial, or
 //! to start on the sweep while the trial's claim is stale, kills what is left of that group.
 
-use crate::store::{Claims, Store, boot_id, host_name};
+use crate::store::{Claims, Store, boot_id, host_name, process_group};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::Path;
@@ -97,13 +97,6 @@ fn marked_members(pgid: i32, marker: &str) -> usize {
                 .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
         })
         .count()
-}
-
-/// The process group of `pid` (`/proc/<pid>/stat`, field 5).
-fn process_group(pid: u32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(test)]

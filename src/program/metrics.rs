@@ -12,7 +12,6 @@ pub const MAX_ROWS: usize = 100_000;
 /// thinned evenly (every 2nd row, then every 4th…) and still ends with the last row reported.
 /// The final values are the last value of every metric over *every* row, thinned or not, and a
 /// non-finite value of a metric is remembered even when its row is thinned away.
-#[derive(Default)]
 pub struct Curve {
     kept: Vec<MetricRow>,
     /// One row in `stride` is kept (a power of two, 1 until the cap is reached).
@@ -25,10 +24,22 @@ pub struct Curve {
     non_finite: std::collections::BTreeSet<String>,
 }
 
+impl Default for Curve {
+    fn default() -> Curve {
+        Curve {
+            kept: vec![],
+            stride: 1,
+            seen: 0,
+            newest: None,
+            last: MetricRow::new(),
+            non_finite: std::collections::BTreeSet::new(),
+        }
+    }
+}
+
 impl Curve {
     /// Adds the next row reported.
     pub fn push(&mut self, row: MetricRow) {
-        self.stride = self.stride.max(1);
         self.last.extend(row.iter().map(|(k, v)| (k.clone(), *v)));
         for (k, v) in &row {
             if !v.is_finite() && !self.non_finite.contains(k) {

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 /// Follows a metrics file as the program appends to it: complete lines only, rows capped and
 /// thinned by `Curve`. A program may also rewrite the file (`open(path, "w")` each epoch): a
 /// file shorter than what was read, or whose first bytes or last bytes read changed, is a new
-/// version, read from its start. A version that begins with the previous version's first row repeats its history
-/// and replaces it; any other version's rows come after the earlier ones.
+/// version, read from its start. A version that begins with the previous version's first row
+/// repeats its history and replaces it; any other version's rows come after the earlier ones.
+#[derive(Default)]
 pub struct Tail {
     path: PathBuf,
     offset: u64,
@@ -42,17 +43,7 @@ impl Tail {
     pub fn new(path: PathBuf) -> Tail {
         Tail {
             path,
-            offset: 0,
-            partial: vec![],
-            head: vec![],
-            seam: vec![],
-            earlier: Curve::default(),
-            current: Curve::default(),
-            first: None,
-            replaced: None,
-            replayed: 0,
-            rewrites: 0,
-            skipped: 0,
+            ..Tail::default()
         }
     }
 

@@ -19,10 +19,20 @@ pub fn process_alive(pid: u32) -> bool {
 /// the boot's id it tells a process from a later one given the same id. A container's pid 1
 /// after a restart, or a reused pid, is alive but is not the process that wrote a claim.
 pub fn process_start(pid: u32) -> Option<u64> {
+    stat_field(pid, 22)?.parse().ok()
+}
+
+/// The process group of `pid` (`/proc/<pid>/stat`, field 5).
+pub fn process_group(pid: u32) -> Option<i32> {
+    stat_field(pid, 5)?.parse().ok()
+}
+
+/// Field `n` (1-based, as proc(5) numbers them, `n` > 2) of `/proc/<pid>/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
     let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    after_name.split_whitespace().nth(n - 3).map(String::from)
 }
 
 /// This machine's name (from the kernel; `localhost` if unknown).

@@ -11,7 +11,7 @@ mod lock;
 pub use claims::{Claim, Claims, Found};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, move_aside, write_atomic};
-pub use lock::{Lock, boot_id, host_name, process_alive};
+pub use lock::{Lock, boot_id, host_name, process_alive, process_group};
 
 use crate::error::{Error, IoContext, Result};
 use crate::plan::Plan;
