@@ -131,6 +131,10 @@ pub struct SlotArgs {
     /// and a trial's share grows at its next epoch when others end).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Train up to K trials of one shape as one model (`auto`: 8 on a GPU, 1 on CPU);
+    /// overrides the sweep file's `fuse:`.
+    #[arg(long, value_name = "K|auto")]
+    pub fuse: Option<crate::plan::fusion::Fuse>,
 }
 
 impl SlotArgs {

@@ -130,11 +130,12 @@ impl Hooks {
     }
 }
 
-/// Runs `trials` over `slots`, most expensive first, each once `claim` grants it, each stopped
-/// early when `judge` says so; calls `on_event` on the caller's thread for every event, in
-/// order. Returns the results of the trials that ran.
+/// Runs `groups` of trials over `slots`, most expensive first (a group is one trial unless
+/// trials are fused, `--fuse`), each member once `claim` grants it, each stopped early when
+/// `judge` says so; calls `on_event` on the caller's thread for every event, in order. Returns
+/// the results of the trials that ran.
 pub fn run(
-    trials: Vec<(Trial, f64)>,
+    groups: Vec<(Vec<Trial>, f64)>,
     engine: &Arc<dyn Engine>,
     slots: &[Slot],
     cancel: &Arc<Cancel>,
@@ -142,11 +143,11 @@ pub fn run(
     mut on_event: impl FnMut(&SweepEvent),
 ) -> Vec<TrialResult> {
     let started = Instant::now();
-    let mut ordered = trials;
+    let mut ordered = groups;
     ordered.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut running = Running::default();
-    let queue: Arc<Mutex<VecDeque<Trial>>> =
-        Arc::new(Mutex::new(ordered.into_iter().map(|(t, _)| t).collect()));
+    let queue: Arc<Mutex<VecDeque<Vec<Trial>>>> =
+        Arc::new(Mutex::new(ordered.into_iter().map(|(g, _)| g).collect()));
     let (tx, rx) = mpsc::channel::<SweepEvent>();
     let mut handles = vec![];
     for slot in slots {
@@ -160,25 +161,28 @@ pub fn run(
         handles.push(std::thread::spawn(move || {
             while !cancel.stop_new.load(Ordering::SeqCst) {
                 let queued = queue.lock().expect("queue").pop_front();
-                let Some(trial) = queued.or_else(|| hooks.next.as_ref().and_then(|n| n())) else {
+                let next = || hooks.next.as_ref().and_then(|n| n()).map(|t| vec![t]);
+                let Some(group) = queued.or_else(next) else {
                     break;
                 };
-                if !(hooks.claim)(&trial, slot.device) {
+                // Members are claimed together, before any of them starts, and released alone.
+                let group: Vec<Trial> = group
+                    .into_iter()
+                    .filter(|t| (hooks.claim)(t, slot.device))
+                    .collect();
+                if group.is_empty() {
                     continue;
                 }
-                let id = trial.id.clone();
-                known.lock().expect("known").insert(id, trial.clone());
-                let result = run_one(
-                    &trial,
+                for t in &group {
+                    known.lock().expect("known").insert(t.id.clone(), t.clone());
+                }
+                run_group(
+                    &group,
                     &*engine,
                     &slot,
                     (&cancel, hooks.judge.as_ref()),
                     &tx,
                 );
-                let _ = tx.send(SweepEvent::TrialFinished {
-                    trial: Box::new(trial),
-                    result: Box::new(result),
-                });
             }
         }));
     }
@@ -278,76 +282,132 @@ impl Running {
     }
 }
 
-/// One trial on one slot: announces it, forwards its progress (and asks `judge` whether it goes
-/// on), and turns an error or a panic into a failed result. The result carries the trial's id,
-/// name and the slot's device.
-fn run_one(
-    trial: &Trial,
+/// One group (usually of one trial) on one slot: announces its members, forwards their
+/// progress (and asks `judge` whether each goes on), and sends each member's result as it
+/// ends, an error or a panic turned into a failed result.
+fn run_group(
+    group: &[Trial],
     engine: &dyn Engine,
     slot: &Slot,
     (stops, judge): (&Cancel, Option<&Judge>),
     tx: &mpsc::Sender<SweepEvent>,
-) -> TrialResult {
+) {
     let device = slot.device.to_string();
-    let _ = tx.send(SweepEvent::TrialStarted {
-        id: trial.id.clone(),
-        name: trial.name.clone(),
-        device: device.clone(),
-        epochs: trial.epochs().unwrap_or(0),
-    });
+    for trial in group {
+        let _ = tx.send(SweepEvent::TrialStarted {
+            id: trial.id.clone(),
+            name: trial.name.clone(),
+            device: device.clone(),
+            epochs: trial.epochs().unwrap_or(0),
+        });
+    }
     let t0 = Instant::now();
     // A judged trial is stopped through its own flag: the engines stop on it as on a cancel.
-    let pruned = AtomicBool::new(false);
-    let verdict: Mutex<Option<String>> = Mutex::new(None);
-    let mut progress = |p: Progress| {
-        if let Some(j) = judge
-            && !pruned.load(Ordering::SeqCst)
-            && let Some(why) = j(trial, &p)
-        {
-            *verdict.lock().expect("verdict") = Some(why);
-            pruned.store(true, Ordering::SeqCst);
-        }
-        let (id, name, device) = (trial.id.clone(), trial.name.clone(), device.clone());
-        let _ = tx.send(match p {
-            Progress::Epoch(row) => SweepEvent::TrialEpoch {
-                id,
-                name,
-                device,
-                row,
+    let pruned: Vec<AtomicBool> = group.iter().map(|_| AtomicBool::new(false)).collect();
+    let verdicts: Vec<Mutex<Option<String>>> = group.iter().map(|_| Mutex::new(None)).collect();
+    let mut progress: Vec<Box<dyn FnMut(Progress) + Send + '_>> = group
+        .iter()
+        .enumerate()
+        .map(|(i, trial)| {
+            let (pruned, verdict, device) = (&pruned[i], &verdicts[i], &device);
+            Box::new(move |p: Progress| {
+                if let Some(j) = judge
+                    && !pruned.load(Ordering::SeqCst)
+                    && let Some(why) = j(trial, &p)
+                {
+                    *verdict.lock().expect("verdict") = Some(why);
+                    pruned.store(true, Ordering::SeqCst);
+                }
+                let _ = tx.send(progress_event(trial, device, p));
+            }) as Box<dyn FnMut(Progress) + Send + '_>
+        })
+        .collect();
+    let cancel = &stops.stop_running;
+    let mut ctxs: Vec<TrialContext<'_>> = progress
+        .iter_mut()
+        .enumerate()
+        .map(|(i, progress)| TrialContext {
+            device: slot.device,
+            // A group sits on the cores' share once, as one trial.
+            threads: match &slot.share {
+                Some(share) if i == 0 => share.sit(),
+                _ => Threads::fixed(slot.threads),
             },
-            Progress::Metrics(row) => SweepEvent::TrialMetrics {
-                id,
-                name,
-                device,
-                row,
-            },
+            progress: &mut **progress,
+            cancel: if judge.is_some() { &pruned[i] } else { cancel },
+            stop_now: &stops.stop_now,
+        })
+        .collect();
+    let reported: Vec<AtomicBool> = group.iter().map(|_| AtomicBool::new(false)).collect();
+    let record = |i: usize, outcome: Result<TrialResult, String>| {
+        reported[i].store(true, Ordering::SeqCst);
+        let verdict = verdicts[i].lock().expect("verdict").take();
+        let result = finished(&group[i], outcome, verdict, cancel, slot, t0);
+        let _ = tx.send(SweepEvent::TrialFinished {
+            trial: Box::new(group[i].clone()),
+            result: Box::new(result),
         });
     };
-    let cancel = &stops.stop_running;
-    let stop = if judge.is_some() { &pruned } else { cancel };
-    let mut ctx = TrialContext {
-        device: slot.device,
-        threads: match &slot.share {
-            Some(share) => share.sit(),
-            None => Threads::fixed(slot.threads),
-        },
-        progress: &mut progress,
-        cancel: stop,
-        stop_now: &stops.stop_now,
+    let mut done = |i: usize, outcome: crate::error::Result<TrialResult>| {
+        record(i, outcome.map_err(|e| e.to_string()));
+    };
+    let mut train = || {
+        catch_unwind(AssertUnwindSafe(|| {
+            engine.run_group(group, &mut ctxs, &mut done);
+        }))
     };
     let outcome = if judge.is_some() {
-        with_cancel_forwarded(cancel, &pruned, || {
-            catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)))
-        })
+        let flags: Vec<&AtomicBool> = pruned.iter().collect();
+        with_cancel_forwarded(cancel, &flags, train)
     } else {
-        catch_unwind(AssertUnwindSafe(|| engine.run(trial, &mut ctx)))
+        train()
     };
-    let seconds = t0.elapsed().as_secs_f64();
+    if let Err(p) = outcome {
+        let why = format!("panic: {}", panic_text(&*p));
+        let missing: Vec<usize> = (0..group.len())
+            .filter(|&i| !reported[i].load(Ordering::SeqCst))
+            .collect();
+        for i in missing {
+            record(i, Err(why.clone()));
+        }
+    }
+}
+
+/// The event of a running trial's progress.
+fn progress_event(trial: &Trial, device: &str, p: Progress) -> SweepEvent {
+    let (id, name, device) = (trial.id.clone(), trial.name.clone(), device.to_string());
+    match p {
+        Progress::Epoch(row) => SweepEvent::TrialEpoch {
+            id,
+            name,
+            device,
+            row,
+        },
+        Progress::Metrics(row) => SweepEvent::TrialMetrics {
+            id,
+            name,
+            device,
+            row,
+        },
+    }
+}
+
+/// A member's result as recorded: stamped with its id, name and device; `pruned` when its
+/// judge's `verdict` stopped it (not Ctrl-C or SIGTERM); an error (its text) as a failed
+/// result; with the
+/// mean of its epochs' threads.
+fn finished(
+    trial: &Trial,
+    outcome: Result<TrialResult, String>,
+    verdict: Option<String>,
+    cancel: &AtomicBool,
+    slot: &Slot,
+    t0: Instant,
+) -> TrialResult {
+    let device = slot.device.to_string();
     let mut result = match outcome {
-        Ok(Ok(mut r)) => {
-            // Stopped by the judge, not by Ctrl-C or SIGTERM: the trial is pruned.
-            let why = verdict.lock().expect("verdict").take();
-            if let Some(why) = why
+        Ok(mut r) => {
+            if let Some(why) = verdict
                 && r.status == Status::Interrupted
                 && !cancel.load(Ordering::SeqCst)
             {
@@ -356,13 +416,7 @@ fn run_one(
             }
             r.stamped(trial, &device)
         }
-        Ok(Err(e)) => TrialResult::failed(trial, &device, e.to_string(), seconds),
-        Err(p) => TrialResult::failed(
-            trial,
-            &device,
-            format!("panic: {}", panic_text(&*p)),
-            seconds,
-        ),
+        Err(why) => TrialResult::failed(trial, &device, why, t0.elapsed().as_secs_f64()),
     };
     // With a share of the cores, the epochs' threads varied: their mean, rounded.
     let epochs: Vec<usize> = result.epochs.iter().filter_map(|e| e.threads).collect();
@@ -374,15 +428,17 @@ fn run_one(
     result
 }
 
-/// Runs `f` while a watcher sets `to` as soon as `from` is set (checked every 20 ms), so a
+/// Runs `f` while a watcher sets each of `to` as soon as `from` is set (checked every 20 ms), so a
 /// trial that runs on its own stop flag still stops on Ctrl-C and SIGTERM.
-fn with_cancel_forwarded<T>(from: &AtomicBool, to: &AtomicBool, f: impl FnOnce() -> T) -> T {
+fn with_cancel_forwarded<T>(from: &AtomicBool, to: &[&AtomicBool], f: impl FnOnce() -> T) -> T {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
                 if from.load(Ordering::SeqCst) {
-                    to.store(true, Ordering::SeqCst);
+                    for to in to {
+                        to.store(true, Ordering::SeqCst);
+                    }
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(20));

@@ -222,6 +222,18 @@ pub struct Mistake {
     pub pixels: String,
 }
 
+/// The group of trials a fused trial trained with (`--fuse`): an execution detail, the trial's
+/// numbers are its own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct FusedGroup {
+    /// The group's name: its first member's id.
+    pub group: TrialId,
+    /// How many trials started in the group.
+    pub size: usize,
+    /// The group's members, in order.
+    pub members: Vec<TrialId>,
+}
+
 /// What a trial produced. Written as result.json; accuracies are fractions in [0, 1].
 /// The engine fills in what it measured; the scheduler stamps `id`, `name` and `device`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -298,6 +310,9 @@ pub struct TrialResult {
     /// A program's exit code, when it exited by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The fused group the trial trained in, when it trained with others in one model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<FusedGroup>,
     /// Kept in epochs.csv, not in result.json.
     #[serde(skip)]
     pub epochs: Vec<EpochRow>,

@@ -387,7 +387,9 @@ fn train(
         judge: judge(store, info),
         next: Some(next),
     };
-    let results = scheduler::run(pending, engine, slots, cancel, &hooks, |ev| {
+    let fuse = args.slots.fuse.or(info.fuse).map_or(1, |f| f.size(slots));
+    let groups = crate::plan::fusion::groups(pending, fuse);
+    let results = scheduler::run(groups, engine, slots, cancel, &hooks, |ev| {
         let saved = match ev {
             SweepEvent::TrialFinished { trial, result } => {
                 // result.json first: the claim goes only once the proof of the trial is there.
@@ -500,7 +502,9 @@ fn leftovers(
         let here = seen.lock().expect("seen").clone();
         let left = trials.iter().find(|t| {
             !offered.contains(&t.id)
-                && here.get(&t.id) != Some(&true)
+                // Tried here and held elsewhere; one not tried yet is still on its way (a
+                // fused group's member another slot is claiming).
+                && here.get(&t.id) == Some(&false)
                 && !claims.current(&t.id).is_some_and(|c| c.live)
                 && !is_done(&store, t, false)
         })?;

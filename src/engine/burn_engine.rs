@@ -73,6 +73,89 @@ impl Engine for BurnEngine {
             None => result,
         }
     }
+
+    fn run_group(
+        &self,
+        trials: &[Trial],
+        ctxs: &mut [TrialContext<'_>],
+        done: super::fused::Done<'_>,
+    ) {
+        if trials.len() == 1 {
+            let result = self.run(&trials[0], &mut ctxs[0]);
+            done(0, result);
+            return;
+        }
+        self.fused(trials, ctxs, done);
+    }
+}
+
+impl BurnEngine {
+    /// [`Engine::run_group`]: the members (built-in trials of one fusion key) as one fused
+    /// model on the first context's device and threads.
+    fn fused(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: super::fused::Done<'_>) {
+        let configs: Result<Vec<&TrialConfig>> = trials.iter().map(builtin_config).collect();
+        let configs = match configs {
+            Ok(c) => c,
+            Err(e) => {
+                for i in 0..trials.len() {
+                    done(i, Err(Error::Internal(format!("cannot fuse: {e}"))));
+                }
+                return;
+            }
+        };
+        let info = crate::trial::FusedGroup {
+            group: trials[0].id.clone(),
+            size: trials.len(),
+            members: trials.iter().map(|t| t.id.clone()).collect(),
+        };
+        let device = ctxs[0].device;
+        let pool = match rayon::ThreadPoolBuilder::new()
+            .num_threads(ctxs[0].threads.now())
+            .build()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                for i in 0..trials.len() {
+                    done(
+                        i,
+                        Err(Error::Trial(format!("cannot start a thread pool: {e}"))),
+                    );
+                }
+                return;
+            }
+        };
+        pool.install(|| match device {
+            Device::Cpu => super::fused::train_group::<CpuBackend>(
+                &configs,
+                &burn::backend::flex::FlexDevice,
+                ctxs,
+                info,
+                done,
+            ),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => super::fused::train_group::<CudaBackend>(
+                &configs,
+                &burn::backend::cuda::CudaDevice::new(i),
+                ctxs,
+                info,
+                done,
+            ),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => super::fused::train_group::<WgpuBackend>(
+                &configs,
+                &burn::backend::wgpu::WgpuDevice::DefaultDevice,
+                ctxs,
+                info,
+                done,
+            ),
+            #[allow(unreachable_patterns)]
+            _ => {
+                for i in 0..trials.len() {
+                    done(i, Err(Error::Trial(format!("{device}: not built in"))));
+                }
+            }
+        });
+    }
 }
 
 #[cfg(not(all(feature = "cuda", feature = "wgpu")))]
@@ -84,7 +167,7 @@ fn not_built(feature: &str) -> Error {
 
 /// The batch size a trial trains with: the configured one, clamped (with a note) to the size
 /// of the training set.
-fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<usize> {
+pub(super) fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<usize> {
     let bs = if cfg.batch_size > n {
         notes.push(format!(
             "batch_size {} is larger than the {n} training samples: clamped to {n}",
@@ -132,7 +215,6 @@ where
     let (val, test) = (&loaded.val, &loaded.test);
     let trained = trainer.run(model, (val, test), &mut out, ctx);
     summarise(&mut out, trained.samples_seen, trained.train_seconds);
-    let mut status = trained.status;
     let final_model = match trained.best {
         Some((epoch, m)) => {
             out.notes.push(format!(
@@ -142,12 +224,28 @@ where
         }
         None => trained.model,
     };
+    test_and_close(&mut out, trained.status, &final_model.valid(), &loaded);
+    out.total_seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Ends a trial's result: unless it was interrupted, the test set with its final (or restored
+/// best) weights `model` gives the test metrics, confusion matrix and mistakes (and a
+/// non-finite test loss makes an `ok` trial `diverged`); then `status` is recorded.
+pub(super) fn test_and_close<B: NetOps>(
+    out: &mut TrialResult,
+    mut status: Status,
+    model: &Net<B>,
+    loaded: &super::loaded::Loaded<B>,
+) {
+    let test = &loaded.test;
     if status != Status::Interrupted
-        && let Some(ev) = evaluate(&final_model.valid(), test)
+        && let Some(ev) = evaluate(model, test)
     {
         out.test_loss = Some(ev.loss);
         out.test_accuracy = Some(ev.accuracy);
-        let a = metrics::analyse(&ev.predictions, &ev.confidence, &test.y, &splits.test.raw);
+        let raw = &loaded.splits.test.raw;
+        let a = metrics::analyse(&ev.predictions, &ev.confidence, &test.y, raw);
         out.confusion_matrix = a.confusion_matrix;
         out.per_class_accuracy = a.per_class_accuracy;
         out.most_confused = a.most_confused;
@@ -160,14 +258,12 @@ where
         }
     }
     out.status = status;
-    out.total_seconds = started.elapsed().as_secs_f64();
-    Ok(out)
 }
 
 /// Fills the result's totals from its epoch rows: epochs run, training time and throughput,
 /// the last epoch's training metrics, and the best validation loss (with its epoch) and
 /// accuracy.
-fn summarise(out: &mut TrialResult, samples_seen: usize, train_seconds: f64) {
+pub(super) fn summarise(out: &mut TrialResult, samples_seen: usize, train_seconds: f64) {
     out.epochs_run = out.epochs.len();
     out.train_seconds = train_seconds;
     if train_seconds > 0.0 {

@@ -24,12 +24,12 @@ use std::time::Instant;
 /// A mean training loss this far above chance level (ln 10 ≈ 2.3 for ten classes) means the
 /// weights blew up: a learning rate of 1000 sends the loss to 1e11 and then leaves the net at
 /// chance with a finite loss, which without this rule would be reported `ok`.
-const EXPLODED_LOSS: f64 = 100.0 * std::f64::consts::LN_10;
+pub(super) const EXPLODED_LOSS: f64 = 100.0 * std::f64::consts::LN_10;
 
 /// One epoch's minibatches, drawn as they are needed: `steps_per_epoch: 1e8` must not build
 /// a hundred million index lists before the first step. The draws are the same, in the same
 /// order, as drawing them all up front.
-enum Batches {
+pub(super) enum Batches {
     /// `left` more batches of `bs` indices drawn with replacement.
     Sampled { left: usize, bs: usize, n: usize },
     /// One shuffled pass in chunks of `bs` (the last one dropped when short and `drop_last`).
@@ -42,7 +42,7 @@ enum Batches {
 }
 
 impl Batches {
-    fn new(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Batches {
+    pub(super) fn new(cfg: &TrialConfig, n: usize, bs: usize, rng: &mut impl Rng) -> Batches {
         match cfg.steps_per_epoch {
             Some(k) => Batches::Sampled { left: k, bs, n },
             None => {
@@ -58,7 +58,7 @@ impl Batches {
         }
     }
 
-    fn next(&mut self, rng: &mut impl Rng) -> Option<Vec<usize>> {
+    pub(super) fn next(&mut self, rng: &mut impl Rng) -> Option<Vec<usize>> {
         match self {
             Batches::Sampled { left, bs, n } => {
                 if *left == 0 {
@@ -432,20 +432,7 @@ where
 
     /// The pixels of the samples `idx`, augmented from the raw bytes.
     fn augmented(&mut self, idx: &[usize]) -> Tensor<B::InnerBackend, 2> {
-        let norm = &self.cfg.data.normalize;
-        let (mean, std) = (norm.mean as f32, norm.std as f32);
-        let mut xs = Vec::with_capacity(idx.len() * PIXELS);
-        for &i in idx {
-            augment::augment_into(
-                &self.train.raw[i * PIXELS..(i + 1) * PIXELS],
-                &self.cfg.augment,
-                mean,
-                std,
-                &mut self.aug_rng,
-                &mut xs,
-            );
-        }
-        Tensor::from_data(TensorData::new(xs, [idx.len(), PIXELS]), self.device)
+        augmented(self.cfg, self.train, idx, &mut self.aug_rng, self.device)
     }
 }
 
@@ -462,4 +449,29 @@ pub struct Trained<B: AutodiffBackend> {
     pub samples_seen: usize,
     /// Time spent in the epochs' steps, without validation.
     pub train_seconds: f64,
+}
+
+/// The training samples `idx` of `train`, augmented from the raw bytes with `rng` as `cfg`
+/// says, normalised, on `device`.
+pub(super) fn augmented<B: burn::tensor::backend::Backend>(
+    cfg: &TrialConfig,
+    train: &Part,
+    idx: &[usize],
+    rng: &mut ChaCha8Rng,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let norm = &cfg.data.normalize;
+    let (mean, std) = (norm.mean as f32, norm.std as f32);
+    let mut xs = Vec::with_capacity(idx.len() * PIXELS);
+    for &i in idx {
+        augment::augment_into(
+            &train.raw[i * PIXELS..(i + 1) * PIXELS],
+            &cfg.augment,
+            mean,
+            std,
+            rng,
+            &mut xs,
+        );
+    }
+    Tensor::from_data(TensorData::new(xs, [idx.len(), PIXELS]), device)
 }

@@ -6,6 +6,7 @@ pub mod burn_engine;
 pub mod early_stop;
 pub mod epochs;
 pub mod eval;
+pub mod fused;
 pub mod gpu_faults;
 pub mod kernels;
 pub mod loaded;
@@ -72,6 +73,17 @@ pub trait Engine: Send + Sync {
     /// `interrupted`) and returns what it measured; the scheduler stamps the trial's id, name
     /// and device. An `Err` is a failure of this trial only.
     fn run(&self, trial: &Trial, ctx: &mut TrialContext<'_>) -> Result<TrialResult>;
+
+    /// Runs a group of trials that may train together (`--fuse`), each with its own context,
+    /// and hands each member's result to `done` (with the member's position) as soon as that
+    /// member ends. By default the members run one after another; the burn engine trains them
+    /// as one fused model.
+    fn run_group(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: fused::Done<'_>) {
+        for (i, (trial, ctx)) in trials.iter().zip(ctxs.iter_mut()).enumerate() {
+            let result = self.run(trial, ctx);
+            done(i, result);
+        }
+    }
 }
 
 /// The built-in config of a trial, for engines that train built-in models.

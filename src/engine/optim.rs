@@ -97,6 +97,35 @@ impl Optim {
     }
 }
 
+/// RAdam's `t`-th step: once the variance estimate is trusted (ρ_t > 5), `m / (√v + eps)`
+/// times the factor; before, `m` alone times the factor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RadamStep {
+    /// lr / bias correction 1 × rectification × √(bias correction 2).
+    Rectified(f64),
+    /// lr / bias correction 1.
+    Plain(f64),
+}
+
+impl Optim {
+    /// RAdam's step at learning rate `lr`, update `t` (1-based).
+    pub fn radam_factors(&self, lr: f64, t: usize) -> RadamStep {
+        let (b1, b2) = (self.beta1, self.beta2);
+        let bc1 = 1.0 - b1.powi(t as i32);
+        let bc2 = 1.0 - b2.powi(t as i32);
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho_t = rho_inf - 2.0 * t as f64 * b2.powi(t as i32) / bc2;
+        if rho_t > 5.0 {
+            let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                .sqrt();
+            RadamStep::Rectified(lr / bc1 * rect * bc2.sqrt())
+        } else {
+            RadamStep::Plain(lr / bc1)
+        }
+    }
+}
+
 /// A parameter, its gradient and its two moments (absent before the first step).
 type AdamParts<B, const D: usize> = (
     Tensor<B, D>,
@@ -254,21 +283,12 @@ impl<B: FusedAdam> SimpleOptimizer<B> for Optim {
             OptimizerKind::Radam => {
                 let m = ema(m, g.clone(), b1);
                 let v = ema(v, g.square(), b2);
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2 = 1.0 - b2.powi(t as i32);
-                let rho_inf = 2.0 / (1.0 - b2) - 1.0;
-                let rho_t = rho_inf - 2.0 * t as f64 * b2.powi(t as i32) / bc2;
-                let p = if rho_t > 5.0 {
-                    let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                        / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-                        .sqrt();
-                    let denom = v.clone().sqrt().add_scalar(self.eps);
-                    p - m
-                        .clone()
-                        .div(denom)
-                        .mul_scalar(lr / bc1 * rect * bc2.sqrt())
-                } else {
-                    p - m.clone().mul_scalar(lr / bc1)
+                let p = match self.radam_factors(lr, t) {
+                    RadamStep::Rectified(f) => {
+                        let denom = v.clone().sqrt().add_scalar(self.eps);
+                        p - m.clone().div(denom).mul_scalar(f)
+                    }
+                    RadamStep::Plain(f) => p - m.clone().mul_scalar(f),
                 };
                 (p, Some(m), Some(v))
             }

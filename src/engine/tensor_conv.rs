@@ -69,18 +69,30 @@ fn gathered<B: Backend>(
     let [n, c, h, w] = x.dims();
     let [o, _, k, _] = weight.dims();
     let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-    // Each image plane as a row, with one zero after it for the windows' padded positions.
-    let zero = Tensor::zeros([n * c, 1], &x.device());
-    let planes = Tensor::cat(vec![x.reshape([n * c, h * w]), zero], 1);
-    // [n, c·k·k, ho·wo]: row (channel, window offset), column (output position).
-    let columns = planes.select(1, index).reshape([n, c * k * k, ho * wo]);
+    let columns = windows(x, index, k, pad);
     let y = weight.reshape([1, o, c * k * k]).matmul(columns);
     (y + bias.reshape([1, o, 1])).reshape([n, o, ho, wo])
 }
 
+/// The windows of `x` `[n, c, h, w]` a `k × k` kernel with `pad` reads, as `[n, c·k·k, ho·wo]`:
+/// row (channel, window offset), column (output position); `index` from [`window_index`].
+pub fn windows<B: Backend>(
+    x: Tensor<B, 4>,
+    index: Tensor<B, 1, Int>,
+    k: usize,
+    pad: usize,
+) -> Tensor<B, 3> {
+    let [n, c, h, w] = x.dims();
+    let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+    // Each image plane as a row, with one zero after it for the windows' padded positions.
+    let zero = Tensor::zeros([n * c, 1], &x.device());
+    let planes = Tensor::cat(vec![x.reshape([n * c, h * w]), zero], 1);
+    planes.select(1, index).reshape([n, c * k * k, ho * wo])
+}
+
 /// For each window offset `(i, j)` and output position `(y, x)`, in that order, the position
 /// in an `h × w` plane the window reads, or `h·w` (the zero after the plane) in the padding.
-fn window_index(h: usize, w: usize, k: usize, pad: usize) -> Vec<i64> {
+pub fn window_index(h: usize, w: usize, k: usize, pad: usize) -> Vec<i64> {
     let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
     let mut index = Vec::with_capacity(k * k * ho * wo);
     for i in 0..k {

@@ -1,6 +1,7 @@
 //! `Spec` → `Plan`: the expansion order (named trials × grid × zip × seeds), overrides, trial
 //! ids and names. Pure: no I/O, no device.
 
+pub mod fusion;
 mod resolve;
 
 pub use resolve::valid_keys;

@@ -169,6 +169,8 @@ pub struct Spec {
     pub search: Search,
     /// Which trials stop before their last epoch; none unless `early_terminate` is given.
     pub early_terminate: Option<EarlyTerminate>,
+    /// How many trials may train as one model (`fuse: K` or `auto`); `--fuse` overrides it.
+    pub fuse: Option<crate::plan::fusion::Fuse>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -187,6 +189,7 @@ const TOP_KEYS: &[&str] = &[
     "search_seed",
     "space",
     "early_terminate",
+    "fuse",
 ];
 
 impl Spec {
@@ -254,6 +257,7 @@ impl Spec {
             program: None,
             search: Search::default(),
             early_terminate: None,
+            fuse: None,
         };
         let mut seen_fixed = false;
         let mut seeds_pos = Pos::default();
@@ -362,6 +366,7 @@ impl Spec {
             "early_terminate" => {
                 self.early_terminate = Some(search::early_terminate(file, node)?);
             }
+            "fuse" => self.fuse = Some(sections::fuse(file, node)?),
             other => return Err(unknown_top_key(file, other, kpos)),
         }
         Ok(())

@@ -377,3 +377,20 @@ pub(super) fn deserialize_section<T: serde::de::DeserializeOwned>(
         SpecError::at(file, node.pos, key, inner)
     })
 }
+
+/// `fuse:` — a number of trials (1 or more) or `auto`.
+pub(super) fn fuse(file: &str, node: &Node) -> Result<crate::plan::fusion::Fuse, SpecError> {
+    let text = match &node.kind {
+        NodeKind::Scalar(Value::String(s)) => s.clone(),
+        NodeKind::Scalar(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    text.parse().map_err(|_| {
+        SpecError::at(
+            file,
+            node.pos,
+            "fuse",
+            "expected a number of trials (1 or more) or `auto`",
+        )
+    })
+}

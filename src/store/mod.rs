@@ -53,6 +53,9 @@ pub struct SweepInfo {
     /// The rule that stops weak trials early, when the sweep has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_terminate: Option<EarlyTerminate>,
+    /// The sweep file's `fuse:`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuse: Option<crate::plan::fusion::Fuse>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -78,6 +81,7 @@ impl SweepInfo {
             count: spec.search.count.map(|c| c.0),
             search_seed: spec.search.seed(),
             early_terminate: spec.early_terminate.clone(),
+            fuse: spec.fuse,
         }
     }
 }

@@ -89,6 +89,7 @@ impl Sweep {
                     devices: "cpu:2".into(),
                     per_device: 1,
                     threads: Some(1),
+                    fuse: None,
                 },
                 rerun_failed: false,
                 quiet: true,

@@ -152,7 +152,7 @@ fn schedule(
     .unwrap();
     let plan = hypersweep::plan::expand(&sweep).unwrap();
     let slots = devices::parse(spec, per_device, None, plan.trials.len(), &|| Ok(2)).unwrap();
-    let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
+    let trials = plan.trials.iter().map(|t| (vec![t.clone()], 1.0)).collect();
     let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
     let cancel = Arc::new(scheduler::Cancel::default());
     let dyn_engine: Arc<dyn hypersweep::engine::Engine> = engine.clone();

@@ -178,7 +178,7 @@ fn on_one_cpu_slot(
         threads: 1,
         share: None,
     };
-    let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
+    let trials = plan.trials.iter().map(|t| (vec![t.clone()], 1.0)).collect();
     let engine: Arc<dyn hypersweep::engine::Engine> = scripted(10);
     let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
     let results = scheduler::run(trials, &engine, &[slot], cancel, &always, on_event);
@@ -332,7 +332,7 @@ fn threads_follow_the_work_when_a_sweep_tail_leaves_cores_free() {
             threads: 1,
             share,
         };
-        let trials = plan.trials.iter().map(|t| (t.clone(), 1.0)).collect();
+        let trials = plan.trials.iter().map(|t| (vec![t.clone()], 1.0)).collect();
         let engine: Arc<dyn hypersweep::engine::Engine> = scripted(100);
         let always = scheduler::Hooks::claim(Arc::new(|_, _| true));
         let cancel = Arc::new(scheduler::Cancel::default());

@@ -1,0 +1,265 @@
+//! The optimizers of a fused group: the update rules of [`Optim`] (PyTorch's) on parameters with
+//! a leading member axis, each member's hyperparameters as a `[K, 1, 1]` column, so that one
+//! update serves K trials with different learning rates, momenta, betas or weight decays.
+
+use crate::config::OptimizerKind;
+use crate::engine::optim::{Optim, RadamStep};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+/// One parameter's moment buffers (absent before the first step, or when unused).
+#[derive(Clone)]
+struct Moments<B: Backend> {
+    m: Option<Tensor<B, 3>>,
+    v: Option<Tensor<B, 3>>,
+}
+
+/// The optimizer of K members that share one update rule (`kind`, Nesterov or not).
+pub struct FusedOptim<B: Backend> {
+    /// Each member's settings, in member order.
+    members: Vec<Optim>,
+    /// Updates applied so far; the same for every member (they step together).
+    step: usize,
+    state: Vec<Moments<B>>,
+}
+
+/// A `[K, 1, 1]` column of one value per member.
+fn column<B: Backend>(values: Vec<f64>, device: &B::Device) -> Tensor<B, 3> {
+    let k = values.len();
+    let v: Vec<f32> = values.into_iter().map(|x| x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [k, 1, 1]), device)
+}
+
+/// `old · beta + new · (1 − beta)` (just `new · (1 − beta)` at first), as `Optim` computes it.
+fn ema<B: Backend>(
+    old: Option<Tensor<B, 3>>,
+    new: Tensor<B, 3>,
+    beta: &Tensor<B, 3>,
+    one_minus: &Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    match old {
+        Some(o) => o * beta.clone() + new * one_minus.clone(),
+        None => new * one_minus.clone(),
+    }
+}
+
+impl<B: Backend> FusedOptim<B> {
+    /// The optimizer of members with these settings, for `params` parameters.
+    pub fn new(members: Vec<Optim>, params: usize) -> Self {
+        FusedOptim {
+            members,
+            step: 0,
+            state: vec![Moments { m: None, v: None }; params],
+        }
+    }
+
+    /// Keeps the members at `keep` (positions, in order), as the group shrinks.
+    pub fn keep(&mut self, keep: &[usize], device: &B::Device) {
+        let ids: Vec<i64> = keep.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [keep.len()]), device);
+        self.members = keep.iter().map(|&i| self.members[i].clone()).collect();
+        for s in &mut self.state {
+            s.m = s.m.take().map(|t| t.select(0, ids.clone()));
+            s.v = s.v.take().map(|t| t.select(0, ids.clone()));
+        }
+    }
+
+    /// A column of `f` of each member's settings.
+    fn col(&self, device: &B::Device, f: impl Fn(&Optim) -> f64) -> Tensor<B, 3> {
+        column(self.members.iter().map(f).collect(), device)
+    }
+
+    fn any(&self, f: impl Fn(&Optim) -> bool) -> bool {
+        self.members.iter().any(f)
+    }
+
+    /// One update of every parameter, each member at its own learning rate `lrs[k]`.
+    pub fn step(
+        &mut self,
+        lrs: &[f64],
+        params: Vec<Tensor<B, 3>>,
+        grads: Vec<Tensor<B, 3>>,
+    ) -> Vec<Tensor<B, 3>> {
+        self.step += 1;
+        let Some(first) = params.first() else {
+            return params;
+        };
+        let device = first.device();
+        let rule = Rule::new(self, lrs, &device);
+        let mut state = std::mem::take(&mut self.state);
+        let out = params
+            .into_iter()
+            .zip(grads)
+            .zip(&mut state)
+            .map(|((p, g), s)| rule.apply(p, g, s))
+            .collect();
+        self.state = state;
+        out
+    }
+}
+
+/// The columns of one step's update, computed once for all parameters.
+struct Rule<B: Backend> {
+    kind: OptimizerKind,
+    nesterov: bool,
+    lr: Tensor<B, 3>,
+    /// Weight decay added to the gradient (sgd, adam, rmsprop), when any member has one.
+    coupled: Option<Tensor<B, 3>>,
+    /// Factor of the weights before the update (adamw, radam), when any member decays.
+    decoupled: Option<Tensor<B, 3>>,
+    /// sgd and rmsprop momentum, when any member has one.
+    momentum: Option<Tensor<B, 3>>,
+    /// The moments' decay rates and their complements (Adam family; rmsprop's alpha as b2).
+    b1: Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+    b2: Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+    eps: Tensor<B, 3>,
+    /// Adam: lr / bias correction 1 and bias correction 2.
+    adam: Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+    /// RAdam: the rectified step's factor and the unrectified one (zero where the other
+    /// applies), each `None` when no member takes that branch.
+    radam: (Option<Tensor<B, 3>>, Option<Tensor<B, 3>>),
+}
+
+impl<B: Backend> Rule<B> {
+    fn new(o: &FusedOptim<B>, lrs: &[f64], device: &B::Device) -> Self {
+        let kind = o.members[0].kind;
+        let t = o.step;
+        let coupled_kind = matches!(
+            kind,
+            OptimizerKind::Sgd | OptimizerKind::Adam | OptimizerKind::Rmsprop
+        );
+        let decays = o.any(|m| m.weight_decay > 0.0);
+        let with_lr = |f: &dyn Fn(&Optim, f64) -> f64| {
+            column::<B>(
+                o.members.iter().zip(lrs).map(|(m, &lr)| f(m, lr)).collect(),
+                device,
+            )
+        };
+        let pair = |f: fn(&Optim) -> f64| (o.col(device, f), o.col(device, move |m| 1.0 - f(m)));
+        let adam_like = matches!(kind, OptimizerKind::Adam | OptimizerKind::Adamw);
+        let radam = if kind == OptimizerKind::Radam {
+            let rect = |m: &Optim, lr: f64| match m.radam_factors(lr, t) {
+                RadamStep::Rectified(f) => (f, 0.0),
+                RadamStep::Plain(f) => (0.0, f),
+            };
+            let rect_on = o
+                .members
+                .iter()
+                .zip(lrs)
+                .any(|(m, &lr)| rect(m, lr).0 != 0.0);
+            let plain_on = o
+                .members
+                .iter()
+                .zip(lrs)
+                .any(|(m, &lr)| rect(m, lr).1 != 0.0);
+            (
+                rect_on.then(|| with_lr(&|m, lr| rect(m, lr).0)),
+                plain_on.then(|| with_lr(&|m, lr| rect(m, lr).1)),
+            )
+        } else {
+            (None, None)
+        };
+        Rule {
+            kind,
+            nesterov: o.members[0].nesterov,
+            lr: column(lrs.to_vec(), device),
+            coupled: (coupled_kind && decays).then(|| o.col(device, |m| m.weight_decay)),
+            decoupled: (!coupled_kind && decays)
+                .then(|| with_lr(&|m, lr| 1.0 - lr * m.weight_decay)),
+            momentum: o
+                .any(|m| m.momentum > 0.0)
+                .then(|| o.col(device, |m| m.momentum)),
+            b1: matches!(
+                kind,
+                OptimizerKind::Adam | OptimizerKind::Adamw | OptimizerKind::Radam
+            )
+            .then(|| pair(|m| m.beta1)),
+            b2: match kind {
+                OptimizerKind::Sgd => None,
+                OptimizerKind::Rmsprop => Some(pair(|m| m.alpha)),
+                _ => Some(pair(|m| m.beta2)),
+            },
+            eps: o.col(device, |m| m.eps),
+            adam: adam_like.then(|| {
+                (
+                    with_lr(&|m, lr| f64::from(m.adam_constants(lr, t).lr_over_bc1)),
+                    o.col(device, |m| f64::from(m.adam_constants(0.0, t).bc2)),
+                )
+            }),
+            radam,
+        }
+    }
+
+    /// The update of one parameter `p` with gradient `g` and moments `s`.
+    fn apply(&self, p: Tensor<B, 3>, g: Tensor<B, 3>, s: &mut Moments<B>) -> Tensor<B, 3> {
+        let g = match &self.coupled {
+            Some(wd) => g + p.clone() * wd.clone(),
+            None => g,
+        };
+        let p = match &self.decoupled {
+            Some(f) => p * f.clone(),
+            None => p,
+        };
+        let second = |s: &mut Moments<B>, g: &Tensor<B, 3>| {
+            let (b2, c2) = self.b2.as_ref().expect("a second moment");
+            let v = ema(s.v.take(), g.clone().square(), b2, c2);
+            s.v = Some(v.clone());
+            v
+        };
+        match self.kind {
+            OptimizerKind::Sgd => {
+                let Some(mom) = &self.momentum else {
+                    return p - g * self.lr.clone();
+                };
+                let buf = match s.m.take() {
+                    Some(b) => b * mom.clone() + g.clone(),
+                    None => g.clone(),
+                };
+                s.m = Some(buf.clone());
+                let d = if self.nesterov {
+                    g + buf * mom.clone()
+                } else {
+                    buf
+                };
+                p - d * self.lr.clone()
+            }
+            OptimizerKind::Adam | OptimizerKind::Adamw => {
+                let (b1, c1) = self.b1.as_ref().expect("adam's betas");
+                let (lr_over_bc1, bc2) = self.adam.as_ref().expect("adam's constants");
+                let m = ema(s.m.take(), g.clone(), b1, c1);
+                s.m = Some(m.clone());
+                let v = second(s, &g);
+                let denom = (v / bc2.clone()).sqrt() + self.eps.clone();
+                p - m.div(denom) * lr_over_bc1.clone()
+            }
+            OptimizerKind::Radam => {
+                let (b1, c1) = self.b1.as_ref().expect("radam's betas");
+                let m = ema(s.m.take(), g.clone(), b1, c1);
+                s.m = Some(m.clone());
+                let v = second(s, &g);
+                let mut p = p;
+                if let Some(rect) = &self.radam.0 {
+                    let denom = v.sqrt() + self.eps.clone();
+                    p = p - m.clone().div(denom) * rect.clone();
+                }
+                if let Some(plain) = &self.radam.1 {
+                    p = p - m * plain.clone();
+                }
+                p
+            }
+            OptimizerKind::Rmsprop => {
+                let v = second(s, &g);
+                let step = g.div(v.sqrt() + self.eps.clone());
+                let Some(mom) = &self.momentum else {
+                    return p - step * self.lr.clone();
+                };
+                let buf = match s.m.take() {
+                    Some(b) => b * mom.clone() + step,
+                    None => step,
+                };
+                s.m = Some(buf.clone());
+                p - buf * self.lr.clone()
+            }
+        }
+    }
+}
