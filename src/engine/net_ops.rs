@@ -56,6 +56,25 @@ pub trait NetOps: Backend {
     fn cnn_max_pool(x: Tensor<Self, 4>, k: usize, relu: bool) -> Tensor<Self, 4> {
         burn_pool(x, k, relu)
     }
+
+    /// Each of K members' fully connected layer: `x [K, B, i] · w [K, i, o] + b [K, 1, o]`,
+    /// one batched matrix product (on Flex, each member through the linear kernels).
+    fn fused_linear(x: Tensor<Self, 3>, w: Tensor<Self, 3>, b: Tensor<Self, 3>) -> Tensor<Self, 3> {
+        x.matmul(w) + b
+    }
+
+    /// Each of K members' stride-1 convolution of its images (`x` `[K·B, c, h, w]`, member
+    /// after member) by its weight `w` `[K, o, c·k·k]` plus bias `b` `[K, o, 1]`, with `pad`
+    /// zeros on each side: by default one gather of the windows and one batched product.
+    fn fused_conv2d(
+        x: Tensor<Self, 4>,
+        w: Tensor<Self, 3>,
+        b: Tensor<Self, 3>,
+        kernel: usize,
+        pad: usize,
+    ) -> Tensor<Self, 4> {
+        super::tensor_conv::fused_conv2d(x, w, b, kernel, pad)
+    }
 }
 
 /// The rows `idx` of `data`.
@@ -97,18 +116,18 @@ impl NetOps for burn::backend::Wgpu {}
 impl NetOps for burn::backend::Autodiff<burn::backend::Wgpu> {}
 
 /// The `f32` values of a tensor in row-major order (copied only when strided).
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(super) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => s.into(),
         None => t.to_contiguous().as_slice::<f32>().unwrap().to_vec().into(),
     }
 }
 
-fn flex(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
+pub(super) fn flex(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(v, shape.into()))
 }
 
-fn dims(t: &FlexTensor) -> Vec<usize> {
+pub(super) fn dims(t: &FlexTensor) -> Vec<usize> {
     use burn::tensor::TensorMetadata;
     t.shape().to_vec()
 }
@@ -167,11 +186,11 @@ fn pool_supported(x: &FlexTensor, k: usize) -> bool {
         && d[3] >= k
 }
 
-fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
+pub(super) fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
     t.into_primitive().tensor()
 }
 
-fn wrap<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
+pub(super) fn wrap<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
@@ -268,7 +287,7 @@ impl NetOps for Flex {
 }
 
 /// Registers a parent's gradient (values in row-major order), when the parent wants one.
-fn register<const D: usize>(
+pub(super) fn register<const D: usize>(
     grads: &mut Gradients,
     parent: Option<(NodeId, Vec<f32>)>,
     shape: [usize; D],
@@ -361,6 +380,20 @@ impl Backward<Flex, 1> for PoolBackward {
 }
 
 impl NetOps for AdFlex {
+    fn fused_linear(x: Tensor<Self, 3>, w: Tensor<Self, 3>, b: Tensor<Self, 3>) -> Tensor<Self, 3> {
+        super::fused::flex::linear(x, w, b)
+    }
+
+    fn fused_conv2d(
+        x: Tensor<Self, 4>,
+        w: Tensor<Self, 3>,
+        b: Tensor<Self, 3>,
+        kernel: usize,
+        pad: usize,
+    ) -> Tensor<Self, 4> {
+        super::fused::flex::conv2d(x, w, b, kernel, pad)
+    }
+
     fn net_linear_rows(
         data: Tensor<Self, 2>,
         idx: &[usize],

@@ -90,6 +90,45 @@ pub fn windows<B: Backend>(
     planes.select(1, index).reshape([n, c * k * k, ho * wo])
 }
 
+/// Each of K members' convolution of its images (`x` `[K·B, c, h, w]`, member after member)
+/// by its weight `w` `[K, o, c·k·k]` plus bias `b` `[K, o, 1]`: the windows gathered once and
+/// one batched product per part of the batch, in parts whose windows hold at most
+/// [`BLOCK_VALUES`] values.
+pub fn fused_conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    w: Tensor<B, 3>,
+    b: Tensor<B, 3>,
+    kernel: usize,
+    pad: usize,
+) -> Tensor<B, 4> {
+    let [kb, c, h, wd] = x.dims();
+    let [k, o, ckk] = w.dims();
+    let n = kb / k;
+    let (ho, wo) = (h + 2 * pad + 1 - kernel, wd + 2 * pad + 1 - kernel);
+    let per_sample = k * ckk * (ho * wo).max(o);
+    let part = (BLOCK_VALUES / per_sample.max(1)).max(1);
+    let index = window_index(h, wd, kernel, pad);
+    let len = index.len();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [len]), &x.device());
+    let x: Tensor<B, 5> = x.reshape([k, n, c, h, wd]);
+    let weight = w.reshape([k, 1, o, ckk]);
+    let bias = b.reshape([k, 1, o, 1]);
+    let one = |x: Tensor<B, 5>| {
+        let np = x.dims()[1];
+        let cols = windows(x.reshape([k * np, c, h, wd]), index.clone(), kernel, pad);
+        let cols: Tensor<B, 4> = cols.reshape([k, np, ckk, ho * wo]);
+        (weight.clone().matmul(cols) + bias.clone()).reshape([k, np, o * ho * wo])
+    };
+    let y = if n <= part {
+        one(x)
+    } else {
+        let parts = (0..n).step_by(part);
+        let ys = parts.map(|s| one(x.clone().narrow(1, s, part.min(n - s))));
+        Tensor::cat(ys.collect(), 1)
+    };
+    y.reshape([k * n, o, ho, wo])
+}
+
 /// For each window offset `(i, j)` and output position `(y, x)`, in that order, the position
 /// in an `h × w` plane the window reads, or `h·w` (the zero after the plane) in the padding.
 pub fn window_index(h: usize, w: usize, k: usize, pad: usize) -> Vec<i64> {

@@ -5,6 +5,7 @@
 //! diverged, early-stopped, pruned or interrupted member leaves the group, which goes on
 //! without it.
 
+pub mod flex;
 pub mod net;
 pub mod optim;
 mod sums;
@@ -58,7 +59,7 @@ struct Member<'a, B: AutodiffBackend> {
 
 impl<'a, B: AutodiffBackend> Member<'a, B>
 where
-    B::InnerBackend: NetOps,
+    B::InnerBackend: NetOps + optim::MemberSteps,
 {
     fn new(pos: usize, cfg: &'a TrialConfig, device: &B::Device) -> Result<(Self, usize)> {
         let loaded = load::<B::InnerBackend>(&cfg.data, cfg.seed, device)?;
@@ -122,7 +123,7 @@ pub fn train_group<B>(
     done: Done<'_>,
 ) where
     B: AutodiffBackend + NetOps,
-    B::InnerBackend: NetOps,
+    B::InnerBackend: NetOps + optim::MemberSteps,
 {
     let started = Instant::now();
     let mut members = vec![];
@@ -178,7 +179,7 @@ pub fn train_group<B>(
 impl<'a, B> Group<'a, B>
 where
     B: AutodiffBackend + NetOps,
-    B::InnerBackend: NetOps,
+    B::InnerBackend: NetOps + optim::MemberSteps,
 {
     /// One epoch: its steps, then each member's row, and the members it ends. False when no
     /// member is left.

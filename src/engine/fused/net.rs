@@ -129,10 +129,6 @@ pub struct Layout {
     shape: Shape,
 }
 
-/// The most values one gathered block of windows holds, as in `tensor_conv` (wgpu refuses
-/// storage buffers over 128 MiB).
-const BLOCK_VALUES: usize = 1 << 24;
-
 impl Layout {
     /// Logits `[K, B, 10]` of the members' batches `x` `[K, B, 784]`, with each member's own
     /// dropout when training (`drop` is `None` in evaluation). Dropout masks are drawn from
@@ -149,12 +145,8 @@ impl Layout {
         if self.shape.cnn {
             let mut img: Tensor<A, 4> = x.reshape([k * b, 1, 28, 28]);
             for l in 0..convs {
-                img = self.conv(
-                    img,
-                    &params[2 * l],
-                    &params[2 * l + 1],
-                    (k, self.kernels[l]),
-                );
+                let (w, bias) = (params[2 * l].clone(), params[2 * l + 1].clone());
+                img = A::fused_conv2d(img, w, bias, self.kernels[l], self.shape.padding);
                 img = if self.shape.activation == Activation::Relu {
                     A::cnn_max_pool(img, self.shape.pool, true)
                 } else {
@@ -173,7 +165,7 @@ impl Layout {
         let layers = (params.len() - 2 * convs) / 2;
         for l in 0..layers {
             let (w, bias) = (&params[2 * (convs + l)], &params[2 * (convs + l) + 1]);
-            x = x.matmul(w.clone()) + bias.clone();
+            x = A::fused_linear(x, w.clone(), bias.clone());
             if l + 1 < layers {
                 x = act(self.shape.activation, x);
                 if let Some(d) = drop.as_deref_mut() {
@@ -182,50 +174,6 @@ impl Layout {
             }
         }
         x
-    }
-
-    /// One convolution of the members' images `[K·B, c, h, w]` by their weights, in parts of
-    /// the batch whose gathered windows hold at most [`BLOCK_VALUES`] values.
-    fn conv<A: Backend>(
-        &self,
-        img: Tensor<A, 4>,
-        w: &Tensor<A, 3>,
-        bias: &Tensor<A, 3>,
-        (k, kernel): (usize, usize),
-    ) -> Tensor<A, 4> {
-        let [kb, c, h, wd] = img.dims();
-        let b = kb / k;
-        let pad = self.shape.padding;
-        let (ho, wo) = (h + 2 * pad + 1 - kernel, wd + 2 * pad + 1 - kernel);
-        let per_sample = k * c * kernel * kernel * (ho * wo);
-        let part = (BLOCK_VALUES / per_sample.max(1)).max(1);
-        let index = crate::engine::tensor_conv::window_index(h, wd, kernel, pad);
-        let len = index.len();
-        let index = Tensor::<A, 1, Int>::from_data(TensorData::new(index, [len]), &img.device());
-        let img = img.reshape([k, b, c, h, wd]);
-        let one = |x: Tensor<A, 5>| {
-            let bp = x.dims()[1];
-            let x: Tensor<A, 4> = x.reshape([k * bp, c, h, wd]);
-            let cols = crate::engine::tensor_conv::windows(x, index.clone(), kernel, pad);
-            let [_, ckk, positions] = cols.dims();
-            let cols: Tensor<A, 4> = cols.reshape([k, bp, ckk, positions]);
-            let o = w.dims()[1];
-            let y = w.clone().reshape([k, 1, o, ckk]).matmul(cols);
-            (y + bias.clone().reshape([k, 1, o, 1])).reshape([k, bp, o * ho * wo])
-        };
-        let y = if b <= part {
-            one(img)
-        } else {
-            let parts = (0..b).step_by(part);
-            Tensor::cat(
-                parts
-                    .map(|s| one(img.clone().narrow(1, s, part.min(b - s))))
-                    .collect(),
-                1,
-            )
-        };
-        let o = w.dims()[1];
-        y.reshape([k * b, o, ho, wo])
     }
 }
 

@@ -3,6 +3,7 @@
 //! update serves K trials with different learning rates, momenta, betas or weight decays.
 
 use crate::config::OptimizerKind;
+use crate::engine::kernels::{self, Step};
 use crate::engine::optim::{Optim, RadamStep};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -43,7 +44,7 @@ fn ema<B: Backend>(
     }
 }
 
-impl<B: Backend> FusedOptim<B> {
+impl<B: MemberSteps> FusedOptim<B> {
     /// The optimizer of members with these settings, for `params` parameters.
     pub fn new(members: Vec<Optim>, params: usize) -> Self {
         FusedOptim {
@@ -85,16 +86,138 @@ impl<B: Backend> FusedOptim<B> {
             return params;
         };
         let device = first.device();
-        let rule = Rule::new(self, lrs, &device);
+        let steps = self.member_steps(lrs);
+        let mut rule = None;
         let mut state = std::mem::take(&mut self.state);
         let out = params
             .into_iter()
             .zip(grads)
             .zip(&mut state)
-            .map(|((p, g), s)| rule.apply(p, g, s))
+            .map(
+                |((p, g), s)| match B::member_steps(p, g, (s.m.take(), s.v.take()), &steps) {
+                    Ok((p, m, v)) => {
+                        (s.m, s.v) = (Some(m), Some(v));
+                        p
+                    }
+                    Err((p, g, m, v)) => {
+                        (s.m, s.v) = (m, v);
+                        let rule = rule.get_or_insert_with(|| Rule::new(self, lrs, &device));
+                        rule.apply(p, g, s)
+                    }
+                },
+            )
             .collect();
         self.state = state;
         out
+    }
+
+    /// Each member's constants for this step, for backends that update member by member.
+    fn member_steps(&self, lrs: &[f64]) -> Vec<Step> {
+        let t = self.step;
+        let f = |x: f64| x as f32;
+        self.members
+            .iter()
+            .zip(lrs)
+            .map(|(m, &lr)| match m.kind {
+                OptimizerKind::Sgd => Step::Sgd {
+                    lr: f(lr),
+                    wd: f(m.weight_decay),
+                    momentum: f(m.momentum),
+                    nesterov: m.nesterov,
+                },
+                OptimizerKind::Adam | OptimizerKind::Adamw => Step::Adam(m.adam_constants(lr, t)),
+                OptimizerKind::Radam => {
+                    let (rectified, plain) = match m.radam_factors(lr, t) {
+                        RadamStep::Rectified(x) => (Some(f(x)), None),
+                        RadamStep::Plain(x) => (None, Some(f(x))),
+                    };
+                    Step::Radam {
+                        scale: if m.weight_decay > 0.0 {
+                            f(1.0 - lr * m.weight_decay)
+                        } else {
+                            1.0
+                        },
+                        b1: (f(m.beta1), f(1.0 - m.beta1)),
+                        b2: (f(m.beta2), f(1.0 - m.beta2)),
+                        eps: f(m.eps),
+                        rectified,
+                        plain,
+                    }
+                }
+                OptimizerKind::Rmsprop => Step::Rmsprop {
+                    lr: f(lr),
+                    wd: f(m.weight_decay),
+                    alpha: (f(m.alpha), f(1.0 - m.alpha)),
+                    eps: f(m.eps),
+                    momentum: f(m.momentum),
+                },
+            })
+            .collect()
+    }
+}
+
+/// A parameter, its gradient and its two moments, handed back when a backend has no
+/// member-by-member update.
+type Parts<B> = (
+    Tensor<B, 3>,
+    Tensor<B, 3>,
+    Option<Tensor<B, 3>>,
+    Option<Tensor<B, 3>>,
+);
+
+/// The update of each member's slice of a stacked parameter in one pass, where the backend can
+/// (Flex, through [`kernels::step`]); elsewhere [`Rule`]'s column arithmetic does it.
+pub trait MemberSteps: Backend {
+    /// The updated parameter and both moments (zero where unused), or the inputs back.
+    #[allow(clippy::type_complexity)]
+    fn member_steps(
+        p: Tensor<Self, 3>,
+        g: Tensor<Self, 3>,
+        (m, v): (Option<Tensor<Self, 3>>, Option<Tensor<Self, 3>>),
+        _steps: &[Step],
+    ) -> Result<(Tensor<Self, 3>, Tensor<Self, 3>, Tensor<Self, 3>), Parts<Self>> {
+        Err((p, g, m, v))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl MemberSteps for burn::backend::Cuda {}
+#[cfg(feature = "wgpu")]
+impl MemberSteps for burn::backend::Wgpu {}
+
+impl MemberSteps for burn::backend::Flex {
+    fn member_steps(
+        p: Tensor<Self, 3>,
+        g: Tensor<Self, 3>,
+        (m, v): (Option<Tensor<Self, 3>>, Option<Tensor<Self, 3>>),
+        steps: &[Step],
+    ) -> Result<(Tensor<Self, 3>, Tensor<Self, 3>, Tensor<Self, 3>), Parts<Self>> {
+        use burn::backend::flex::FlexTensor;
+        use burn::tensor::{DType, TensorPrimitive};
+        let zeros = || Tensor::<Self, 3>::zeros(p.shape(), &p.device());
+        let (m, v) = (m.unwrap_or_else(zeros), v.unwrap_or_else(zeros));
+        let prim = |t: Tensor<Self, 3>| t.into_primitive().tensor();
+        let (mut pp, gp, mut mp, mut vp) = (prim(p), prim(g), prim(m), prim(v));
+        // f32 values filling their whole storage in order (a parameter and its gradient do).
+        let whole = |t: &FlexTensor| {
+            t.dtype() == DType::F32
+                && t.as_slice::<f32>().map(<[f32]>::len) == Some(t.storage::<f32>().len())
+        };
+        let wrap = |t| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(t));
+        let k = steps.len();
+        if ![&pp, &gp, &mp, &vp].into_iter().all(whole) || k == 0 {
+            return Err((wrap(pp), wrap(gp), Some(wrap(mp)), Some(wrap(vp))));
+        }
+        use rayon::prelude::*;
+        let len = gp.storage::<f32>().len() / k;
+        let (ps, gs) = (pp.storage_mut::<f32>(), gp.storage::<f32>());
+        let (ms, vs) = (mp.storage_mut::<f32>(), vp.storage_mut::<f32>());
+        ps.par_chunks_mut(len)
+            .zip(gs.par_chunks(len))
+            .zip(ms.par_chunks_mut(len).zip(vs.par_chunks_mut(len)))
+            .zip(steps)
+            .for_each(|(((p, g), (m, v)), s)| kernels::step(p, g, m, v, s));
+        Ok((wrap(pp), wrap(mp), wrap(vp)))
     }
 }
 
@@ -120,7 +243,7 @@ struct Rule<B: Backend> {
     radam: (Option<Tensor<B, 3>>, Option<Tensor<B, 3>>),
 }
 
-impl<B: Backend> Rule<B> {
+impl<B: MemberSteps> Rule<B> {
     fn new(o: &FusedOptim<B>, lrs: &[f64], device: &B::Device) -> Self {
         let kind = o.members[0].kind;
         let t = o.step;

@@ -15,11 +15,13 @@ mod conv;
 mod linear;
 mod matmul;
 mod pool;
+mod steps;
 
 pub use adam::{AdamStep, adam_step};
 pub use conv::{ConvDims, conv2d_backward, conv2d_forward};
 pub use linear::{linear_backward, linear_forward, linear_rows_backward, linear_rows_forward};
 pub use pool::{max_pool_backward, max_pool_forward};
+pub use steps::{Step, step};
 
 /// Deterministic test values in [-1, 1) from a seed (xorshift), shared by the kernels' tests.
 #[cfg(test)]
