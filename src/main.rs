@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 out: &run.out,
             };
             let estimate = (!*no_estimate).then_some(&opts);
-            app::plan_text(file, *json, data_dir.as_deref(), estimate).map(|s| hypersweep::output::out(&s))
+            app::plan_text(file, *json, data_dir.as_deref(), (estimate, &run.slots)).map(|s| hypersweep::output::out(&s))
         }
         Command::Status { path, out } => app::status(path, out).map(|s| hypersweep::output::out(&s)),
         Command::Report { dirs, out } => {

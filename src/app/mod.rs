@@ -80,13 +80,14 @@ pub fn plan_text(
     file: &Path,
     json: bool,
     data_dir: Option<&Path>,
-    estimated: Option<&estimate::Options<'_>>,
+    (estimated, slots): (Option<&estimate::Options<'_>>, &crate::cli::SlotArgs),
 ) -> Result<String> {
     let (spec, plan) = load_plan(file, data_dir)?;
     let est = estimated
         .map(|opts| estimate::for_plan(&plan, opts))
         .transpose()?;
     let cell = |i: usize| est.as_ref().map(|e| &e.trials[i]);
+    let groups = fusion_groups(&plan, slots.fuse.or(spec.fuse), slots)?;
     if json {
         let arr: Vec<serde_json::Value> = plan
             .trials
@@ -104,6 +105,9 @@ pub fn plan_text(
                         "flop": e.flop, "seconds": e.seconds, "done": e.done,
                     });
                 }
+                if let Some(g) = &groups {
+                    v["group"] = serde_json::json!(g.of[i]);
+                }
                 v
             })
             .collect();
@@ -113,6 +117,9 @@ pub fn plan_text(
     headers.extend(plan.axes.iter().cloned());
     if est.is_some() {
         headers.push("estimate".into());
+    }
+    if groups.is_some() {
+        headers.push("group".into());
     }
     let rows: Vec<Vec<String>> = plan
         .trials
@@ -130,6 +137,9 @@ pub fn plan_text(
             if let Some(e) = cell(i) {
                 r.push(e.cell());
             }
+            if let Some(g) = &groups {
+                r.push(format!("g{}", g.of[i]));
+            }
             r
         })
         .collect();
@@ -140,8 +150,52 @@ pub fn plan_text(
         if n == 1 { "" } else { "s" },
         proposed_later(&spec, n)
     );
+    if let Some(g) = &groups {
+        out += &g.summary;
+    }
     if let Some(e) = &est {
         out += &e.summary;
     }
     Ok(out)
+}
+
+/// The fusion groups `run` would train: each trial's group number (from 1) and a line saying
+/// how many groups of which sizes. `None` without fusion.
+struct PlannedGroups {
+    of: Vec<usize>,
+    summary: String,
+}
+
+fn fusion_groups(
+    plan: &Plan,
+    fuse: Option<crate::plan::fusion::Fuse>,
+    slots: &crate::cli::SlotArgs,
+) -> Result<Option<PlannedGroups>> {
+    let Some(fuse) = fuse else { return Ok(None) };
+    let k = fuse.size(&slots.slots(plan.trials.len())?);
+    if k <= 1 {
+        return Ok(None);
+    }
+    let trials = plan.trials.iter().map(|t| (t.clone(), 0.0)).collect();
+    let groups = crate::plan::fusion::groups(trials, k);
+    let index: std::collections::HashMap<&crate::trial::TrialId, usize> = plan
+        .trials
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.id, i))
+        .collect();
+    let mut of = vec![0; plan.trials.len()];
+    for (g, (members, _)) in groups.iter().enumerate() {
+        for t in members {
+            of[index[&t.id]] = g + 1;
+        }
+    }
+    let fused = groups.iter().filter(|g| g.0.len() > 1).count();
+    let sizes: Vec<String> = groups.iter().map(|g| g.0.len().to_string()).collect();
+    let summary = format!(
+        "fused (--fuse {fuse}: at most {k} a group): {} groups, {fused} of them fused (sizes {})\n",
+        groups.len(),
+        sizes.join(", ")
+    );
+    Ok(Some(PlannedGroups { of, summary }))
 }

@@ -8,6 +8,7 @@
 mod common;
 mod estimate;
 mod faults;
+mod fusion;
 mod gpu;
 mod parsing;
 mod programs;
