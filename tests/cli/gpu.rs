@@ -27,10 +27,29 @@ fn train(s: &Sweep, devices: &str) -> Option<BTreeMap<String, Value>> {
     train_expecting(s, devices, 0)
 }
 
+/// [`train`] with `--fuse k`, into a results root of its own.
+fn train_fused(s: &Sweep, devices: &str, k: usize) -> Option<BTreeMap<String, Value>> {
+    let k = k.to_string();
+    train_with(s, devices, 0, &["--fuse", &k])
+}
+
 /// [`train`], the run ending with exit code `code`: each trial's result by name, with its
 /// first epoch's loss when it has one.
 fn train_expecting(s: &Sweep, devices: &str, code: i32) -> Option<BTreeMap<String, Value>> {
-    let out = s.tmp.path().join(devices.replace(':', "-"));
+    train_with(s, devices, code, &[])
+}
+
+/// [`train_expecting`] with more flags.
+fn train_with(
+    s: &Sweep,
+    devices: &str,
+    code: i32,
+    flags: &[&str],
+) -> Option<BTreeMap<String, Value>> {
+    let out = s
+        .tmp
+        .path()
+        .join(devices.replace(':', "-") + &flags.join("-"));
     let run = bin()
         .args([
             "run",
@@ -39,6 +58,7 @@ fn train_expecting(s: &Sweep, devices: &str, code: i32) -> Option<BTreeMap<Strin
             out.to_str().unwrap(),
         ])
         .args(["--devices", devices, "--quiet", "--no-report"])
+        .args(flags)
         .env("XDG_RUNTIME_DIR", s.tmp.path())
         .output()
         .unwrap();
@@ -107,6 +127,44 @@ fn the_wgpu_path_trains_the_mlp_and_the_cnn_like_the_cpu() {
         assert!(
             (ga - ca).abs() <= 0.02,
             "{name}: test accuracy {ga} on wgpu, {ca} on cpu"
+        );
+    }
+}
+
+/// Fused on wgpu (the GPU code path: batched products, the gathered convolution, the fused
+/// optimizer's column arithmetic): each member of a fused MLP and CNN group ends as the same
+/// trial unfused, within float noise.
+#[test]
+fn fused_mlp_and_cnn_members_on_wgpu_match_their_trials_unfused() {
+    // One epoch: lavapipe takes ~20 s for the sweep's four trials at two.
+    let small = SWEEP.replace("epochs: 2", "epochs: 1");
+    let s = Sweep::new(&format!("{small}seeds: [3, 4]\n"));
+    let Some(fused) = train_fused(&s, "wgpu", 2) else {
+        return;
+    };
+    let alone = train(&s, "wgpu").unwrap();
+    assert_eq!(fused.len(), 4);
+    for (name, f) in &fused {
+        let a = &alone[name];
+        assert_eq!(f["status"], "ok", "{name}: {f}");
+        assert_eq!(f["fused"]["size"], 2, "{name}");
+        assert!(a.get("fused").is_none(), "{name}");
+        let (fl, al) = (
+            f["first_epoch_loss"].as_f64().unwrap(),
+            a["first_epoch_loss"].as_f64().unwrap(),
+        );
+        assert!(
+            (fl - al).abs() <= 1e-3 * al,
+            "{name}: first-epoch loss fused {fl}, alone {al}"
+        );
+        let (fa, aa) = (
+            f["test_accuracy"].as_f64().unwrap(),
+            a["test_accuracy"].as_f64().unwrap(),
+        );
+        assert!(aa > 0.3, "{name}: learned nothing ({aa})");
+        assert!(
+            (fa - aa).abs() <= 0.005,
+            "{name}: test accuracy fused {fa}, alone {aa}"
         );
     }
 }
