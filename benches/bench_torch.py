@@ -126,6 +126,39 @@ def sweep(args):
                       "wall_seconds": time.perf_counter() - t0, "accuracies": out}))
 
 
+FUSE_SHAPES = {  # the S5 MLP and the S4 CNN: model, optimizer, batch, normalisation
+    "s5": (lambda: nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 250), nn.ReLU(),
+                                 nn.Linear(250, 100), nn.ReLU(), nn.Linear(100, 10)), "sgd", 64, (0.0, 1.0)),
+    "s4": (lambda: nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 16, 5, padding=2), nn.MaxPool2d(2),
+                                 nn.ReLU(), nn.Conv2d(16, 32, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(),
+                                 nn.Flatten(), nn.Linear(1568, 10)), "adam", 600, (0.1307, 0.3081)),
+}
+
+
+def fuse(args):
+    """scripts/bench-fuse.sh's baseline: the trials of one shape one after another (eager, one
+    model at a time), on the given device; their learning rates as the sweep's grid."""
+    torch.set_num_threads(args.threads)
+    make, opt_kind, batch, (mean, std) = FUSE_SHAPES[args.shape]
+    xtr, ytr, _, _ = load_bundled()
+    dev = torch.device(args.device)
+    x = torch.from_numpy((xtr[:args.train_size] - mean) / std).to(dev)
+    y = torch.from_numpy(ytr[:args.train_size]).to(dev)
+    t0 = time.perf_counter()
+    samples = 0
+    for i in range(args.trials):
+        torch.manual_seed(i)
+        model = make().to(dev)
+        lr = (0.05 if opt_kind == "sgd" else 1e-3) * (1 + i % 4)
+        s, _ = train(model, make_opt(opt_kind, model.parameters(), lr), x, y, batch, args.epochs, seed=i)
+        samples += s
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    print(json.dumps({"side": "pytorch", "shape": args.shape, "device": args.device, "trials": args.trials,
+                      "wall_seconds": wall, "samples_per_second_per_trial": samples / wall / args.trials}))
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -138,6 +171,13 @@ if __name__ == "__main__":
     s = sub.add_parser("sweep")
     s.add_argument("which", choices=["s3", "s2"])
     s.add_argument("--epochs", type=int, default=3)
+    f = sub.add_parser("fuse")
+    f.add_argument("shape", choices=["s5", "s4"])
+    f.add_argument("--trials", type=int, default=16)
+    f.add_argument("--train-size", type=int, default=4000)
+    f.add_argument("--epochs", type=int, default=1)
+    f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--device", default="cpu")
     s.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    {"throughput": throughput, "sweep": sweep}[a.cmd](a)
+    {"throughput": throughput, "sweep": sweep, "fuse": fuse}[a.cmd](a)

@@ -31,6 +31,15 @@ pub enum Command {
         /// The sweep file (YAML).
         file: PathBuf,
     },
+    /// Read a saved log of a program as a trial would: the rows of metrics that the sweep's
+    /// `program.patterns` (and `name=value` lines) give, and how often each pattern matched.
+    Patterns {
+        /// The sweep file (YAML) with a `program:`.
+        file: PathBuf,
+        /// A log of the program's output (stdout and stderr) from a run by hand.
+        #[arg(long, value_name = "LOG")]
+        log: PathBuf,
+    },
     /// List the trials a sweep file expands into (id, name, varied values) with a cost
     /// estimate: each trial's time and the sweep's wall time on the devices `run` would use,
     /// from speeds of finished trials or a short probe (about a second) on this machine.
@@ -205,6 +214,9 @@ pub struct SubmitArgs {
     /// The `--devices` of each worker (default: `cuda:all` with GPUs, else `cpu:1`).
     #[arg(long, value_name = "SPEC")]
     pub devices: Option<String>,
+    /// The `--fuse` of each worker (default: the sweep file's `fuse:`).
+    #[arg(long, value_name = "K|auto")]
+    pub fuse: Option<crate::plan::fusion::Fuse>,
 }
 
 /// Options of `hypersweep worker`.

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     }));
     let result = match &cli.command {
         Command::Validate { file } => app::validate(file).map(|s| hypersweep::outln!("{s}")),
+        Command::Patterns { file, log } => app::patterns(file, log).map(|s| hypersweep::output::out(&s)),
         Command::Plan {
             file,
             json,

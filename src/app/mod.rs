@@ -60,6 +60,69 @@ pub fn validate(file: &Path) -> Result<String> {
     ))
 }
 
+/// `hypersweep patterns FILE --log LOG`: the metric rows a program trial would record from
+/// this output, as a table, then each pattern's count of matching lines; a pattern that never
+/// matched is named.
+pub fn patterns(file: &Path, log: &Path) -> Result<String> {
+    let (spec, _) = load_plan(file, None)?;
+    let Some(program) = &spec.program else {
+        return Err(Error::Input(format!(
+            "{}: `patterns` reads a program's output; this sweep has no `program:`",
+            file.display()
+        )));
+    };
+    let text = std::fs::read(log)
+        .map_err(|e| Error::Data(format!("cannot read the log {}: {e}", log.display())))?;
+    let patterns =
+        crate::program::patterns::Patterns::new(&program.patterns).map_err(Error::Internal)?;
+    let mut rows = crate::program::metrics::StdoutRows::with_patterns(patterns);
+    for line in String::from_utf8_lossy(&text).split(['\n', '\r']) {
+        rows.line(line);
+    }
+    let counts = rows.patterns().matched().clone();
+    let notes = rows.patterns().unmatched_notes();
+    let (rows, _) = rows.finish().into_rows();
+    let mut names: Vec<String> = vec![];
+    for r in &rows {
+        for k in r.keys() {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    // The counters first, as in epochs.csv.
+    names.sort_by_key(|n| !matches!(n.as_str(), "epoch" | "step"));
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            names
+                .iter()
+                .map(|n| r.get(n).map(ToString::to_string).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let mut out = if rows.is_empty() {
+        "no metrics: no pattern matched and no line was name=value pairs\n".to_string()
+    } else {
+        text_table(&names, &table)
+    };
+    out += &format!(
+        "{} row{}\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
+    for (name, n) in &counts {
+        out += &format!(
+            "pattern `{name}`: matched {n} line{}\n",
+            if *n == 1 { "" } else { "s" }
+        );
+    }
+    for n in notes {
+        out += &format!("warning: {n}\n");
+    }
+    Ok(out)
+}
+
 /// For a TPE sweep, the trials proposed while it runs, beyond the planned random start.
 fn proposed_later(spec: &Spec, planned: usize) -> String {
     match spec.search.count {

@@ -174,7 +174,7 @@ fn worker_script(args: &SubmitArgs, name: &str, dir: &Path, exe: &Path) -> Strin
          # and put the task back in the queue; the worker releases what it was training.\n\
          requeue=0\n\
          trap 'requeue=1; kill -USR1 \"$worker\" 2>/dev/null' USR1\n\
-         {} worker {} --devices {} --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\" --quiet --no-report &\n\
+         {} worker {} --devices {}{} --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\" --quiet --no-report &\n\
          worker=$!\n\
          wait \"$worker\"; status=$?\n\
          # A trapped signal ends the first wait early: wait for the worker itself.\n\
@@ -188,6 +188,9 @@ fn worker_script(args: &SubmitArgs, name: &str, dir: &Path, exe: &Path) -> Strin
         sh(&exe.display().to_string()),
         sh(&dir.display().to_string()),
         sh(&devices),
+        args.fuse
+            .map(|f| format!(" --fuse {f}"))
+            .unwrap_or_default(),
         args.cpus_per_task,
     );
     s

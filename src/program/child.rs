@@ -11,6 +11,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a child's run ended.
@@ -33,8 +34,10 @@ pub struct Outcome {
     pub ended: Ended,
     /// Up to `TAIL_LINES` last lines of standard error.
     pub stderr_tail: Vec<String>,
-    /// `name=value` rows from standard output.
+    /// Rows from standard output's `name=value` lines and from the patterns (both streams).
     pub stdout_rows: Curve,
+    /// A note for each pattern that never matched.
+    pub pattern_notes: Vec<String>,
 }
 
 /// Lines of stderr kept for the error message.
@@ -70,6 +73,7 @@ pub fn run(
     mut cmd: Command,
     dir: &Path,
     marker: &str,
+    patterns: super::patterns::Patterns,
     mut limits: Limits<'_>,
 ) -> io::Result<Outcome> {
     let out_file = File::create(dir.join("stdout.log"))?;
@@ -92,14 +96,19 @@ pub fn run(
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let tx_out = tx.clone();
+    // Both streams feed one set of rows: the patterns apply to stderr too, in arrival order.
+    let shared = Arc::new(Mutex::new(StdoutRows::with_patterns(patterns)));
+    let (rows, err_rows) = (shared.clone(), shared.clone());
     std::thread::spawn(move || {
-        let mut rows = StdoutRows::default();
-        stream(stdout, out_file, LOG_CAP, |l| rows.line(l));
-        let _ = tx_out.send(Stream::Out(rows.finish()));
+        stream(stdout, out_file, LOG_CAP, |l| {
+            rows.lock().expect("rows").line(l);
+        });
+        let _ = tx_out.send(Stream::Out);
     });
     std::thread::spawn(move || {
         let mut tail = VecDeque::new();
         stream(stderr, err_file, LOG_CAP, |l| {
+            err_rows.lock().expect("rows").error_line(l);
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
@@ -111,24 +120,28 @@ pub fn run(
     // Whatever the program left running in its group goes with it.
     kill_group(&child, libc::SIGKILL);
     leftovers::clear(dir);
-    let (mut stdout_rows, mut stderr_tail) = (Curve::default(), vec![]);
+    let mut stderr_tail = vec![];
     // A grandchild that left the group may hold the pipes open: do not wait for it forever.
     for _ in 0..2 {
         match rx.recv_timeout(Duration::from_secs(2)) {
-            Ok(Stream::Out(rows)) => stdout_rows = rows,
+            Ok(Stream::Out) => {}
             Ok(Stream::Err(tail)) => stderr_tail = tail,
             Err(_) => break,
         }
     }
+    let rows = std::mem::take(&mut *shared.lock().expect("rows"));
+    let pattern_notes = rows.patterns().unmatched_notes();
+    let stdout_rows = rows.finish();
     Ok(Outcome {
         ended,
         stderr_tail,
         stdout_rows,
+        pattern_notes,
     })
 }
 
 enum Stream {
-    Out(Curve),
+    Out,
     Err(Vec<String>),
 }
 
@@ -151,7 +164,8 @@ fn stream(mut pipe: impl Read, file: File, cap: u64, mut on_line: impl FnMut(&st
         kept += keep as u64;
         dropped += (n - keep) as u64;
         for &b in &buf[..n] {
-            if b == b'\n' {
+            // A carriage return ends a line too: progress bars (tqdm) redraw with it.
+            if b == b'\n' || b == b'\r' {
                 on_line(&String::from_utf8_lossy(&line));
                 line.clear();
             } else if line.len() < LINE_CAP {

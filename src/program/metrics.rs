@@ -2,6 +2,7 @@
 //! `name: number` / `name=number` lines on its standard output. The file wins when it has any
 //! row; standard output is read only from programs that never wrote the file.
 
+use super::patterns::Patterns;
 use crate::trial::MetricRow;
 use serde_json::Value;
 
@@ -223,14 +224,40 @@ pub fn stdout_pairs(line: &str) -> Option<Vec<(String, f64)>> {
 pub struct StdoutRows {
     rows: Curve,
     current: MetricRow,
+    patterns: Patterns,
 }
 
 impl StdoutRows {
-    /// Reads one line of standard output.
+    /// Rows from `name=value` lines and from what `patterns` match.
+    pub fn with_patterns(patterns: Patterns) -> Self {
+        StdoutRows {
+            patterns,
+            ..Default::default()
+        }
+    }
+
+    /// Reads one line of standard output: its `name=value` pairs and what the patterns match.
     pub fn line(&mut self, line: &str) {
-        let Some(pairs) = stdout_pairs(line) else {
+        let mut pairs = stdout_pairs(line).unwrap_or_default();
+        pairs.extend(self.patterns.pairs(line));
+        self.add(pairs);
+    }
+
+    /// Reads one line of standard error: only the patterns apply.
+    pub fn error_line(&mut self, line: &str) {
+        let pairs = self.patterns.pairs(line);
+        self.add(pairs);
+    }
+
+    /// The patterns, with what they matched so far.
+    pub fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    fn add(&mut self, pairs: Vec<(String, f64)>) {
+        if pairs.is_empty() {
             return;
-        };
+        }
         let starts = pairs
             .iter()
             .any(|(k, _)| k == "epoch" || k == "step" || self.current.contains_key(k));

@@ -5,6 +5,7 @@
 pub mod child;
 pub mod leftovers;
 pub mod metrics;
+pub mod patterns;
 mod tail;
 
 use crate::engine::{Device, Engine, Progress, TrialContext};
@@ -207,10 +208,12 @@ impl Engine for ProgramRunner {
                 progress(Progress::Metrics(row));
             }
         };
+        let patterns = patterns::Patterns::new(&self.program.patterns).map_err(Error::Internal)?;
         let outcome = child::run(
             cmd,
             &dir,
             &marker,
+            patterns,
             Limits {
                 timeout: self.program.timeout.map(Duration::from_secs_f64),
                 grace: Duration::from_secs_f64(self.program.grace),
@@ -233,6 +236,7 @@ impl ProgramRunner {
     /// The trial's result from how the program ended and the metrics it reported.
     fn result(&self, outcome: child::Outcome, tail: Tail, seconds: f64) -> TrialResult {
         let (from_file, mut notes) = tail.into_curve();
+        notes.extend(outcome.pattern_notes.iter().cloned());
         let ended = outcome.ended;
         let tail_text = outcome.stderr_tail.join("\n");
         let curve = if from_file.is_empty() {
@@ -240,7 +244,7 @@ impl ProgramRunner {
         } else {
             if !outcome.stdout_rows.is_empty() {
                 notes.push(format!(
-                    "metrics read from {METRICS_FILE}; the name=value lines of its output were ignored"
+                    "metrics read from {METRICS_FILE}; the name=value lines and patterns of its output were ignored"
                 ));
             }
             from_file

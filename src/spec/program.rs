@@ -52,6 +52,10 @@ pub struct Program {
     /// The directory the program runs in: the sweep file's (absolute; set by `run`).
     #[serde(default)]
     pub workdir: String,
+    /// Metric name → regex matched against each line of the program's stdout and stderr
+    /// (`program.patterns`); the group named `value`, or the first group, is the value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub patterns: BTreeMap<String, String>,
     /// Where `command` was written, for placeholder errors.
     #[serde(skip)]
     pub pos: Pos,
@@ -60,7 +64,9 @@ pub struct Program {
 /// Seconds between SIGTERM and SIGKILL unless the sweep says otherwise.
 pub const DEFAULT_GRACE: f64 = 10.0;
 
-const KEYS: &[&str] = &["command", "timeout", "grace", "metric", "goal", "env"];
+const KEYS: &[&str] = &[
+    "command", "timeout", "grace", "metric", "goal", "env", "patterns",
+];
 
 /// Reads the `program:` mapping.
 pub(super) fn program(file: &str, node: &Node) -> Result<Program, SpecError> {
@@ -83,6 +89,7 @@ pub(super) fn program(file: &str, node: &Node) -> Result<Program, SpecError> {
         metric: None,
         goal: None,
         env: BTreeMap::new(),
+        patterns: BTreeMap::new(),
         workdir: String::new(),
         pos: node.pos,
     };
@@ -104,6 +111,7 @@ pub(super) fn program(file: &str, node: &Node) -> Result<Program, SpecError> {
                 });
             }
             "env" => p.env = env(file, v)?,
+            "patterns" => p.patterns = patterns(file, v)?,
             other => {
                 let hint = super::closest(other, KEYS.iter().copied())
                     .map(|c| format!(" did you mean `{c}`?"))
@@ -239,6 +247,30 @@ fn env(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError> {
         let text = scalar_text(val)
             .map_err(|m| SpecError::at(file, val.pos, format!("program.env.{k}"), m))?;
         out.insert(k.clone(), text);
+    }
+    Ok(out)
+}
+
+/// `program.patterns`: metric names to regexes, each compiled here so that a bad one is an
+/// error naming its key and line before anything runs.
+fn patterns(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError> {
+    let NodeKind::Map(entries) = &v.kind else {
+        return Err(SpecError::at(
+            file,
+            v.pos,
+            "program.patterns",
+            format!(
+                "expected a mapping of metric names to regular expressions (`val_loss: \"val_loss: ([0-9.e+-]+)\"`), found {}",
+                v.type_name()
+            ),
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for (name, _, val) in entries {
+        let at = |m: String| SpecError::at(file, val.pos, format!("program.patterns.{name}"), m);
+        let text = scalar_text(val).map_err(at)?;
+        crate::program::patterns::compile(&text).map_err(at)?;
+        out.insert(name.clone(), text);
     }
     Ok(out)
 }

@@ -603,3 +603,91 @@ fn what_a_killed_run_left_running_is_ended_by_the_next_run() {
     }
     ended_within(&mut second, Duration::from_secs(10), &[]);
 }
+
+/// An unmodified script that prints prose (Keras-style progress on stdout, tqdm redraws and
+/// the test summary on stderr): `program.patterns` read its metrics, one row per epoch, and a
+/// pattern that never matched is a note on the trial. `hypersweep patterns` shows the same rows
+/// from a saved log before anything runs.
+#[test]
+fn patterns_read_metrics_from_an_unmodified_scripts_prose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("prose.py");
+    std::fs::write(
+        &script,
+        "import sys\nlr = float(sys.argv[1])\nfor e in range(1, 4):\n    print(f'Epoch {e}/3')\n    sys.stderr.write(' 50%|#    | 5/10\\r100%|##########| 10/10\\n')\n    print(f'1875/1875 [======] - 3s - loss: {lr / e:.4f} - val_accuracy: {0.5 + e / 10}')\nsys.stderr.write('Test set: Average loss: 0.0330, Accuracy: 9890/10000 (99%)\\n')\n",
+    )
+    .unwrap();
+    let s = Sweep::new(&format!(
+        "name: prose\nprogram:\n  command: [python3, {}, \"{{lr}}\"]\n  metric: val_accuracy\n  goal: maximize\n  patterns:\n    epoch: \"^Epoch (\\\\d+)/\"\n    loss: \" - loss: ([0-9.e+-]+)\"\n    val_accuracy: \"val_accuracy: ([0-9.]+)\"\n    test_accuracy: \"Accuracy: \\\\d+/\\\\d+ \\\\((?P<value>\\\\d+)%\\\\)\"\n    lr_seen: \"lr=([0-9.]+)\"\ngrid:\n  lr: [0.5]\n",
+        script.display()
+    ));
+    let out = run(&s, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = result(&s, "lr=0.5");
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["metrics"]["val_accuracy"], 0.8, "{r}");
+    assert_eq!(r["metrics"]["test_accuracy"], 99.0, "{r}");
+    assert!(
+        (r["metrics"]["loss"].as_f64().unwrap() - 0.5 / 3.0).abs() < 1e-3,
+        "{r}"
+    );
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("`lr_seen` never matched"), "{notes}");
+    let epochs = trial_file(&s, "lr=0.5", "epochs.csv");
+    assert_eq!(epochs.lines().count(), 4, "one row per epoch:\n{epochs}");
+    // The same rows from the saved log, before any run.
+    let log = tmp.path().join("run.log");
+    let printed = std::process::Command::new("python3")
+        .args([script.to_str().unwrap(), "0.5"])
+        .output()
+        .unwrap();
+    std::fs::write(&log, [printed.stdout, printed.stderr].concat()).unwrap();
+    let shown = bin()
+        .args([
+            "patterns",
+            s.file.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert_eq!(shown.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("epoch"), "{text}");
+    assert!(text.contains("3 rows"), "{text}");
+    assert!(
+        text.contains("pattern `val_accuracy`: matched 3 lines"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: the pattern for `lr_seen` never matched"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_pattern_is_an_error_naming_its_key_and_line() {
+    for (pattern, says) in [
+        ("\"loss: [0-9.]+\"", "no group"),
+        ("\"loss: ([0-9.]+\"", "not a valid"),
+    ] {
+        let s = Sweep::new(&format!(
+            "name: bad\nprogram:\n  command: [python3, x.py]\n  patterns:\n    loss: {pattern}\nfixed: {{lr: 1}}\n"
+        ));
+        let out = bin()
+            .args(["validate", s.file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(":5:") && err.contains("program.patterns.loss") && err.contains(says),
+            "{err}"
+        );
+    }
+}
