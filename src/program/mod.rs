@@ -72,6 +72,9 @@ impl ProgramRunner {
         for var in THREAD_VARS {
             cmd.env(var, ctx.threads.now().to_string());
         }
+        // Python buffers a piped stdout in blocks: its lines would reach us late and out of
+        // order with stderr's (patterns read both), and live progress would stall.
+        cmd.env("PYTHONUNBUFFERED", "1");
         cmd.envs(&self.program.env);
         Ok(cmd)
     }

@@ -211,3 +211,14 @@ pub fn results_with_status(s: &Sweep, status: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// How many times each trial is logged as finished in the sweep's shared log.
+pub fn finished_per_trial(s: &Sweep) -> std::collections::BTreeMap<String, usize> {
+    let log = std::fs::read_to_string(s.dir().join("hypersweep.log")).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("trial finished")) {
+        let id = line.split("id=").nth(1).unwrap().split(' ').next().unwrap();
+        *counts.entry(id.to_string()).or_default() += 1;
+    }
+    counts
+}

@@ -2,7 +2,7 @@
 //! trials like any other (each its own result, trained once), claimed together and released
 //! alone, so workers, kills and resumes hold as without fusion.
 
-use super::common::{Sweep, bin, results_with_status};
+use super::common::{Sweep, bin, finished_per_trial, results_with_status};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,20 @@ fn spawn(s: &Sweep, cmd: &str, flags: &[&str]) -> Child {
         .unwrap()
 }
 
+/// `hypersweep run` of the sweep with the real engine and `flags`, to its end.
+fn run(s: &Sweep, flags: &[&str]) -> std::process::Output {
+    bin()
+        .args([
+            "run",
+            s.file.to_str().unwrap(),
+            "--out",
+            s.out.to_str().unwrap(),
+        ])
+        .args(flags)
+        .output()
+        .unwrap()
+}
+
 /// Each trial's stored result.
 fn results(s: &Sweep) -> Vec<serde_json::Value> {
     let Ok(dir) = std::fs::read_dir(s.dir().join("trials")) else {
@@ -36,17 +50,6 @@ fn results(s: &Sweep) -> Vec<serde_json::Value> {
         .filter_map(|e| std::fs::read_to_string(e.path().join("result.json")).ok())
         .map(|t| serde_json::from_str(&t).unwrap())
         .collect()
-}
-
-/// How many times each trial is logged as finished in the sweep's shared log.
-fn finished_per_trial(s: &Sweep) -> std::collections::BTreeMap<String, usize> {
-    let log = std::fs::read_to_string(s.dir().join("hypersweep.log")).unwrap();
-    let mut counts = std::collections::BTreeMap::new();
-    for line in log.lines().filter(|l| l.contains("trial finished")) {
-        let id = line.split("id=").nth(1).unwrap().split(' ').next().unwrap();
-        *counts.entry(id.to_string()).or_default() += 1;
-    }
-    counts
 }
 
 #[test]
@@ -68,16 +71,7 @@ fn a_fused_run_gives_each_member_its_own_result_and_plan_shows_the_groups() {
         "{text}"
     );
     assert!(text.contains(" g3"), "{text}");
-    let out = bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-        ])
-        .args(["--fuse", "4", "--quiet"])
-        .output()
-        .unwrap();
+    let out = run(&s, &["--fuse", "4", "--quiet"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -102,16 +96,7 @@ fn a_fused_run_gives_each_member_its_own_result_and_plan_shows_the_groups() {
 #[test]
 fn fuse_in_the_sweep_file_is_used_and_a_bad_value_names_the_key_and_line() {
     let s = Sweep::new(&format!("{FUSABLE}fuse: 6\n"));
-    let out = bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-            "-q",
-        ])
-        .output()
-        .unwrap();
+    let out = run(&s, &["-q"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -169,34 +154,25 @@ fn a_killed_fused_run_resumes_without_retraining_finished_members() {
     let s = Sweep::new(
         "name: killed\ndata: {train_size: 2000}\nfixed:\n  model: {kind: mlp, hidden: [256, 256]}\n  optimizer: {kind: sgd}\n  batch_size: 20\n  epochs: 6\ngrid:\n  optimizer.learning_rate: [1.0e30, 0.1, 0.05, 0.01]\nseeds: [1, 2]\n",
     );
-    let mut run = spawn(&s, "run", &["--fuse", "4", "--devices", "cpu:1", "-q"]);
+    let mut first = spawn(&s, "run", &["--fuse", "4", "--devices", "cpu:1", "-q"]);
     let t0 = Instant::now();
     while results(&s).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(120), "no member ended");
         assert!(
-            run.try_wait().unwrap().is_none(),
+            first.try_wait().unwrap().is_none(),
             "the run ended before the kill"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    run.kill().unwrap();
-    run.wait().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
     let before = results(&s);
     assert!(before.len() < 8, "every trial ended before the kill");
     assert!(
         before.iter().all(|r| r["status"] == "diverged"),
         "only the diverged members had ended: {before:?}"
     );
-    let out = bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-        ])
-        .args(["--fuse", "4", "-q"])
-        .output()
-        .unwrap();
+    let out = run(&s, &["--fuse", "4", "-q"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -221,16 +197,7 @@ fn hyperband_prunes_members_of_a_fused_group() {
     let s = Sweep::new(
         "name: prune\ndata: {train_size: 300, split: {train: 0.7, val: 0.1, test: 0.2}}\nfixed:\n  model: {kind: mlp, hidden: [16]}\n  optimizer: {kind: sgd}\n  batch_size: 30\n  epochs: 9\ngrid:\n  optimizer.learning_rate: [0.2, 0.00001, 0.000001, 0.0000001]\nearly_terminate: {type: hyperband, metric: val_accuracy, min_epochs: 1, eta: 3}\n",
     );
-    let out = bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-        ])
-        .args(["--fuse", "4", "--devices", "cpu:1", "-q"])
-        .output()
-        .unwrap();
+    let out = run(&s, &["--fuse", "4", "--devices", "cpu:1", "-q"]);
     assert_eq!(
         out.status.code(),
         Some(0),

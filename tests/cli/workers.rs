@@ -2,7 +2,7 @@
 //! trials through claims in the results directory; each trial is trained exactly once, a killed
 //! worker's trial is taken over, and `status` shows who trains what.
 
-use super::common::{Sweep, results_with_status, scripted_bin};
+use super::common::{Sweep, finished_per_trial, results_with_status, scripted_bin};
 use std::time::{Duration, Instant};
 
 /// The number in "N trained" of a `--quiet` run's line.
@@ -109,17 +109,6 @@ fn a_worker_takes_over_the_trial_of_a_killed_one_and_status_shows_claims() {
     let w = s.spawn_scripted_worker(1).wait_with_output().unwrap();
     assert_eq!(w.status.code(), Some(0));
     assert_eq!(trained(&w.stdout), 0);
-}
-
-/// How many times each trial is logged as finished in the sweep's shared log.
-fn finished_per_trial(s: &Sweep) -> std::collections::BTreeMap<String, usize> {
-    let log = std::fs::read_to_string(s.dir().join("hypersweep.log")).unwrap();
-    let mut counts = std::collections::BTreeMap::new();
-    for line in log.lines().filter(|l| l.contains("trial finished")) {
-        let id = line.split("id=").nth(1).unwrap().split(' ').next().unwrap();
-        *counts.entry(id.to_string()).or_default() += 1;
-    }
-    counts
 }
 
 /// A `run` beside one that is killed (kill -9) part-way trains the killed one's unfinished
