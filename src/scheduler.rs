@@ -362,14 +362,17 @@ fn run_group(
     } else {
         train()
     };
-    if let Err(p) = outcome {
-        let why = format!("panic: {}", panic_text(&*p));
-        let missing: Vec<usize> = (0..group.len())
-            .filter(|&i| !reported[i].load(Ordering::SeqCst))
-            .collect();
-        for i in missing {
-            record(i, Err(why.clone()));
-        }
+    // Whatever ended the group, a member without a result is recorded (and its claim
+    // released), never left running.
+    let why = match outcome {
+        Err(p) => format!("panic: {}", panic_text(&*p)),
+        Ok(()) => "internal error: the engine ended without a result for this trial".into(),
+    };
+    let missing: Vec<usize> = (0..group.len())
+        .filter(|&i| !reported[i].load(Ordering::SeqCst))
+        .collect();
+    for i in missing {
+        record(i, Err(why.clone()));
     }
 }
 

@@ -37,13 +37,7 @@ impl Engine for BurnEngine {
             .build()
             .map_err(|e| Error::Trial(format!("cannot start a thread pool: {e}")))?;
         let device = ctx.device;
-        // What the trial may take: the machine's free memory on CPU, the card's on a GPU.
-        let memory = match device {
-            Device::Cpu => crate::devices::available_memory(),
-            Device::Cuda(i) => crate::devices::cuda_total_memory(i),
-            Device::Wgpu => None,
-        }
-        .map(|bytes| (bytes, device));
+        let memory = available(device);
         let watch = super::gpu_faults::Watch::new(device);
         let result = pool.install(|| match device {
             Device::Cpu => {
@@ -109,6 +103,7 @@ impl BurnEngine {
             members: trials.iter().map(|t| t.id.clone()).collect(),
         };
         let device = ctxs[0].device;
+        let memory = available(device);
         let pool = match rayon::ThreadPoolBuilder::new()
             .num_threads(ctxs[0].threads.now())
             .build()
@@ -129,7 +124,7 @@ impl BurnEngine {
                 &configs,
                 &burn::backend::flex::FlexDevice,
                 ctxs,
-                info,
+                (info, memory),
                 done,
             ),
             #[cfg(feature = "cuda")]
@@ -137,7 +132,7 @@ impl BurnEngine {
                 &configs,
                 &burn::backend::cuda::CudaDevice::new(i),
                 ctxs,
-                info,
+                (info, memory),
                 done,
             ),
             #[cfg(feature = "wgpu")]
@@ -145,7 +140,7 @@ impl BurnEngine {
                 &configs,
                 &burn::backend::wgpu::WgpuDevice::DefaultDevice,
                 ctxs,
-                info,
+                (info, memory),
                 done,
             ),
             #[allow(unreachable_patterns)]
@@ -156,6 +151,17 @@ impl BurnEngine {
             }
         });
     }
+}
+
+/// What a trial may take on `device`: the machine's free memory on CPU, the card's on a GPU
+/// (unknown through wgpu).
+fn available(device: Device) -> Option<(u64, Device)> {
+    match device {
+        Device::Cpu => crate::devices::available_memory(),
+        Device::Cuda(i) => crate::devices::cuda_total_memory(i),
+        Device::Wgpu => None,
+    }
+    .map(|bytes| (bytes, device))
 }
 
 #[cfg(not(all(feature = "cuda", feature = "wgpu")))]

@@ -109,6 +109,9 @@ pub fn run(
         let mut tail = VecDeque::new();
         stream(stderr, err_file, LOG_CAP, |l| {
             err_rows.lock().expect("rows").error_line(l);
+            if l.trim().is_empty() {
+                return;
+            }
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
@@ -153,6 +156,7 @@ fn stream(mut pipe: impl Read, file: File, cap: u64, mut on_line: impl FnMut(&st
     let mut file = BufWriter::new(file);
     let mut buf = vec![0u8; 64 * 1024];
     let mut line: Vec<u8> = vec![];
+    let mut after_cr = false;
     let (mut kept, mut dropped) = (0u64, 0u64);
     loop {
         let n = match pipe.read(&mut buf) {
@@ -164,7 +168,13 @@ fn stream(mut pipe: impl Read, file: File, cap: u64, mut on_line: impl FnMut(&st
         kept += keep as u64;
         dropped += (n - keep) as u64;
         for &b in &buf[..n] {
-            // A carriage return ends a line too: progress bars (tqdm) redraw with it.
+            // A carriage return ends a line too: progress bars (tqdm) redraw with it; "\r\n"
+            // is one end.
+            let second_half = b == b'\n' && after_cr;
+            after_cr = b == b'\r';
+            if second_half {
+                continue;
+            }
             if b == b'\n' || b == b'\r' {
                 on_line(&String::from_utf8_lossy(&line));
                 line.clear();

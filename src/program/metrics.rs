@@ -174,7 +174,7 @@ pub fn json_row(line: &str) -> Option<MetricRow> {
 
 /// A metric name that can be a CSV column and a plot label: short, no commas, quotes or
 /// control characters.
-fn usable_name(k: &str) -> bool {
+pub fn usable_name(k: &str) -> bool {
     !k.is_empty()
         && k.chars().count() <= 100
         && !k.chars().any(|c| c.is_control() || matches!(c, ',' | '"'))

@@ -10,8 +10,16 @@ use std::collections::BTreeMap;
 /// The compiled patterns of a sweep, with how many lines each matched.
 #[derive(Debug, Clone, Default)]
 pub struct Patterns {
-    patterns: Vec<(String, Regex)>,
+    patterns: Vec<Pattern>,
     matched: BTreeMap<String, usize>,
+}
+
+/// One metric's regex, and whether its value is the group named `value` (else the first).
+#[derive(Debug, Clone)]
+struct Pattern {
+    name: String,
+    re: Regex,
+    named: bool,
 }
 
 /// Compiles one pattern; the error says what is wrong with it.
@@ -26,9 +34,9 @@ pub fn compile(pattern: &str) -> Result<Regex, String> {
 }
 
 /// A number as Python prints it: `0.25`, `1e-05`, `-3`, `nan`, `inf`, `-inf`; thousands
-/// separators and a trailing `%` are dropped (`9,890`, `99%`).
+/// separators, a trailing `%` and a sentence's full stop are dropped (`9,890`, `99%`, `0.25.`).
 pub fn python_number(text: &str) -> Option<f64> {
-    let t = text.trim().trim_end_matches('%').replace(',', "");
+    let t = text.trim().trim_end_matches(['%', '.']).replace(',', "");
     match t.to_ascii_lowercase().as_str() {
         "nan" | "-nan" => Some(f64::NAN),
         "inf" | "+inf" | "infinity" => Some(f64::INFINITY),
@@ -42,13 +50,16 @@ impl Patterns {
     pub fn new(map: &BTreeMap<String, String>) -> Result<Patterns, String> {
         let mut patterns = vec![];
         for (name, p) in map {
-            patterns.push((
-                name.clone(),
-                compile(p).map_err(|e| format!("`{name}`: {e}"))?,
-            ));
+            let re = compile(p).map_err(|e| format!("`{name}`: {e}"))?;
+            let named = re.capture_names().any(|n| n == Some("value"));
+            patterns.push(Pattern {
+                name: name.clone(),
+                re,
+                named,
+            });
         }
         Ok(Patterns {
-            matched: patterns.iter().map(|(n, _)| (n.clone(), 0)).collect(),
+            matched: patterns.iter().map(|p| (p.name.clone(), 0)).collect(),
             patterns,
         })
     }
@@ -62,12 +73,15 @@ impl Patterns {
     /// gives nothing).
     pub fn pairs(&mut self, line: &str) -> Vec<(String, f64)> {
         let mut out = vec![];
-        for (name, re) in &self.patterns {
-            let Some(c) = re.captures(line) else { continue };
-            let value = c.name("value").or_else(|| c.get(1));
+        for p in &self.patterns {
+            let Some(c) = p.re.captures(line) else {
+                continue;
+            };
+            // A `value` group that took no part in the match gives nothing, not group 1.
+            let value = if p.named { c.name("value") } else { c.get(1) };
             if let Some(v) = value.and_then(|m| python_number(m.as_str())) {
-                out.push((name.clone(), v));
-                *self.matched.entry(name.clone()).or_default() += 1;
+                out.push((p.name.clone(), v));
+                *self.matched.entry(p.name.clone()).or_default() += 1;
             }
         }
         out
@@ -124,6 +138,7 @@ mod tests {
         assert!(python_number("nan").unwrap().is_nan());
         assert_eq!(python_number("-inf"), Some(f64::NEG_INFINITY));
         assert_eq!(python_number("abc"), None);
+        assert_eq!(python_number("0.25."), Some(0.25));
     }
 
     #[test]
@@ -165,6 +180,10 @@ mod tests {
                 .unwrap_err()
                 .contains("not a valid")
         );
+        // An optional `value` group that did not match gives nothing (not the epoch number).
+        let mut p = patterns(&[("loss", r"Epoch (\d+)(?:.*loss: (?P<value>[0-9.]+))?")]);
+        assert!(p.pairs("Epoch 3 starting").is_empty());
+        assert_eq!(p.pairs("Epoch 3 - loss: 0.5"), [("loss".to_string(), 0.5)]);
         let mut p = patterns(&[("acc", r"acc=([0-9.]+)"), ("lr", r"lr=([0-9.e-]+)")]);
         p.pairs("acc=0.5");
         let notes = p.unmatched_notes();

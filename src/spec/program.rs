@@ -266,7 +266,15 @@ fn patterns(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError>
         ));
     };
     let mut out = BTreeMap::new();
-    for (name, _, val) in entries {
+    for (name, kpos, val) in entries {
+        if !crate::program::metrics::usable_name(name) {
+            return Err(SpecError::at(
+                file,
+                *kpos,
+                format!("program.patterns.{name}"),
+                "not a usable metric name: it becomes a column of epochs.csv (no comma, quote or control character; at most 100 characters)",
+            ));
+        }
         let at = |m: String| SpecError::at(file, val.pos, format!("program.patterns.{name}"), m);
         let text = scalar_text(val).map_err(at)?;
         crate::program::patterns::compile(&text).map_err(at)?;

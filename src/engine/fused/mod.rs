@@ -35,6 +35,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use sums::Sums;
 
+/// A member leaving the group: its current position, how it ended, and a note saying why.
+type Ending = (usize, Status, Option<String>);
+
 /// Where each member's result goes when it ends: its position in the group as started.
 pub type Done<'a> = &'a mut (dyn FnMut(usize, Result<TrialResult>) + Send);
 
@@ -61,13 +64,29 @@ impl<'a, B: AutodiffBackend> Member<'a, B>
 where
     B::InnerBackend: NetOps + optim::MemberSteps,
 {
-    fn new(pos: usize, cfg: &'a TrialConfig, device: &B::Device) -> Result<(Self, usize)> {
+    /// Member `pos` of a group of `k`, its data loaded and its network built. With `memory`
+    /// (bytes available, and where), a group whose K batches would not fit fails before
+    /// anything is allocated, with the advice to fuse fewer.
+    fn new(
+        pos: usize,
+        cfg: &'a TrialConfig,
+        device: &B::Device,
+        (k, memory): (usize, Option<(u64, crate::devices::Device)>),
+    ) -> Result<(Self, usize)> {
         let loaded = load::<B::InnerBackend>(&cfg.data, cfg.seed, device)?;
         let mut out = TrialResult {
             data: loaded.splits.summary.clone(),
             ..Default::default()
         };
         let bs = batch_size(cfg, loaded.splits.train.len(), &mut out.notes)?;
+        if let Some((bytes, on)) = memory {
+            cfg.check_memory(bs * k, bytes, &on.to_string())
+                .map_err(|e| {
+                    Error::Trial(format!(
+                        "{e} (in a fused group of {k}: use a smaller --fuse)"
+                    ))
+                })?;
+        }
         let like = Net::new(&cfg.model, &mut data::rng(cfg.seed, Stream::Init), device);
         let member = Member {
             pos,
@@ -119,7 +138,7 @@ pub fn train_group<B>(
     cfgs: &[&TrialConfig],
     device: &B::Device,
     ctxs: &mut [TrialContext<'_>],
-    info: FusedGroup,
+    (info, memory): (FusedGroup, Option<(u64, crate::devices::Device)>),
     done: Done<'_>,
 ) where
     B: AutodiffBackend + NetOps,
@@ -129,7 +148,7 @@ pub fn train_group<B>(
     let mut members = vec![];
     let mut bs = 0;
     for (pos, cfg) in cfgs.iter().enumerate() {
-        match Member::<B>::new(pos, cfg, device) {
+        match Member::<B>::new(pos, cfg, device, (cfgs.len(), memory)) {
             Ok((m, b)) => {
                 bs = b;
                 members.push(m);
@@ -172,8 +191,10 @@ pub fn train_group<B>(
             return;
         }
     }
-    let all: Vec<usize> = (0..group.members.len()).collect();
-    group.end(&all, vec![], Status::Ok, done);
+    let all: Vec<Ending> = (0..group.members.len())
+        .map(|i| (i, Status::Ok, None))
+        .collect();
+    group.end(&all, done);
 }
 
 impl<'a, B> Group<'a, B>
@@ -203,10 +224,11 @@ where
         self.sums = Sums::default();
         loop {
             // A member asked to stop (Ctrl-C, SIGTERM, its pruning) ends before the next step.
-            let asked: Vec<usize> = (0..self.members.len())
+            let asked: Vec<Ending> = (0..self.members.len())
                 .filter(|&i| ctxs[self.members[i].pos].cancelled())
+                .map(|i| (i, Status::Interrupted, None))
                 .collect();
-            self.end(&asked, vec![], Status::Interrupted, done);
+            self.end(&asked, done);
             if self.members.is_empty() {
                 return false;
             }
@@ -221,8 +243,16 @@ where
             self.step(&idx);
         }
         self.train_seconds += t0.elapsed().as_secs_f64();
+        let ending = self.rows(epoch, t0, ctxs);
+        self.end(&ending, done);
+        !self.members.is_empty()
+    }
+
+    /// Each member's row of the epoch that just trained (validated, reported), and the members
+    /// it ends: diverged, or stopped early by their own policy.
+    fn rows(&mut self, epoch: usize, t0: Instant, ctxs: &mut [TrialContext<'_>]) -> Vec<Ending> {
         let (losses, correct, steps) = self.sums.read(self.members.len());
-        let mut ending: Vec<(usize, Status, String)> = vec![];
+        let mut ending: Vec<Ending> = vec![];
         for i in 0..self.members.len() {
             let weights = self.net.member(i, &self.members[i].like);
             let m = &mut self.members[i];
@@ -256,7 +286,7 @@ where
                     losses[i],
                     epoch + 1
                 );
-                ending.push((i, Status::Diverged, note));
+                ending.push((i, Status::Diverged, Some(note)));
                 continue;
             }
             let Some(v) = v else { continue };
@@ -275,19 +305,11 @@ where
                     if keep_best && restore {
                         m.best = Some((epoch + 1, weights));
                     }
-                    ending.push((i, Status::StoppedEarly, note));
+                    ending.push((i, Status::StoppedEarly, Some(note)));
                 }
             }
         }
-        for status in [Status::Diverged, Status::StoppedEarly] {
-            let (which, notes): (Vec<usize>, Vec<String>) = ending
-                .iter()
-                .filter(|e| e.1 == status)
-                .map(|e| (e.0, e.2.clone()))
-                .unzip();
-            self.end(&which, notes, status, done);
-        }
-        !self.members.is_empty()
+        ending
     }
 
     /// One optimizer step of every member on its batch `idx[k]`.
@@ -337,18 +359,18 @@ where
         self.net.params = self.optim.step(&self.lrs, old, g);
     }
 
-    /// Ends the members at positions `which` (ascending) with `status`, each with its note:
-    /// their test set (unless interrupted), their result to `done`; the group shrinks to the
-    /// others.
-    fn end(&mut self, which: &[usize], notes: Vec<String>, status: Status, done: Done<'_>) {
-        if which.is_empty() {
+    /// Ends the members `ending` names (their current positions, each with its status and
+    /// note), all at once: their test set (unless interrupted), their result to `done`; then
+    /// the group shrinks to the others. One call per step or epoch, since positions change.
+    fn end(&mut self, ending: &[Ending], done: Done<'_>) {
+        if ending.is_empty() {
             return;
         }
-        let mut notes = notes.into_iter();
-        for &i in which {
+        for (i, status, note) in ending {
+            let (i, status) = (*i, *status);
             let weights = self.net.member(i, &self.members[i].like);
             let m = &mut self.members[i];
-            m.out.notes.extend(notes.next());
+            m.out.notes.extend(note.clone());
             let final_weights = match m.best.take() {
                 Some((epoch, w)) => {
                     m.out.notes.push(format!(
@@ -366,7 +388,7 @@ where
             done(m.pos, Ok(out));
         }
         let keep: Vec<usize> = (0..self.members.len())
-            .filter(|i| !which.contains(i))
+            .filter(|i| !ending.iter().any(|e| e.0 == *i))
             .collect();
         let mut slots: Vec<Option<Member<'a, B>>> = std::mem::take(&mut self.members)
             .into_iter()

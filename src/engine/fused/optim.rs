@@ -111,6 +111,30 @@ impl<B: MemberSteps> FusedOptim<B> {
         out
     }
 
+    /// [`FusedOptim::step`] through the column arithmetic alone: the GPU backends' path,
+    /// which the tests also take on CPU.
+    pub fn step_by_columns(
+        &mut self,
+        lrs: &[f64],
+        params: Vec<Tensor<B, 3>>,
+        grads: Vec<Tensor<B, 3>>,
+    ) -> Vec<Tensor<B, 3>> {
+        self.step += 1;
+        let Some(first) = params.first() else {
+            return params;
+        };
+        let rule = Rule::new(self, lrs, &first.device());
+        let mut state = std::mem::take(&mut self.state);
+        let out = params
+            .into_iter()
+            .zip(grads)
+            .zip(&mut state)
+            .map(|((p, g), s)| rule.apply(p, g, s))
+            .collect();
+        self.state = state;
+        out
+    }
+
     /// Each member's constants for this step, for backends that update member by member.
     fn member_steps(&self, lrs: &[f64]) -> Vec<Step> {
         let t = self.step;

@@ -192,43 +192,76 @@ fn the_fused_optimizer_is_each_members_optimizer() {
         b.betas[1] = 0.9;
         let members = [Optim::new(&a), Optim::new(&b)];
         let lrs = [0.1, 0.03];
-        let mut fused = FusedOptim::<F>::new(members.to_vec(), 1);
-        let mut p: Tensor<F, 3> = Tensor::from_data(
-            TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 1, 2]),
-            &dev,
-        );
-        let mut alone: Vec<(Tensor<F, 1>, Option<OptimState<F, 1>>)> = (0..2)
-            .map(|k| (p.clone().narrow(0, k, 1).reshape([2]), None))
-            .collect();
-        for t in 1..=8 {
-            let g: Vec<f32> = (0..4)
-                .map(|i| ((i + 1) as f32 * 0.3 - 0.5) * t as f32)
+        // The member-by-member kernels (CPU) and the column arithmetic (GPUs).
+        for columns in [false, true] {
+            let mut fused = FusedOptim::<F>::new(members.to_vec(), 1);
+            let mut p: Tensor<F, 3> = Tensor::from_data(
+                TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 1, 2]),
+                &dev,
+            );
+            let mut alone: Vec<(Tensor<F, 1>, Option<OptimState<F, 1>>)> = (0..2)
+                .map(|k| (p.clone().narrow(0, k, 1).reshape([2]), None))
                 .collect();
-            let gt: Tensor<F, 3> = Tensor::from_data(TensorData::new(g.clone(), [2, 1, 2]), &dev);
-            p = fused.step(&lrs, vec![p], vec![gt]).remove(0);
-            for (k, (pk, state)) in alone.iter_mut().enumerate() {
-                let gk: Tensor<F, 1> =
-                    Tensor::from_data(TensorData::new(g[2 * k..2 * k + 2].to_vec(), [2]), &dev);
-                let (np, ns) = <Optim as SimpleOptimizer<F>>::step(
-                    &members[k],
-                    lrs[k],
-                    pk.clone(),
-                    gk,
-                    state.take(),
-                );
-                *pk = np;
-                *state = ns;
-            }
-            let got: Vec<f32> = p.clone().into_data().iter::<f32>().collect();
-            for (k, (pk, _)) in alone.iter().enumerate() {
-                let want: Vec<f32> = pk.clone().into_data().iter::<f32>().collect();
-                for (x, y) in got[2 * k..2 * k + 2].iter().zip(&want) {
-                    assert!(
-                        (x - y).abs() <= 1e-5 * y.abs().max(1.0),
-                        "{json} member {k} step {t}: {x} vs {y}"
+            for t in 1..=8 {
+                let g: Vec<f32> = (0..4)
+                    .map(|i| ((i + 1) as f32 * 0.3 - 0.5) * t as f32)
+                    .collect();
+                let gt: Tensor<F, 3> =
+                    Tensor::from_data(TensorData::new(g.clone(), [2, 1, 2]), &dev);
+                p = if columns {
+                    fused.step_by_columns(&lrs, vec![p], vec![gt]).remove(0)
+                } else {
+                    fused.step(&lrs, vec![p], vec![gt]).remove(0)
+                };
+                for (k, (pk, state)) in alone.iter_mut().enumerate() {
+                    let gk: Tensor<F, 1> =
+                        Tensor::from_data(TensorData::new(g[2 * k..2 * k + 2].to_vec(), [2]), &dev);
+                    let (np, ns) = <Optim as SimpleOptimizer<F>>::step(
+                        &members[k],
+                        lrs[k],
+                        pk.clone(),
+                        gk,
+                        state.take(),
                     );
+                    *pk = np;
+                    *state = ns;
+                }
+                let got: Vec<f32> = p.clone().into_data().iter::<f32>().collect();
+                for (k, (pk, _)) in alone.iter().enumerate() {
+                    let want: Vec<f32> = pk.clone().into_data().iter::<f32>().collect();
+                    for (x, y) in got[2 * k..2 * k + 2].iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                            "{json} member {k} step {t} (columns {columns}): {x} vs {y}"
+                        );
+                    }
                 }
             }
         }
+    }
+}
+
+/// Members ending in one epoch with different statuses each end as themselves, whatever their
+/// order in the group (the group's positions change as members leave).
+#[test]
+fn members_ending_together_with_different_statuses_keep_their_own() {
+    let a = "{name: a, optimizer: {learning_rate: 1.0e30}}";
+    let b = "{name: b, early_stopping: {enabled: true, patience: 0}}";
+    let c = "{name: c}";
+    for order in [[a, b, c], [c, b, a], [b, a, c]] {
+        let ts = trials(&format!(
+            "name: t\ndata: {{split: {{official: true, val: 0.2}}, train_size: 200}}\nfixed:\n  model: {{kind: mlp, hidden: [16]}}\n  optimizer: {{kind: sgd, learning_rate: 0.05}}\n  batch_size: 20\n  epochs: 3\ntrials:\n  - {}\n  - {}\n  - {}\n",
+            order[0], order[1], order[2]
+        ));
+        let got = fused(&ts, &[]);
+        for (t, r) in ts.iter().zip(&got) {
+            let want = match t.name.as_str() {
+                "a" => Status::Diverged,
+                "b" => Status::StoppedEarly,
+                _ => Status::Ok,
+            };
+            assert_eq!(r.status, want, "{}: {:?}", t.name, r.notes);
+        }
+        assert_members_match(&ts, &got);
     }
 }
