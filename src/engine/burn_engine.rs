@@ -2,13 +2,12 @@
 //! run on Flex inside their own rayon pool (so `threads` bounds them); CUDA trials on burn's
 //! Cuda backend when the `cuda` feature is built in, `wgpu` trials on burn's Wgpu backend.
 
+use super::closing::{batch_size, summarise, test_and_close};
 use super::epochs::Trainer;
-use super::eval::evaluate;
-use super::metrics;
 use super::model::Net;
 use super::net_ops::NetOps;
 use super::optim::Optim;
-use super::{Device, Engine, Status, Trial, TrialContext, TrialResult, builtin_config};
+use super::{Device, Engine, Trial, TrialContext, TrialResult, builtin_config};
 use crate::config::TrialConfig;
 use crate::data::{self, Stream};
 use crate::error::{Error, Result};
@@ -68,12 +67,7 @@ impl Engine for BurnEngine {
         }
     }
 
-    fn run_group(
-        &self,
-        trials: &[Trial],
-        ctxs: &mut [TrialContext<'_>],
-        done: super::fused::Done<'_>,
-    ) {
+    fn run_group(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: super::Done<'_>) {
         if trials.len() == 1 {
             let result = self.run(&trials[0], &mut ctxs[0]);
             done(0, result);
@@ -86,7 +80,7 @@ impl Engine for BurnEngine {
 impl BurnEngine {
     /// [`Engine::run_group`]: the members (built-in trials of one fusion key) as one fused
     /// model on the first context's device and threads.
-    fn fused(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: super::fused::Done<'_>) {
+    fn fused(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: super::Done<'_>) {
         let configs: Result<Vec<&TrialConfig>> = trials.iter().map(builtin_config).collect();
         let configs = match configs {
             Ok(c) => c,
@@ -171,24 +165,6 @@ fn not_built(feature: &str) -> Error {
     ))
 }
 
-/// The batch size a trial trains with: the configured one, clamped (with a note) to the size
-/// of the training set.
-pub(super) fn batch_size(cfg: &TrialConfig, n: usize, notes: &mut Vec<String>) -> Result<usize> {
-    let bs = if cfg.batch_size > n {
-        notes.push(format!(
-            "batch_size {} is larger than the {n} training samples: clamped to {n}",
-            cfg.batch_size
-        ));
-        n
-    } else {
-        cfg.batch_size
-    };
-    if cfg.drop_last && cfg.steps_per_epoch.is_none() && n < bs {
-        return Err(Error::Trial("drop_last leaves no batch".into()));
-    }
-    Ok(bs)
-}
-
 /// Trains one trial on `device` and evaluates it: the setup, the epochs, the summary of the
 /// epoch rows, then the test set with the final (or restored best) weights. With `memory`
 /// (bytes available, and where), a trial whose least need is above it fails with
@@ -233,66 +209,6 @@ where
     test_and_close(&mut out, trained.status, &final_model.valid(), &loaded);
     out.total_seconds = started.elapsed().as_secs_f64();
     Ok(out)
-}
-
-/// Ends a trial's result: unless it was interrupted, the test set with its final (or restored
-/// best) weights `model` gives the test metrics, confusion matrix and mistakes (and a
-/// non-finite test loss makes an `ok` trial `diverged`); then `status` is recorded.
-pub(super) fn test_and_close<B: NetOps>(
-    out: &mut TrialResult,
-    mut status: Status,
-    model: &Net<B>,
-    loaded: &super::loaded::Loaded<B>,
-) {
-    let test = &loaded.test;
-    if status != Status::Interrupted
-        && let Some(ev) = evaluate(model, test)
-    {
-        out.test_loss = Some(ev.loss);
-        out.test_accuracy = Some(ev.accuracy);
-        let raw = &loaded.splits.test.raw;
-        let a = metrics::analyse(&ev.predictions, &ev.confidence, &test.y, raw);
-        out.confusion_matrix = a.confusion_matrix;
-        out.per_class_accuracy = a.per_class_accuracy;
-        out.most_confused = a.most_confused;
-        out.mistakes = a.mistakes;
-        let (m, s) = crate::format::mean_std(&ev.batch_ms);
-        out.inference_ms_per_batch_mean = Some(m);
-        out.inference_ms_per_batch_std = Some(s);
-        if !ev.loss.is_finite() && status == Status::Ok {
-            status = Status::Diverged;
-        }
-    }
-    out.status = status;
-}
-
-/// Fills the result's totals from its epoch rows: epochs run, training time and throughput,
-/// the last epoch's training metrics, and the best validation loss (with its epoch) and
-/// accuracy.
-pub(super) fn summarise(out: &mut TrialResult, samples_seen: usize, train_seconds: f64) {
-    out.epochs_run = out.epochs.len();
-    out.train_seconds = train_seconds;
-    if train_seconds > 0.0 {
-        out.samples_per_second = Some(samples_seen as f64 / train_seconds);
-    }
-    if let Some(last) = out.epochs.last() {
-        out.train_loss = Some(last.train_loss);
-        out.train_accuracy = Some(last.train_accuracy);
-    }
-    let best_val = out
-        .epochs
-        .iter()
-        .filter_map(|e| e.val_loss.map(|l| (l, e)))
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    if let Some((l, e)) = best_val {
-        out.best_val_loss = Some(l);
-        out.best_epoch = Some(e.epoch);
-    }
-    out.best_val_accuracy = out
-        .epochs
-        .iter()
-        .filter_map(|e| e.val_accuracy)
-        .max_by(f64::total_cmp);
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! over the backend, so one binary trains on CPU (Flex) and on CUDA GPUs.
 
 pub mod burn_engine;
+pub mod closing;
 pub mod early_stop;
 pub mod epochs;
 pub mod eval;
+pub mod flex_tensors;
 pub mod fused;
 pub mod gpu_faults;
 pub mod kernels;
@@ -66,6 +68,10 @@ impl TrialContext<'_> {
     }
 }
 
+/// Where each member of a group's result goes when it ends: its position in the group as it
+/// started.
+pub type Done<'a> = &'a mut (dyn FnMut(usize, Result<TrialResult>) + Send);
+
 /// Runs one trial: the built-in burn engine and the program runner (`crate::program`) are its
 /// two implementations; the scheduler and the tests may use a scripted engine instead.
 pub trait Engine: Send + Sync {
@@ -78,7 +84,7 @@ pub trait Engine: Send + Sync {
     /// and hands each member's result to `done` (with the member's position) as soon as that
     /// member ends. By default the members run one after another; the burn engine trains them
     /// as one fused model.
-    fn run_group(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: fused::Done<'_>) {
+    fn run_group(&self, trials: &[Trial], ctxs: &mut [TrialContext<'_>], done: Done<'_>) {
         for (i, (trial, ctx)) in trials.iter().zip(ctxs.iter_mut()).enumerate() {
             let result = self.run(trial, ctx);
             done(i, result);

@@ -3,9 +3,9 @@
 //! [`super::tensor_conv`]'s gather and matrix product; on Flex the kernels of
 //! [`super::kernels`], with their own backward pass under autodiff.
 
+use super::flex_tensors::{dims, flex, prim, register, values, wrap};
 use super::kernels::{self, ConvDims};
 use burn::backend::Flex;
-use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -13,7 +13,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape, Tensor, TensorData, TensorPrimitive, activation, module};
+use burn::tensor::{DType, Tensor, TensorData, activation, module};
 use std::sync::Arc;
 
 type AdFlex = burn::backend::Autodiff<Flex>;
@@ -115,23 +115,6 @@ impl NetOps for burn::backend::Wgpu {}
 #[cfg(feature = "wgpu")]
 impl NetOps for burn::backend::Autodiff<burn::backend::Wgpu> {}
 
-/// The `f32` values of a tensor in row-major order (copied only when strided).
-pub(super) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => s.into(),
-        None => t.to_contiguous().as_slice::<f32>().unwrap().to_vec().into(),
-    }
-}
-
-pub(super) fn flex(v: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, shape.into()))
-}
-
-pub(super) fn dims(t: &FlexTensor) -> Vec<usize> {
-    use burn::tensor::TensorMetadata;
-    t.shape().to_vec()
-}
-
 fn conv_dims(x: &FlexTensor, w: &FlexTensor, pad: usize) -> ConvDims {
     let (xd, wd) = (dims(x), dims(w));
     ConvDims {
@@ -184,14 +167,6 @@ fn pool_supported(x: &FlexTensor, k: usize) -> bool {
         && k >= 1
         && d[2] >= k
         && d[3] >= k
-}
-
-pub(super) fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> B::FloatTensorPrimitive {
-    t.into_primitive().tensor()
-}
-
-pub(super) fn wrap<B: Backend, const D: usize>(t: B::FloatTensorPrimitive) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 /// Whether the linear kernels handle these tensors (f32 matrices whose inner sizes match, and a
@@ -283,17 +258,6 @@ impl NetOps for Flex {
             return burn_pool(wrap(x), k, relu);
         }
         wrap(pool_forward(&x, k, relu).0)
-    }
-}
-
-/// Registers a parent's gradient (values in row-major order), when the parent wants one.
-pub(super) fn register<const D: usize>(
-    grads: &mut Gradients,
-    parent: Option<(NodeId, Vec<f32>)>,
-    shape: [usize; D],
-) {
-    if let Some((id, v)) = parent {
-        grads.register::<Flex>(id, flex(v, shape));
     }
 }
 

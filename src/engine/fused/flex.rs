@@ -3,8 +3,8 @@
 //! with their backward pass under autodiff, so a fused group on CPU costs what its members
 //! cost alone rather than burn's generic batched ops (measured 2–8× slower there).
 
+use crate::engine::flex_tensors::{dims, flex, prim, register, values, wrap};
 use crate::engine::kernels::{self, ConvDims};
-use crate::engine::net_ops::{dims, flex, prim, register, values, wrap};
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;

@@ -12,7 +12,7 @@ mod sums;
 #[cfg(test)]
 mod tests;
 
-use super::burn_engine::{batch_size, summarise, test_and_close};
+use super::closing::{batch_size, summarise, test_and_close};
 use super::early_stop::{Action, EarlyStop};
 use super::epochs::{Batches, EXPLODED_LOSS, augmented};
 use super::eval::evaluate;
@@ -21,7 +21,7 @@ use super::model::Net;
 use super::net_ops::{NetOps, gather};
 use super::optim::Optim;
 use super::schedule::lr_at;
-use super::{EpochRow, Progress, Status, TrialContext, TrialResult};
+use super::{Done, EpochRow, Progress, Status, TrialContext, TrialResult};
 use crate::config::TrialConfig;
 use crate::data::{self, Stream};
 use crate::error::{Error, Result};
@@ -37,9 +37,6 @@ use sums::Sums;
 
 /// A member leaving the group: its current position, how it ended, and a note saying why.
 type Ending = (usize, Status, Option<String>);
-
-/// Where each member's result goes when it ends: its position in the group as started.
-pub type Done<'a> = &'a mut (dyn FnMut(usize, Result<TrialResult>) + Send);
 
 /// One member of a running group: its config, data and streams, and what it has measured.
 struct Member<'a, B: AutodiffBackend> {
