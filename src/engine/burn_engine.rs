@@ -215,7 +215,7 @@ where
 mod tests {
     use super::*;
     use crate::data::PIXELS;
-    use crate::engine::EpochRow;
+    use crate::engine::{EpochRow, Status};
     use crate::spec::Spec;
     use crate::trial::Trial;
     use burn::optim::{GradientsParams, Optimizer};
