@@ -143,7 +143,7 @@ pub struct SlotArgs {
     /// Train up to K trials of one shape as one model (`auto`: 8 on a GPU, 1 on CPU);
     /// overrides the sweep file's `fuse:`.
     #[arg(long, value_name = "K|auto")]
-    pub fuse: Option<crate::plan::fusion::Fuse>,
+    pub fuse: Option<crate::spec::Fuse>,
 }
 
 impl SlotArgs {
@@ -216,7 +216,7 @@ pub struct SubmitArgs {
     pub devices: Option<String>,
     /// The `--fuse` of each worker (default: the sweep file's `fuse:`).
     #[arg(long, value_name = "K|auto")]
-    pub fuse: Option<crate::plan::fusion::Fuse>,
+    pub fuse: Option<crate::spec::Fuse>,
 }
 
 /// Options of `hypersweep worker`.

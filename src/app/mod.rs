@@ -231,11 +231,11 @@ struct PlannedGroups {
 
 fn fusion_groups(
     plan: &Plan,
-    fuse: Option<crate::plan::fusion::Fuse>,
+    fuse: Option<crate::spec::Fuse>,
     slots: &crate::cli::SlotArgs,
 ) -> Result<Option<PlannedGroups>> {
     let Some(fuse) = fuse else { return Ok(None) };
-    let k = fuse.size(&slots.slots(plan.trials.len())?);
+    let k = crate::plan::fusion::group_size(fuse, &slots.slots(plan.trials.len())?);
     if k <= 1 {
         return Ok(None);
     }

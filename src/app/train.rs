@@ -387,7 +387,8 @@ fn train(
         judge: judge(store, info),
         next: Some(next),
     };
-    let fuse = args.slots.fuse.or(info.fuse).map_or(1, |f| f.size(slots));
+    let fuse =
+        (args.slots.fuse.or(info.fuse)).map_or(1, |f| crate::plan::fusion::group_size(f, slots));
     let groups = crate::plan::fusion::groups(pending, fuse);
     let results = scheduler::run(groups, engine, slots, cancel, &hooks, |ev| {
         let saved = match ev {

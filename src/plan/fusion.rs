@@ -13,69 +13,18 @@
 
 use crate::config::TrialConfig;
 use crate::devices::{Device, Slot};
+pub use crate::spec::Fuse;
 use crate::trial::Trial;
-use serde::{Deserialize, Serialize};
-
-/// How many trials may train as one model: `--fuse K` or `fuse: K` (1 is no fusion), or
-/// `auto`, which picks K from the devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Fuse {
-    /// At most this many trials a group.
-    Size(usize),
-    /// [`AUTO_GPU`] on a GPU; no fusion on CPU, where it measured no faster
-    /// (benches/RESULTS.md).
-    Auto,
-}
 
 /// The group size `auto` takes on a GPU.
 pub const AUTO_GPU: usize = 8;
 
-impl Fuse {
-    /// The largest group on these slots.
-    pub fn size(self, slots: &[Slot]) -> usize {
-        match self {
-            Fuse::Size(k) => k,
-            Fuse::Auto if slots.iter().any(|s| s.device != Device::Cpu) => AUTO_GPU,
-            Fuse::Auto => 1,
-        }
-    }
-}
-
-impl std::str::FromStr for Fuse {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(Fuse::Auto);
-        }
-        match s.parse::<usize>() {
-            Ok(k) if k >= 1 => Ok(Fuse::Size(k)),
-            _ => Err(format!(
-                "`{s}`: expected a number of trials (1 or more) or `auto`"
-            )),
-        }
-    }
-}
-
-impl TryFrom<String> for Fuse {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl From<Fuse> for String {
-    fn from(f: Fuse) -> String {
-        f.to_string()
-    }
-}
-
-impl std::fmt::Display for Fuse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fuse::Size(k) => write!(f, "{k}"),
-            Fuse::Auto => f.write_str("auto"),
-        }
+/// The largest group `fuse` allows on these slots.
+pub fn group_size(fuse: Fuse, slots: &[Slot]) -> usize {
+    match fuse {
+        Fuse::Size(k) => k,
+        Fuse::Auto if slots.iter().any(|s| s.device != Device::Cpu) => AUTO_GPU,
+        Fuse::Auto => 1,
     }
 }
 

@@ -162,7 +162,7 @@ pub fn json_row(line: &str) -> Option<MetricRow> {
     };
     let row: MetricRow = map
         .into_iter()
-        .filter(|(k, _)| usable_name(k))
+        .filter(|(k, _)| crate::spec::usable_metric_name(k))
         .filter_map(|(k, v)| match v {
             Value::Number(n) => n.as_f64().map(|x| (k, x)),
             Value::Null => Some((k, f64::NAN)),
@@ -170,14 +170,6 @@ pub fn json_row(line: &str) -> Option<MetricRow> {
         })
         .collect();
     (!row.is_empty()).then_some(row)
-}
-
-/// A metric name that can be a CSV column and a plot label: short, no commas, quotes or
-/// control characters.
-pub fn usable_name(k: &str) -> bool {
-    !k.is_empty()
-        && k.chars().count() <= 100
-        && !k.chars().any(|c| c.is_control() || matches!(c, ',' | '"'))
 }
 
 /// Every row of a chunk of a metrics file's text (malformed lines, such as a last line cut by a
@@ -201,7 +193,7 @@ pub fn stdout_pairs(line: &str) -> Option<Vec<(String, f64)>> {
     let mut pairs = vec![];
     for token in normalized.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
         let (k, v) = token.split_once('=').or_else(|| token.split_once(':'))?;
-        let valid_name = usable_name(k)
+        let valid_name = crate::spec::usable_metric_name(k)
             && k.chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
         let value = match v.to_ascii_lowercase().as_str() {

@@ -4,6 +4,7 @@
 //! its first group, is the metric's value, read as Python prints numbers (`1e-05`, `nan`,
 //! `inf`, `9,890`).
 
+use crate::spec::compile_pattern as compile;
 use regex::Regex;
 use std::collections::BTreeMap;
 
@@ -20,17 +21,6 @@ struct Pattern {
     name: String,
     re: Regex,
     named: bool,
-}
-
-/// Compiles one pattern; the error says what is wrong with it.
-pub fn compile(pattern: &str) -> Result<Regex, String> {
-    let re = Regex::new(pattern).map_err(|e| format!("not a valid regular expression: {e}"))?;
-    if re.captures_len() < 2 {
-        return Err(format!(
-            "`{pattern}` has no group to take the value from: put the number in parentheses, as in `loss: ([0-9.e+-]+)`"
-        ));
-    }
-    Ok(re)
 }
 
 /// A number as Python prints it: `0.25`, `1e-05`, `-3`, `nan`, `inf`, `-inf`; thousands

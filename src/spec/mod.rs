@@ -2,6 +2,7 @@
 //! `Spec` (what the user said). Expanding it into trials is `plan.rs`; nothing here does I/O
 //! beyond reading the file, and nothing touches a device.
 
+mod fuse;
 mod keys;
 pub mod placeholders;
 mod program;
@@ -11,8 +12,9 @@ mod sections;
 pub(crate) mod words;
 mod yaml;
 
+pub use fuse::Fuse;
 pub use keys::{closest, edit_distance, leaf_paths, set_path};
-pub use program::{DEFAULT_GRACE, Goal, Program};
+pub use program::{DEFAULT_GRACE, Goal, Program, compile_pattern, usable_metric_name};
 pub use sample::{distinct_draws, draw};
 pub use search::{Distribution, EarlyTerminate, Method, Param, PruneKind, Search};
 pub use sections::{Axis, NamedTrial, Override};
@@ -170,7 +172,7 @@ pub struct Spec {
     /// Which trials stop before their last epoch; none unless `early_terminate` is given.
     pub early_terminate: Option<EarlyTerminate>,
     /// How many trials may train as one model (`fuse: K` or `auto`); `--fuse` overrides it.
-    pub fuse: Option<crate::plan::fusion::Fuse>,
+    pub fuse: Option<Fuse>,
 }
 
 const TOP_KEYS: &[&str] = &[

@@ -251,6 +251,27 @@ fn env(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError> {
     Ok(out)
 }
 
+/// A metric name that can be a CSV column and a plot label: short, no commas, quotes or
+/// control characters.
+pub fn usable_metric_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.chars().count() <= 100
+        && !k.chars().any(|c| c.is_control() || matches!(c, ',' | '"'))
+}
+
+/// Compiles one metric pattern (`program.patterns`): a regex with a group to take the value
+/// from; the error says what is wrong with it.
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    let re =
+        regex::Regex::new(pattern).map_err(|e| format!("not a valid regular expression: {e}"))?;
+    if re.captures_len() < 2 {
+        return Err(format!(
+            "`{pattern}` has no group to take the value from: put the number in parentheses, as in `loss: ([0-9.e+-]+)`"
+        ));
+    }
+    Ok(re)
+}
+
 /// `program.patterns`: metric names to regexes, each compiled here so that a bad one is an
 /// error naming its key and line before anything runs.
 fn patterns(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError> {
@@ -267,7 +288,7 @@ fn patterns(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError>
     };
     let mut out = BTreeMap::new();
     for (name, kpos, val) in entries {
-        if !crate::program::metrics::usable_name(name) {
+        if !usable_metric_name(name) {
             return Err(SpecError::at(
                 file,
                 *kpos,
@@ -277,7 +298,7 @@ fn patterns(file: &str, v: &Node) -> Result<BTreeMap<String, String>, SpecError>
         }
         let at = |m: String| SpecError::at(file, val.pos, format!("program.patterns.{name}"), m);
         let text = scalar_text(val).map_err(at)?;
-        crate::program::patterns::compile(&text).map_err(at)?;
+        compile_pattern(&text).map_err(at)?;
         out.insert(name.clone(), text);
     }
     Ok(out)

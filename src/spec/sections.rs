@@ -379,7 +379,7 @@ pub(super) fn deserialize_section<T: serde::de::DeserializeOwned>(
 }
 
 /// `fuse:` — a number of trials (1 or more) or `auto`.
-pub(super) fn fuse(file: &str, node: &Node) -> Result<crate::plan::fusion::Fuse, SpecError> {
+pub(super) fn fuse(file: &str, node: &Node) -> Result<crate::spec::Fuse, SpecError> {
     let text = match &node.kind {
         NodeKind::Scalar(Value::String(s)) => s.clone(),
         NodeKind::Scalar(Value::Number(n)) => n.to_string(),

@@ -55,7 +55,7 @@ pub struct SweepInfo {
     pub early_terminate: Option<EarlyTerminate>,
     /// The sweep file's `fuse:`, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fuse: Option<crate::plan::fusion::Fuse>,
+    pub fuse: Option<crate::spec::Fuse>,
 }
 
 fn is_zero(n: &u64) -> bool {
