@@ -604,8 +604,9 @@ fn what_a_killed_run_left_running_is_ended_by_the_next_run() {
     ended_within(&mut second, Duration::from_secs(10), &[]);
 }
 
-/// An unmodified script that prints prose (Keras-style progress on stdout, tqdm redraws and
-/// the test summary on stderr): `program.patterns` read its metrics, one row per epoch, and a
+/// An unmodified script that prints prose (Keras-style progress on stdout, tqdm redraws and,
+/// after training, the test summary on stderr): `program.patterns` read its metrics, one row
+/// per epoch, and a
 /// pattern that never matched is a note on the trial. `hypersweep patterns` shows the same rows
 /// from a saved log before anything runs.
 #[test]
@@ -614,7 +615,7 @@ fn patterns_read_metrics_from_an_unmodified_scripts_prose() {
     let script = tmp.path().join("prose.py");
     std::fs::write(
         &script,
-        "import sys\nlr = float(sys.argv[1])\nfor e in range(1, 4):\n    print(f'Epoch {e}/3')\n    sys.stderr.write(' 50%|#    | 5/10\\r100%|##########| 10/10\\n')\n    print(f'1875/1875 [======] - 3s - loss: {lr / e:.4f} - val_accuracy: {0.5 + e / 10}')\nsys.stderr.write('Test set: Average loss: 0.0330, Accuracy: 9890/10000 (99%)\\n')\n",
+        "import sys, time\nlr = float(sys.argv[1])\nfor e in range(1, 4):\n    print(f'Epoch {e}/3')\n    sys.stderr.write(' 50%|#    | 5/10\\r100%|##########| 10/10\\n')\n    print(f'1875/1875 [======] - 3s - loss: {lr / e:.4f} - val_accuracy: {0.5 + e / 10}')\ntime.sleep(0.3)\nsys.stderr.write('Test set: Average loss: 0.0330, Accuracy: 9890/10000 (99%)\\n')\n",
     )
     .unwrap();
     let s = Sweep::new(&format!(
