@@ -81,34 +81,7 @@ impl<B: MemberSteps> FusedOptim<B> {
         params: Vec<Tensor<B, 3>>,
         grads: Vec<Tensor<B, 3>>,
     ) -> Vec<Tensor<B, 3>> {
-        self.step += 1;
-        let Some(first) = params.first() else {
-            return params;
-        };
-        let device = first.device();
-        let steps = self.member_steps(lrs);
-        let mut rule = None;
-        let mut state = std::mem::take(&mut self.state);
-        let out = params
-            .into_iter()
-            .zip(grads)
-            .zip(&mut state)
-            .map(
-                |((p, g), s)| match B::member_steps(p, g, (s.m.take(), s.v.take()), &steps) {
-                    Ok((p, m, v)) => {
-                        (s.m, s.v) = (Some(m), Some(v));
-                        p
-                    }
-                    Err((p, g, m, v)) => {
-                        (s.m, s.v) = (m, v);
-                        let rule = rule.get_or_insert_with(|| Rule::new(self, lrs, &device));
-                        rule.apply(p, g, s)
-                    }
-                },
-            )
-            .collect();
-        self.state = state;
-        out
+        self.update(lrs, params, grads, true)
     }
 
     /// [`FusedOptim::step`] through the column arithmetic alone: the GPU backends' path,
@@ -119,17 +92,53 @@ impl<B: MemberSteps> FusedOptim<B> {
         params: Vec<Tensor<B, 3>>,
         grads: Vec<Tensor<B, 3>>,
     ) -> Vec<Tensor<B, 3>> {
+        self.update(lrs, params, grads, false)
+    }
+
+    /// One update: member by member where the backend can and `kernels` allows, else (per
+    /// parameter) through [`Rule`]'s columns.
+    fn update(
+        &mut self,
+        lrs: &[f64],
+        params: Vec<Tensor<B, 3>>,
+        grads: Vec<Tensor<B, 3>>,
+        kernels: bool,
+    ) -> Vec<Tensor<B, 3>> {
         self.step += 1;
         let Some(first) = params.first() else {
             return params;
         };
-        let rule = Rule::new(self, lrs, &first.device());
+        let device = first.device();
+        let steps = if kernels {
+            self.member_steps(lrs)
+        } else {
+            vec![]
+        };
+        let mut rule = None;
         let mut state = std::mem::take(&mut self.state);
         let out = params
             .into_iter()
             .zip(grads)
             .zip(&mut state)
-            .map(|((p, g), s)| rule.apply(p, g, s))
+            .map(|((p, g), s)| {
+                let (m, v) = (s.m.take(), s.v.take());
+                let tried = if kernels {
+                    B::member_steps(p, g, (m, v), &steps)
+                } else {
+                    Err((p, g, m, v))
+                };
+                match tried {
+                    Ok((p, m, v)) => {
+                        (s.m, s.v) = (Some(m), Some(v));
+                        p
+                    }
+                    Err((p, g, m, v)) => {
+                        (s.m, s.v) = (m, v);
+                        let rule = rule.get_or_insert_with(|| Rule::new(self, lrs, &device));
+                        rule.apply(p, g, s)
+                    }
+                }
+            })
             .collect();
         self.state = state;
         out
