@@ -67,6 +67,7 @@ pub fn throughput(
         progress: &mut |_| {},
         cancel: &cancel,
         stop_now: &crate::engine::NEVER,
+        checkpoint: None,
     };
     let r = BurnEngine.run(&plan.trials[0], &mut ctx)?;
     let samples = (r.samples_per_second.unwrap_or(0.0) * r.train_seconds).round() as usize;

@@ -5,6 +5,7 @@
 use crate::cores::Threads;
 use crate::engine::{Device, Engine, Progress, TrialContext};
 use crate::events::{Stop, SweepEvent};
+use crate::store::TrialCheckpoint;
 use crate::trial::{Status, Trial, TrialResult};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -107,12 +108,18 @@ pub type Judge = Arc<dyn Fn(&Trial, &Progress) -> Option<String> + Send + Sync>;
 /// `None` when there is no more.
 pub type Next = Arc<dyn Fn() -> Option<Trial> + Send + Sync>;
 
-/// What the scheduler asks as it goes: whether a slot may train a trial, whether a running
-/// trial goes on, and which trial comes after the queued ones.
+/// Asked by a slot for each trial it claimed, before it starts: the trial's checkpoint (its
+/// attempt counted), or `None` when none is kept.
+pub type Attempt = Arc<dyn Fn(&Trial) -> Option<TrialCheckpoint> + Send + Sync>;
+
+/// What the scheduler asks as it goes: whether a slot may train a trial, where its checkpoint
+/// is, whether a running trial goes on, and which trial comes after the queued ones.
 #[derive(Clone)]
 pub struct Hooks {
     /// Asked before each trial.
     pub claim: Claim,
+    /// Asked for each trial claimed.
+    pub attempt: Option<Attempt>,
     /// Asked after each epoch, when the sweep stops weak trials early.
     pub judge: Option<Judge>,
     /// Asked when the queue is empty, when the sweep proposes trials as it goes.
@@ -124,6 +131,7 @@ impl Hooks {
     pub fn claim(claim: Claim) -> Hooks {
         Hooks {
             claim,
+            attempt: None,
             judge: None,
             next: None,
         }
@@ -176,13 +184,7 @@ pub fn run(
                 for t in &group {
                     known.lock().expect("known").insert(t.id.clone(), t.clone());
                 }
-                run_group(
-                    &group,
-                    &*engine,
-                    &slot,
-                    (&cancel, hooks.judge.as_ref()),
-                    &tx,
-                );
+                run_group(&group, &*engine, &slot, (&cancel, &hooks), &tx);
             }
         }));
     }
@@ -289,10 +291,15 @@ fn run_group(
     group: &[Trial],
     engine: &dyn Engine,
     slot: &Slot,
-    (stops, judge): (&Cancel, Option<&Judge>),
+    (stops, hooks): (&Cancel, &Hooks),
     tx: &mpsc::Sender<SweepEvent>,
 ) {
     let device = slot.device.to_string();
+    let judge = hooks.judge.as_ref();
+    let checkpoints: Vec<Option<TrialCheckpoint>> = group
+        .iter()
+        .map(|t| hooks.attempt.as_ref().and_then(|a| a(t)))
+        .collect();
     for trial in group {
         let _ = tx.send(SweepEvent::TrialStarted {
             id: trial.id.clone(),
@@ -336,13 +343,15 @@ fn run_group(
             progress: &mut **progress,
             cancel: if judge.is_some() { &pruned[i] } else { cancel },
             stop_now: &stops.stop_now,
+            checkpoint: checkpoints[i].as_ref(),
         })
         .collect();
     let reported: Vec<AtomicBool> = group.iter().map(|_| AtomicBool::new(false)).collect();
     let record = |i: usize, outcome: Result<TrialResult, String>| {
         reported[i].store(true, Ordering::SeqCst);
         let verdict = verdicts[i].lock().expect("verdict").take();
-        let result = finished(&group[i], outcome, verdict, cancel, slot, t0);
+        let mut result = finished(&group[i], outcome, verdict, cancel, slot, t0);
+        result.restarts = checkpoints[i].as_ref().map_or(0, |c| c.restarts);
         let _ = tx.send(SweepEvent::TrialFinished {
             trial: Box::new(group[i].clone()),
             result: Box::new(result),

@@ -310,6 +310,12 @@ pub struct TrialResult {
     /// A program's exit code, when it exited by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The epochs complete in the checkpoint the trial resumed from, when it resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from_epoch: Option<usize>,
+    /// How many times the trial started before the attempt that finished it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
     /// The fused group the trial trained in, when it trained with others in one model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fused: Option<FusedGroup>,
@@ -319,6 +325,10 @@ pub struct TrialResult {
     /// A program's metric rows, in the order reported; kept in epochs.csv.
     #[serde(skip)]
     pub rows: Vec<MetricRow>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl TrialResult {

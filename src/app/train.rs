@@ -384,6 +384,7 @@ fn train(
             seen.clone(),
             (cancel, &claim_error),
         ),
+        attempt: Some(attempter(store, info)),
         judge: judge(store, info),
         next: Some(next),
     };
@@ -395,6 +396,9 @@ fn train(
             SweepEvent::TrialFinished { trial, result } => {
                 // result.json first: the claim goes only once the proof of the trial is there.
                 let saved = store.write_trial(trial, result);
+                if saved.is_ok() {
+                    store.end_attempt(&trial.id, result.status);
+                }
                 claims.release(&trial.id);
                 saved
             }
@@ -414,6 +418,19 @@ fn train(
         Some(e) => Err(e),
         None => Ok(results),
     }
+}
+
+/// Each claimed trial's attempt, counted in its directory, with its checkpoint as the sweep's
+/// `checkpoint:` says. A trial whose attempt cannot be recorded trains without a checkpoint.
+fn attempter(store: &Store, info: &SweepInfo) -> scheduler::Attempt {
+    let (store, policy) = (store.clone(), info.checkpoint.unwrap_or_default());
+    Arc::new(move |t: &Trial| match store.start_attempt(&t.id, policy) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(trial = %t.name, "no checkpoint for this attempt: {e}");
+            None
+        }
+    })
 }
 
 /// The sweep's early-termination rule as the scheduler's judge, when it has one.

@@ -11,7 +11,7 @@ use super::{Device, Engine, Trial, TrialContext, TrialResult, builtin_config};
 use crate::config::TrialConfig;
 use crate::data::{self, Stream};
 use crate::error::{Error, Result};
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use std::time::Instant;
 
@@ -195,7 +195,8 @@ where
     let x_train = loaded.x_train.clone();
     let mut trainer = Trainer::new(cfg, (&splits.train, x_train), bs, optim, device);
     let (val, test) = (&loaded.val, &loaded.test);
-    let trained = trainer.run(model, (val, test), &mut out, ctx);
+    let start = trainer.start(model, ctx, &mut out);
+    let trained = trainer.run(start, (val, test), &mut out, ctx);
     summarise(&mut out, trained.samples_seen, trained.train_seconds);
     let final_model = match trained.best {
         Some((epoch, m)) => {
@@ -207,8 +208,40 @@ where
         None => trained.model,
     };
     test_and_close(&mut out, trained.status, &final_model.valid(), &loaded);
+    if trained.status != super::Status::Interrupted {
+        keep_final(ctx, &final_model, &mut out);
+    }
     out.total_seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Writes the weights the test set used to `trials/<id>/weights.mpk` (burn's named
+/// MessagePack record), when the sweep's `checkpoint: {keep_final: true}` asks.
+fn keep_final<B: AutodiffBackend + NetOps>(
+    ctx: &TrialContext<'_>,
+    model: &Net<B>,
+    out: &mut TrialResult,
+) {
+    use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+    let Some(path) = ctx
+        .checkpoint
+        .and_then(crate::store::TrialCheckpoint::final_weights)
+    else {
+        return;
+    };
+    let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
+    let written = recorder
+        .record(model.clone().into_record(), ())
+        .map_err(|e| e.to_string())
+        .and_then(|b| crate::store::write_atomic(&path, &b).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => out
+            .notes
+            .push(format!("final weights kept in {}", path.display())),
+        Err(e) => out
+            .notes
+            .push(format!("cannot keep the final weights: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +271,7 @@ mod tests {
             progress: &mut |_| {},
             cancel: &cancel,
             stop_now: &crate::engine::NEVER,
+            checkpoint: None,
         };
         BurnEngine.run(t, &mut ctx).unwrap()
     }
@@ -336,6 +370,7 @@ mod tests {
                 progress: &mut |_| {},
                 cancel: &cancel,
                 stop_now: &crate::engine::NEVER,
+                checkpoint: None,
             };
             BurnEngine.run(&t, &mut ctx).unwrap()
         };
@@ -414,6 +449,7 @@ mod tests {
             progress: &mut |_| {},
             cancel: &cancel,
             stop_now: &crate::engine::NEVER,
+            checkpoint: None,
         };
         let e = BurnEngine.run(&t, &mut ctx).unwrap_err().to_string();
         assert!(e.starts_with("out of memory: "), "{e}");
@@ -440,6 +476,7 @@ mod tests {
             progress: &mut |_| {},
             cancel: &cancel,
             stop_now: &crate::engine::NEVER,
+            checkpoint: None,
         };
         let r = BurnEngine.run(&t, &mut ctx).unwrap();
         stopper.join().unwrap();

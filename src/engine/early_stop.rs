@@ -54,6 +54,17 @@ impl EarlyStop {
         self.best.map(|(_, e)| e)
     }
 
+    /// The best (score, epoch) so far and the patience left, for a checkpoint.
+    pub fn state(&self) -> (Option<(f64, usize)>, usize) {
+        (self.best, self.patience_left)
+    }
+
+    /// Takes up the state a checkpoint saved.
+    pub fn resume(&mut self, (best, patience_left): (Option<(f64, usize)>, usize)) {
+        self.best = best;
+        self.patience_left = patience_left;
+    }
+
     /// Records `score` (lower is better) of `epoch` (1-based) and says what to do.
     pub fn observe(&mut self, score: f64, epoch: usize) -> Action {
         let improved = self.best.is_none_or(|(s, _)| score < s);

@@ -28,7 +28,8 @@ pub(super) const EXPLODED_LOSS: f64 = 100.0 * std::f64::consts::LN_10;
 
 /// One epoch's minibatches, drawn as they are needed: `steps_per_epoch: 1e8` must not build
 /// a hundred million index lists before the first step. The draws are the same, in the same
-/// order, as drawing them all up front.
+/// order, as drawing them all up front. Saved as it stands in a mid-epoch checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) enum Batches {
     /// `left` more batches of `bs` indices drawn with replacement.
     Sampled { left: usize, bs: usize, n: usize },
@@ -89,15 +90,52 @@ impl Batches {
 /// the device and raw, for augmentation), the optimizer and the random streams of batches,
 /// dropout and augmentation.
 pub struct Trainer<'a, B: AutodiffBackend, O> {
-    cfg: &'a TrialConfig,
-    device: &'a B::Device,
+    pub(super) cfg: &'a TrialConfig,
+    pub(super) device: &'a B::Device,
     train: &'a Part,
     x_train: Tensor<B::InnerBackend, 2>,
     batch_size: usize,
-    optim: O,
-    batch_rng: ChaCha8Rng,
-    drop_rng: ChaCha8Rng,
-    aug_rng: ChaCha8Rng,
+    pub(super) optim: O,
+    /// The streams of batches, dropout and augmentation, in that order.
+    pub(super) rngs: [ChaCha8Rng; 3],
+}
+
+/// Where the epoch loop starts: a fresh trial's first epoch, or where its checkpoint left it.
+pub struct Start<B: AutodiffBackend> {
+    /// The weights to train on.
+    pub model: Net<B>,
+    /// Epochs already complete.
+    pub epoch: usize,
+    /// The best validation epoch (1-based) and its weights, when they will be restored.
+    pub best: Option<(usize, Net<B>)>,
+    /// The early-stopping policy as it stood.
+    pub stopper: EarlyStop,
+    /// The epoch an interrupt stopped part-way, to go on from the batch it stopped at.
+    pub mid: Option<super::resume::MidEpoch>,
+    /// Training samples and step time of the epochs complete.
+    pub seen: (usize, f64),
+}
+
+impl<B: AutodiffBackend> Start<B> {
+    /// The start of a trial trained from its first epoch.
+    pub fn fresh(model: Net<B>, cfg: &TrialConfig) -> Self {
+        Start {
+            model,
+            epoch: 0,
+            best: None,
+            stopper: EarlyStop::new(&cfg.early_stopping, cfg.epochs),
+            mid: None,
+            seen: (0, 0.0),
+        }
+    }
+}
+
+/// How an epoch's steps ended.
+enum EpochEnd<B: AutodiffBackend> {
+    /// All of them ran: what they measured, the epoch's row and its validation.
+    Done(EpochSteps, EpochRow, Option<Eval>),
+    /// The trial was asked to stop: the epoch as it stood at the batch it stopped on.
+    Paused(EpochRun<B>),
 }
 
 /// One batch's forward pass.
@@ -124,13 +162,15 @@ struct EpochSteps {
 
 /// An epoch's batches and its sums so far (kept on the device, read back once per epoch rather
 /// than once per step).
-struct EpochRun<B: AutodiffBackend> {
-    batches: Batches,
-    steps: usize,
-    samples: usize,
-    loss_sum: Option<Tensor<B::InnerBackend, 1>>,
-    correct_sum: Option<Tensor<B::InnerBackend, 1, Int>>,
-    step_losses: Vec<Tensor<B::InnerBackend, 1>>,
+pub(super) struct EpochRun<B: AutodiffBackend> {
+    pub(super) batches: Batches,
+    pub(super) steps: usize,
+    pub(super) samples: usize,
+    pub(super) loss_sum: Option<Tensor<B::InnerBackend, 1>>,
+    pub(super) correct_sum: Option<Tensor<B::InnerBackend, 1, Int>>,
+    pub(super) step_losses: Vec<Tensor<B::InnerBackend, 1>>,
+    /// Seconds its steps took before an interrupt (the epoch resumed from a checkpoint).
+    pub(super) seconds_before: f64,
 }
 
 impl<B: AutodiffBackend> EpochRun<B> {
@@ -142,6 +182,7 @@ impl<B: AutodiffBackend> EpochRun<B> {
             loss_sum: None,
             correct_sum: None,
             step_losses: vec![],
+            seconds_before: 0.0,
         }
     }
 
@@ -216,17 +257,21 @@ where
             x_train,
             batch_size,
             optim,
-            batch_rng: data::rng(cfg.seed, Stream::Batches),
-            drop_rng: data::rng(cfg.seed, Stream::Dropout),
-            aug_rng: data::rng(cfg.seed, Stream::Augment),
+            rngs: [
+                data::rng(cfg.seed, Stream::Batches),
+                data::rng(cfg.seed, Stream::Dropout),
+                data::rng(cfg.seed, Stream::Augment),
+            ],
         }
     }
 
-    /// The epoch loop: trains, validates and reports each epoch, adds its row (and step losses
-    /// and notes) to `out`, and stops on cancellation, divergence or early stopping.
+    /// The epoch loop from `start`: trains, validates and reports each epoch, adds its row
+    /// (and step losses and notes) to `out`, and stops on cancellation, divergence or early
+    /// stopping. Checkpoints go to the context's checkpoint as its policy says, and whenever
+    /// the trial is asked to stop (at the batch it stops on).
     pub fn run(
         &mut self,
-        mut model: Net<B>,
+        start: Start<B>,
         (val, test): (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
         out: &mut TrialResult,
         ctx: &mut TrialContext<'_>,
@@ -234,22 +279,34 @@ where
         let cfg = self.cfg;
         // The epochs run on the trial's share of the cores as it stands when each starts.
         let mut pool = Pool::default();
-        let mut stopper = EarlyStop::new(&cfg.early_stopping, cfg.epochs);
-        let mut best = None;
+        let Start {
+            mut model,
+            epoch: first,
+            mut best,
+            mut stopper,
+            mut mid,
+            mut seen,
+        } = start;
         let mut status = Status::Ok;
-        let (mut samples_seen, mut train_seconds) = (0usize, 0f64);
         let gpu = super::gpu_faults::Watch::new(ctx.device);
-        for epoch in 0..cfg.epochs {
+        let mut last_save = (first, Instant::now());
+        for epoch in first..cfg.epochs {
             let lr = lr_at(cfg.optimizer.lr(), &cfg.schedule, epoch, cfg.epochs);
-            let (next, done) = self.epoch_on(&mut pool, ctx, model, (epoch, lr), (val, test));
+            let resumed = mid.take().map(|m| m.into_run(self.device));
+            let (next, end) =
+                self.epoch_on(&mut pool, ctx, (model, resumed), (epoch, lr), (val, test));
             model = next;
-            let Some((steps, row, v)) = done else {
-                status = Status::Interrupted;
-                break;
+            let (steps, row, v) = match end {
+                EpochEnd::Done(steps, row, v) => (steps, row, v),
+                EpochEnd::Paused(run) => {
+                    status = Status::Interrupted;
+                    let at = super::resume::At::new(epoch, &model, &best, &stopper, seen);
+                    self.save(ctx, at.paused(run), out);
+                    break;
+                }
             };
             out.step_losses.extend(&steps.step_losses);
-            samples_seen += steps.samples;
-            train_seconds += steps.seconds;
+            seen = (seen.0 + steps.samples, seen.1 + steps.seconds);
             out.epochs.push(row.clone());
             (ctx.progress)(Progress::Epoch(row));
             if gpu.fault().is_some() {
@@ -267,58 +324,56 @@ where
                 ));
                 break;
             }
-            let Some(v) = v else { continue };
-            // The weights are cloned only when the test set will use them.
-            let mut keep_best = || {
-                if cfg.restore_best {
-                    best = Some((epoch + 1, model.clone()));
-                }
-            };
-            match stopper.observe(stopper.score(v.loss, v.accuracy), epoch + 1) {
-                Action::Continue => {}
-                Action::KeepBest => keep_best(),
-                Action::Stop {
-                    note,
-                    keep_best: also_best,
-                } => {
-                    if also_best {
-                        keep_best();
-                    }
-                    status = Status::StoppedEarly;
-                    out.notes.push(note);
-                    break;
-                }
+            if let Some(v) = v
+                && let Some(note) = observe(&mut stopper, v, epoch, (&model, &mut best), cfg)
+            {
+                status = Status::StoppedEarly;
+                out.notes.push(note);
+                break;
+            }
+            let since = (epoch + 1 - last_save.0, last_save.1.elapsed().as_secs_f64());
+            if epoch + 1 < cfg.epochs
+                && ctx
+                    .checkpoint
+                    .is_some_and(|c| c.policy.due(since.0, since.1))
+            {
+                let at = super::resume::At::new(epoch + 1, &model, &best, &stopper, seen);
+                self.save(ctx, at, out);
+                last_save = (epoch + 1, Instant::now());
             }
         }
         Trained {
             model,
             best,
             status,
-            samples_seen,
-            train_seconds,
+            samples_seen: seen.0,
+            train_seconds: seen.1,
         }
     }
 
-    /// One epoch's steps and its row (with the validation), on the trial's share of the cores:
-    /// when the share changes mid-epoch (another trial ended or started), the steps go on from
-    /// the next one on a pool of the new size. `None` when cancelled.
-    #[allow(clippy::type_complexity)]
+    /// One epoch's steps and its row (with the validation), on the trial's share of the cores,
+    /// from the batch an interrupted attempt stopped at when `resumed`: when the share changes
+    /// mid-epoch (another trial ended or started), the steps go on from the next one on a pool
+    /// of the new size. Paused when cancelled.
     fn epoch_on(
         &mut self,
         pool: &mut Pool,
         ctx: &TrialContext<'_>,
-        mut model: Net<B>,
+        (mut model, resumed): (Net<B>, Option<EpochRun<B>>),
         (epoch, lr): (usize, f64),
         sets: (&DeviceSet<B::InnerBackend>, &DeviceSet<B::InnerBackend>),
-    ) -> (Net<B>, Option<(EpochSteps, EpochRow, Option<Eval>)>) {
+    ) -> (Net<B>, EpochEnd<B>) {
         let (cancel, share) = (ctx.cancel, &ctx.threads);
         let t_epoch = Instant::now();
-        let mut run = EpochRun::new(
-            self.cfg,
-            self.train.len(),
-            self.batch_size,
-            &mut self.batch_rng,
-        );
+        let mut run = match resumed {
+            Some(run) => run,
+            None => EpochRun::new(
+                self.cfg,
+                self.train.len(),
+                self.batch_size,
+                &mut self.rngs[0],
+            ),
+        };
         let me = &mut *self;
         let threads = loop {
             let threads = share.now();
@@ -329,14 +384,16 @@ where
                 break threads;
             }
             if cancel.load(Ordering::Relaxed) {
-                return (model, None);
+                run.seconds_before += t_epoch.elapsed().as_secs_f64();
+                return (model, EpochEnd::Paused(run));
             }
         };
+        let before = run.seconds_before;
         let mut steps = run.finish();
-        steps.seconds = t_epoch.elapsed().as_secs_f64();
+        steps.seconds = before + t_epoch.elapsed().as_secs_f64();
         pool.run(threads, move || {
             let (row, v) = me.epoch_row(&model, epoch, lr, &steps, sets, t_epoch);
-            (model, Some((steps, row, v)))
+            (model, EpochEnd::Done(steps, row, v))
         })
     }
 
@@ -353,7 +410,7 @@ where
             if stop() {
                 return (model, false);
             }
-            let Some(idx) = run.batches.next(&mut self.batch_rng) else {
+            let Some(idx) = run.batches.next(&mut self.rngs[0]) else {
                 return (model, true);
             };
             let BatchLoss {
@@ -407,10 +464,10 @@ where
         let y: Tensor<B, 1, Int> = Tensor::from_data(TensorData::new(ys, [b]), self.device);
         let logits = if self.cfg.augment.enabled {
             let x = Tensor::from_inner(self.augmented(idx));
-            model.forward(x, Some(&mut self.drop_rng))
+            model.forward(x, Some(&mut self.rngs[1]))
         } else {
             let data = Tensor::from_inner(self.x_train.clone());
-            model.forward_rows(data, idx, Some(&mut self.drop_rng))
+            model.forward_rows(data, idx, Some(&mut self.rngs[1]))
         };
         let loss = -log_softmax(logits.clone(), 1)
             .gather(1, y.clone().reshape([b, 1]))
@@ -432,7 +489,40 @@ where
 
     /// The pixels of the samples `idx`, augmented from the raw bytes.
     fn augmented(&mut self, idx: &[usize]) -> Tensor<B::InnerBackend, 2> {
-        augmented(self.cfg, self.train, idx, &mut self.aug_rng, self.device)
+        augmented(self.cfg, self.train, idx, &mut self.rngs[2], self.device)
+    }
+}
+
+/// Gives the early-stopping policy an epoch's validation, keeping the weights as the best when
+/// they will be restored; `Some(note)` when the trial stops here.
+fn observe<B: AutodiffBackend>(
+    stopper: &mut EarlyStop,
+    v: Eval,
+    epoch: usize,
+    (model, best): (&Net<B>, &mut Option<(usize, Net<B>)>),
+    cfg: &TrialConfig,
+) -> Option<String> {
+    // The weights are cloned only when the test set will use them.
+    let mut keep_best = || {
+        if cfg.restore_best {
+            *best = Some((epoch + 1, model.clone()));
+        }
+    };
+    match stopper.observe(stopper.score(v.loss, v.accuracy), epoch + 1) {
+        Action::Continue => None,
+        Action::KeepBest => {
+            keep_best();
+            None
+        }
+        Action::Stop {
+            note,
+            keep_best: also_best,
+        } => {
+            if also_best {
+                keep_best();
+            }
+            Some(note)
+        }
     }
 }
 

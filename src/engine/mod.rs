@@ -19,6 +19,7 @@ pub mod optim;
 #[cfg(test)]
 mod optim_tests;
 pub mod probe;
+pub mod resume;
 pub mod schedule;
 pub mod scripted;
 pub mod tensor_conv;
@@ -56,6 +57,9 @@ pub struct TrialContext<'a> {
     /// Set when they must stop without a grace period (one interrupt more): a program's
     /// group is killed at once.
     pub stop_now: &'a AtomicBool,
+    /// The trial's checkpoint (where it is, how often to write it, restarts so far); `None`
+    /// where nothing is kept (benchmarks, probes, tests).
+    pub checkpoint: Option<&'a crate::store::TrialCheckpoint>,
 }
 
 /// A `stop_now` flag that is never set, for contexts nobody interrupts (benchmarks, probes).

@@ -85,8 +85,10 @@ fn steps(
         progress: &mut |_| {},
         cancel: &cancel,
         stop_now: &crate::engine::NEVER,
+        checkpoint: None,
     };
-    let trained = trainer.run(model, (empty, empty), &mut out, &mut ctx);
+    let start = super::epochs::Start::fresh(model, &probe);
+    let trained = trainer.run(start, (empty, empty), &mut out, &mut ctx);
     (trained.model, trained.train_seconds)
 }
 

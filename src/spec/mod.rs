@@ -2,6 +2,7 @@
 //! `Spec` (what the user said). Expanding it into trials is `plan.rs`; nothing here does I/O
 //! beyond reading the file, and nothing touches a device.
 
+mod checkpoint;
 mod fuse;
 mod keys;
 pub mod placeholders;
@@ -12,6 +13,7 @@ mod sections;
 pub(crate) mod words;
 mod yaml;
 
+pub use checkpoint::CheckpointPolicy;
 pub use fuse::Fuse;
 pub use keys::{closest, edit_distance, leaf_paths, set_path};
 pub use program::{DEFAULT_GRACE, Goal, Program, compile_pattern, usable_metric_name};
@@ -173,6 +175,9 @@ pub struct Spec {
     pub early_terminate: Option<EarlyTerminate>,
     /// How many trials may train as one model (`fuse: K` or `auto`); `--fuse` overrides it.
     pub fuse: Option<Fuse>,
+    /// When built-in trials save the state they resume from (`checkpoint:`); every minute
+    /// without it.
+    pub checkpoint: Option<CheckpointPolicy>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -192,6 +197,7 @@ const TOP_KEYS: &[&str] = &[
     "space",
     "early_terminate",
     "fuse",
+    "checkpoint",
 ];
 
 impl Spec {
@@ -260,6 +266,7 @@ impl Spec {
             search: Search::default(),
             early_terminate: None,
             fuse: None,
+            checkpoint: None,
         };
         let mut seen_fixed = false;
         let mut seeds_pos = Pos::default();
@@ -369,6 +376,7 @@ impl Spec {
                 self.early_terminate = Some(search::early_terminate(file, node)?);
             }
             "fuse" => self.fuse = Some(sections::fuse(file, node)?),
+            "checkpoint" => self.checkpoint = Some(checkpoint::checkpoint(file, node)?),
             other => return Err(unknown_top_key(file, other, kpos)),
         }
         Ok(())

@@ -3,11 +3,13 @@
 //! markers, the lock, and every write through one atomic, fsynced path. `result.json` is written
 //! last, so its presence means the trial is complete.
 
+mod checkpoint;
 mod claims;
 mod epochs;
 mod files;
 mod lock;
 
+pub use checkpoint::{CHECKPOINT_DIR, FINAL_WEIGHTS, TrialCheckpoint};
 pub use claims::{Claim, Claims, Found};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, move_aside, write_atomic};
@@ -56,6 +58,9 @@ pub struct SweepInfo {
     /// The sweep file's `fuse:`, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuse: Option<crate::spec::Fuse>,
+    /// The sweep file's `checkpoint:`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::spec::CheckpointPolicy>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -82,6 +87,7 @@ impl SweepInfo {
             search_seed: spec.search.seed(),
             early_terminate: spec.early_terminate.clone(),
             fuse: spec.fuse,
+            checkpoint: spec.checkpoint,
         }
     }
 }
@@ -145,6 +151,24 @@ impl Store {
     /// Where one trial's files live.
     pub fn trial_dir(&self, id: &TrialId) -> PathBuf {
         self.dir.join("trials").join(id.as_str())
+    }
+
+    /// Starts an attempt of a trial this process holds: counted in its `attempts`, with its
+    /// checkpoint directory and the sweep's policy.
+    pub fn start_attempt(
+        &self,
+        id: &TrialId,
+        policy: crate::spec::CheckpointPolicy,
+    ) -> Result<TrialCheckpoint> {
+        TrialCheckpoint::start(&self.trial_dir(id), policy)
+    }
+
+    /// After a trial's result was written: unless it was interrupted (it resumes from its
+    /// checkpoint), its checkpoint and attempt count go.
+    pub fn end_attempt(&self, id: &TrialId, status: crate::trial::Status) {
+        if status != crate::trial::Status::Interrupted {
+            checkpoint::finish(&self.trial_dir(id));
+        }
     }
 
     /// Moves an existing results directory aside (never deletes), for `--fresh`.

@@ -276,6 +276,7 @@ fn every_study_file_trains_in_a_reduced_copy() {
                 progress: &mut |_| {},
                 cancel: &cancel,
                 stop_now: &hypersweep::engine::NEVER,
+                checkpoint: None,
             };
             let r = BurnEngine
                 .run(&t, &mut ctx)

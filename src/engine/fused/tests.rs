@@ -27,6 +27,7 @@ fn ctx<'a>(
         progress,
         cancel,
         stop_now: &crate::engine::NEVER,
+        checkpoint: None,
     }
 }
 
