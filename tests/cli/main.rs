@@ -13,6 +13,7 @@ mod gpu;
 mod parsing;
 mod programs;
 mod reports;
+mod resume;
 mod runs;
 mod search;
 mod slurm;
