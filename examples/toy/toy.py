@@ -17,6 +17,9 @@ best. How it reports and how it ends are chosen by --mode, so the tests can exer
   rewrite     rewrite $HYPERSWEEP_METRICS each epoch with that epoch's row only (open "w")
   history     rewrite $HYPERSWEEP_METRICS each epoch with every row so far
   burst       log $TOY_STEPS rows (default 200,000) per epoch, all written at once at exit
+  resume      like file, and follows the checkpoint contract: saves its epoch to
+              $HYPERSWEEP_CHECKPOINT_DIR/toy.json after each one, goes on from there when
+              restarted, and reports $HYPERSWEEP_RESTARTS as `restarts`
 
 Run by hand: python3 toy.py --lr 0.05 --epochs 3 --mode stdout
 """
@@ -39,7 +42,7 @@ def report(row, mode, history=[]):
                 f.write(json.dumps(r) + "\n")
         time.sleep(0.3)
         return
-    if mode in ("file", "both", "nan", "fail", "sleep", "sigkill", "stubborn", "env"):
+    if mode in ("file", "both", "nan", "fail", "sleep", "sigkill", "stubborn", "env", "resume"):
         path = os.environ.get("HYPERSWEEP_METRICS")
         if path:
             with open(path, "a") as f:
@@ -88,11 +91,23 @@ def main():
             f.write("\n".join(lines) + "\n")
         return
 
-    for epoch in range(1, a.epochs + 1):
+    first = 1
+    saved = os.path.join(os.environ.get("HYPERSWEEP_CHECKPOINT_DIR", "."), "toy.json")
+    if a.mode == "resume" and os.path.exists(saved):
+        with open(saved) as f:
+            first = json.load(f)["epoch"] + 1
+    for epoch in range(first, a.epochs + 1):
         loss = (a.lr - 0.1) ** 2 + 1.0 / epoch
         if a.mode == "nan" and epoch == 2:
             loss = math.nan
-        report({"epoch": epoch, "loss": loss, "accuracy": 1.0 - loss / 2}, a.mode)
+        row = {"epoch": epoch, "loss": loss, "accuracy": 1.0 - loss / 2}
+        if a.mode == "resume":
+            row["restarts"] = int(os.environ.get("HYPERSWEEP_RESTARTS", "0"))
+        report(row, a.mode)
+        if a.mode == "resume":
+            with open(saved + ".tmp", "w") as f:
+                json.dump({"epoch": epoch}, f)
+            os.replace(saved + ".tmp", saved)
         if a.epoch_sleep:
             time.sleep(a.epoch_sleep)
         if a.mode == "fail":

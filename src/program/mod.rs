@@ -2,6 +2,7 @@
 //! burn one. It fills the command's placeholders, runs it in the sweep file's directory with
 //! the trial's environment, follows the metrics it appends, and turns its exit into a status.
 
+mod attempts;
 pub mod child;
 pub mod leftovers;
 pub mod metrics;
@@ -65,7 +66,15 @@ impl ProgramRunner {
             .env("HYPERSWEEP_TRIAL_DIR", dir)
             .env("HYPERSWEEP_PARAMS", &params)
             .env("HYPERSWEEP_METRICS", dir.join(METRICS_FILE))
-            .env("HYPERSWEEP_DEVICE", program_device(ctx.device));
+            .env("HYPERSWEEP_DEVICE", program_device(ctx.device))
+            .env(
+                "HYPERSWEEP_CHECKPOINT_DIR",
+                dir.join(crate::store::CHECKPOINT_DIR),
+            )
+            .env(
+                "HYPERSWEEP_RESTARTS",
+                ctx.checkpoint.map_or(0, |c| c.restarts).to_string(),
+            );
         if let Some(visible) = visible_device(ctx.device) {
             cmd.env("CUDA_VISIBLE_DEVICES", visible);
         }
@@ -195,9 +204,17 @@ impl Engine for ProgramRunner {
         let dir = self.store.trial_dir(&trial.id);
         let dir = std::path::absolute(&dir).at("resolve", &dir)?;
         create_dir(&dir)?;
-        // A rerun starts from an empty metrics file, not the last attempt's rows.
+        // A rerun starts from an empty metrics file; a restarted attempt keeps what the earlier
+        // ones reported (the checkpoint contract), a fresh one does not.
         let metrics_path = dir.join(METRICS_FILE);
+        let earlier = match ctx.checkpoint {
+            Some(c) if c.restarts > 0 => {
+                attempts::earlier_rows(&self.store, &trial.id, &metrics_path)
+            }
+            _ => vec![],
+        };
         std::fs::File::create(&metrics_path).at("create", &metrics_path)?;
+        create_dir(&dir.join(crate::store::CHECKPOINT_DIR))?;
         // Whoever held this trial before us is gone; so must be what its program started.
         leftovers::end(&dir);
         let cmd = self.command(trial, &dir, ctx)?;
@@ -231,7 +248,9 @@ impl Engine for ProgramRunner {
         if stopped_with_us(outcome.ended, cancel) {
             outcome.ended = Ended::Stopped;
         }
-        Ok(self.result(outcome, tail, t0.elapsed().as_secs_f64()))
+        let mut result = self.result(outcome, tail, t0.elapsed().as_secs_f64());
+        attempts::take_up(earlier, &mut result);
+        Ok(result)
     }
 }
 

@@ -692,3 +692,63 @@ fn a_bad_pattern_is_an_error_naming_its_key_and_line() {
         );
     }
 }
+
+/// The checkpoint contract: a program that saves to `HYPERSWEEP_CHECKPOINT_DIR` and reads it
+/// back on start goes on after its run is killed (kill -9); it is told `HYPERSWEEP_RESTARTS=1`,
+/// the rows of its first attempt are kept, and each epoch is recorded once.
+#[test]
+fn a_program_following_the_checkpoint_contract_resumes_after_a_kill() {
+    let s = toy_sweep(
+        "toy-contract",
+        "",
+        "fixed: {epochs: 6, lr: 0.1, mode: resume}\n",
+    );
+    let text = std::fs::read_to_string(&s.file).unwrap();
+    s.rewrite(&text.replace("\"{mode}\"]", "\"{mode}\", --epoch-sleep, \"0.4\"]"));
+    let mut first = spawn_run(&s);
+    let trials = s.dir().join("trials");
+    let t0 = Instant::now();
+    let saved = loop {
+        let found = std::fs::read_dir(&trials)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("checkpoint/toy.json"))
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"epoch\": 2")));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no epoch 2 saved");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(first.id(), libc::SIGKILL);
+    first.wait().unwrap();
+    let dir = saved.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(!dir.join("result.json").exists());
+    let out = run(&s, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(
+        (r["status"].as_str(), r["restarts"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    let csv = std::fs::read_to_string(dir.join("epochs.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let epochs: Vec<&str> = rows.iter().map(|r| r[col("epoch")]).collect();
+    assert_eq!(epochs, ["1", "2", "3", "4", "5", "6"], "{csv}");
+    let restarts: Vec<&str> = rows.iter().map(|r| r[col("restarts")]).collect();
+    assert_eq!(restarts[..2], ["0", "0"], "{csv}");
+    assert!(restarts[3..].iter().all(|r| *r == "1"), "{csv}");
+}
