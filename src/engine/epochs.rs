@@ -325,7 +325,7 @@ where
                 break;
             }
             if let Some(v) = v
-                && let Some(note) = observe(&mut stopper, v, epoch, (&model, &mut best), cfg)
+                && let Some(note) = observe(&mut stopper, &v, epoch, (&model, &mut best), cfg)
             {
                 status = Status::StoppedEarly;
                 out.notes.push(note);
@@ -497,7 +497,7 @@ where
 /// they will be restored; `Some(note)` when the trial stops here.
 fn observe<B: AutodiffBackend>(
     stopper: &mut EarlyStop,
-    v: Eval,
+    v: &Eval,
     epoch: usize,
     (model, best): (&Net<B>, &mut Option<(usize, Net<B>)>),
     cfg: &TrialConfig,
