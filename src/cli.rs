@@ -217,6 +217,11 @@ pub struct SubmitArgs {
     /// The `--fuse` of each worker (default: the sweep file's `fuse:`).
     #[arg(long, value_name = "K|auto")]
     pub fuse: Option<crate::spec::Fuse>,
+    /// Seconds before a time limit that Slurm warns a task (USR1): its running trials write
+    /// their checkpoint and the task requeues itself. A requeued or preempted task (SIGTERM)
+    /// resumes its trials from their checkpoints.
+    #[arg(long, default_value_t = 90, value_name = "S")]
+    pub signal_before: u32,
 }
 
 /// Options of `hypersweep worker`.

@@ -146,7 +146,7 @@ fn worker_script(args: &SubmitArgs, name: &str, dir: &Path, exe: &Path) -> Strin
     let parallel = args.parallel.map(|p| format!("%{p}")).unwrap_or_default();
     directive(format!("--array=0-{}{parallel}", args.tasks - 1));
     directive(format!("--output={}/slurm/worker-%A_%a.out", dir.display()));
-    directive("--signal=B:USR1@90".into());
+    directive(format!("--signal=B:USR1@{}", args.signal_before));
     directive("--requeue".into());
     directive(format!("--cpus-per-task={}", args.cpus_per_task));
     if let Some(p) = &args.partition {

@@ -198,3 +198,91 @@ fn a_cancelled_array_resubmitted_retrains_nothing_finished_and_usr1_releases() {
     let claims = std::fs::read_dir(s.dir().join("claims")).unwrap().count();
     assert_eq!(claims, 0, "every claim released");
 }
+
+/// `scontrol requeue` of a running task: Slurm sends SIGTERM to every process of the task, the
+/// trial writes its checkpoint at the batch it stops on and is recorded interrupted, and the
+/// requeued task resumes it from there (the real engine). Its result says so, and its numbers
+/// are those of an uninterrupted run on one thread.
+#[test]
+fn a_requeued_task_resumes_its_trial_from_the_checkpoint() {
+    if !slurm_answers("requeue") {
+        return;
+    }
+    let yaml = "name: slurmrequeue\ndata: {train_size: 1000}\nfixed:\n  model: {kind: mlp, hidden: [256, 256]}\n  optimizer: {kind: sgd, learning_rate: 0.05, momentum: 0.9}\n  batch_size: 32\n  steps_per_epoch: 2500\n  epochs: 3\n  seed: 2\ncheckpoint: {every_epochs: 1}\n";
+    let s = Sweep::new(yaml);
+    let out = bin()
+        .args(["submit", s.file.to_str().unwrap(), "--out"])
+        .arg(&s.out)
+        .args(["--tasks", "1"])
+        .env_remove("HYPERSWEEP_ENGINE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = format!("{}_0", array_id(&text));
+    let trials = s.dir().join("trials");
+    let ckpt = || {
+        std::fs::read_dir(&trials)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("checkpoint/trial.ckpt").exists())
+    };
+    wait_until("a first checkpoint", Duration::from_secs(120), || {
+        ckpt().is_some()
+    });
+    let dir = ckpt().unwrap();
+    assert!(!dir.join("result.json").exists(), "the trial ended first");
+    let requeued = Command::new("scontrol")
+        .args(["requeue", &task])
+        .status()
+        .unwrap();
+    assert!(requeued.success());
+    // Slurm holds a requeued job back for a while; let it start again now.
+    wait_until(
+        "the requeued task to start",
+        Duration::from_secs(120),
+        || {
+            let _ = Command::new("scontrol")
+                .args(["update", &format!("JobId={task}"), "StartTime=now"])
+                .output();
+            std::fs::read_to_string(dir.join("result.json"))
+                .is_ok_and(|t| t.contains("\"status\": \"ok\""))
+        },
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+    assert!(r["restarts"].as_u64() >= Some(1), "{r}");
+    assert!(r["resumed_from_epoch"].as_u64() >= Some(1), "{r}");
+    let epochs = std::fs::read_to_string(dir.join("epochs.csv")).unwrap();
+    assert_eq!(epochs.lines().count(), 4, "each epoch once: {epochs}");
+    // The same trial run here, uninterrupted, on the task's one thread.
+    let whole = Sweep::new(yaml);
+    let out = bin()
+        .args(["run", whole.file.to_str().unwrap(), "--out"])
+        .arg(&whole.out)
+        .args(["--devices", "cpu:1", "--threads", "1", "-q"])
+        .env_remove("HYPERSWEEP_ENGINE")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let other = whole.dir().join("trials").join(dir.file_name().unwrap());
+    let uninterrupted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("result.json")).unwrap()).unwrap();
+    for key in [
+        "test_loss",
+        "test_accuracy",
+        "confusion_matrix",
+        "train_loss",
+    ] {
+        assert_eq!(r[key], uninterrupted[key], "{key}");
+    }
+    wait_until("the array to leave", Duration::from_secs(60), || {
+        queue_empty(&task)
+    });
+}
