@@ -6,6 +6,9 @@ environment variables set:
   HYPERSWEEP_PARAMS   path to a JSON file with the trial's parameters (used for any flag not given)
   HYPERSWEEP_METRICS  file it appends one JSON line to per epoch, and one with test metrics
   CUDA_VISIBLE_DEVICES  the GPU it was given ("" on CPU);  OMP_NUM_THREADS  its thread budget
+  HYPERSWEEP_CHECKPOINT_DIR  the trial's directory for its checkpoint, kept across restarts: the
+                      state is saved there after each epoch and loaded on start, so a stopped or
+                      killed trial (Ctrl-C, kill -9, a Slurm requeue) goes on where it was
 Run by hand (no HYPERSWEEP_METRICS), it prints "epoch=N val_accuracy=X ..." lines instead:
   python3 train.py --lr 0.1 --hidden 128 --epochs 3
 Data: the first 8,000 digits train (the last 1,000 of those held out for validation), the
@@ -92,8 +95,19 @@ def main():
     else:
         opt = torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=0.9)
 
+    # The checkpoint contract: a restarted trial finds its last state here and goes on.
+    ckpt_dir = os.environ.get("HYPERSWEEP_CHECKPOINT_DIR")
+    ckpt = os.path.join(ckpt_dir, "last.pt") if ckpt_dir else None
+    first = 1
+    if ckpt and os.path.exists(ckpt):
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])
+        first = state["epoch"] + 1
+
     start = time.time()
-    for epoch in range(1, s["epochs"] + 1):
+    for epoch in range(first, s["epochs"] + 1):
         model.train()
         order, total = torch.randperm(len(x_train), device=device), 0.0
         for i in range(0, len(order), s["batch_size"]):
@@ -107,6 +121,10 @@ def main():
         val_loss, val_acc = evaluate(model, x_val, y_val)
         report({"epoch": epoch, "train_loss": round(total / len(x_train), 6),
                 "val_loss": val_loss, "val_accuracy": val_acc})
+        if ckpt:  # written aside, then renamed: a kill never leaves half a checkpoint
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                        "rng": torch.get_rng_state(), "epoch": epoch}, ckpt + ".tmp")
+            os.replace(ckpt + ".tmp", ckpt)
     test_loss, test_acc = evaluate(model, x_test, y_test)
     report({"epoch": s["epochs"], "test_loss": test_loss, "test_accuracy": test_acc})
     if not os.environ.get("HYPERSWEEP_METRICS"):

@@ -28,7 +28,8 @@ fn order_key(rows: &[MetricRow]) -> Option<&'static str> {
 }
 
 /// `result`'s rows after the earlier attempts' `earlier` rows: an earlier row stays when it
-/// comes before the attempt's first epoch (or step); without either key they are appended.
+/// comes before the attempt's first epoch (or step), or is of that epoch and has none of the
+/// metrics the attempt reports for it; without either key they are appended.
 /// The final metrics are each one's last value over all rows kept.
 pub fn take_up(earlier: Vec<MetricRow>, result: &mut TrialResult) {
     if earlier.is_empty() {
@@ -37,9 +38,23 @@ pub fn take_up(earlier: Vec<MetricRow>, result: &mut TrialResult) {
     let kept: Vec<MetricRow> = match order_key(&result.rows) {
         Some(key) => {
             let from = result.rows[0][key];
+            // The attempt's metrics at its first epoch: an earlier row of that epoch with
+            // other metrics (the training row, when the attempt reports only the test row
+            // after its last epoch) stays.
+            let redone: Vec<&String> = result
+                .rows
+                .iter()
+                .filter(|r| r.get(key) == Some(&from))
+                .flat_map(|r| r.keys())
+                .filter(|k| k.as_str() != key)
+                .collect();
             earlier
                 .into_iter()
-                .filter(|r| r.get(key).is_some_and(|v| *v < from))
+                .filter(|r| match r.get(key) {
+                    Some(v) if *v < from => true,
+                    Some(v) if *v == from => !r.keys().any(|k| redone.contains(&k)),
+                    _ => false,
+                })
                 .collect()
         }
         None => earlier,
@@ -95,10 +110,11 @@ mod tests {
             rows: vec![row(&[("epoch", 1.0), ("loss", 0.9)])],
             ..Default::default()
         };
-        take_up(
-            vec![row(&[("epoch", 1.0)]), row(&[("epoch", 2.0)])],
-            &mut again,
-        );
+        let earlier = vec![
+            row(&[("epoch", 1.0), ("loss", 0.8)]),
+            row(&[("epoch", 2.0), ("loss", 0.7)]),
+        ];
+        take_up(earlier, &mut again);
         assert_eq!(again.rows.len(), 1);
         // Rows without epoch or step are appended.
         let mut plain = TrialResult {
@@ -107,5 +123,15 @@ mod tests {
         };
         take_up(vec![row(&[("loss", 0.7)])], &mut plain);
         assert_eq!(plain.rows.len(), 2);
+        // Restarted after its last epoch, it reports only the test row of that epoch: the
+        // training row of that epoch stays.
+        let mut test_only = TrialResult {
+            rows: vec![row(&[("epoch", 2.0), ("test_loss", 0.4)])],
+            ..Default::default()
+        };
+        let train = |e: f64| row(&[("epoch", e), ("train_loss", 1.0 / e)]);
+        take_up(vec![train(1.0), train(2.0)], &mut test_only);
+        assert_eq!(test_only.rows.len(), 3);
+        assert_eq!(test_only.metrics["train_loss"], 0.5);
     }
 }

@@ -248,15 +248,20 @@ impl Engine for ProgramRunner {
         if stopped_with_us(outcome.ended, cancel) {
             outcome.ended = Ended::Stopped;
         }
-        let mut result = self.result(outcome, tail, t0.elapsed().as_secs_f64());
-        attempts::take_up(earlier, &mut result);
-        Ok(result)
+        Ok(self.result(outcome, tail, t0.elapsed().as_secs_f64(), earlier))
     }
 }
 
 impl ProgramRunner {
     /// The trial's result from how the program ended and the metrics it reported.
-    fn result(&self, outcome: child::Outcome, tail: Tail, seconds: f64) -> TrialResult {
+    /// The rows of the trial's earlier attempts, `earlier`, come first (the checkpoint contract).
+    fn result(
+        &self,
+        outcome: child::Outcome,
+        tail: Tail,
+        seconds: f64,
+        earlier: Vec<crate::trial::MetricRow>,
+    ) -> TrialResult {
         let (from_file, mut notes) = tail.into_curve();
         notes.extend(outcome.pattern_notes.iter().cloned());
         let ended = outcome.ended;
@@ -274,15 +279,10 @@ impl ProgramRunner {
         let last = curve.last().clone();
         let metric = self.program.metric.as_deref();
         let non_finite = metric.is_some_and(|m| curve.had_non_finite(m));
-        if let Some(m) = metric
-            && !last.contains_key(m)
-        {
-            notes.push(format!("the program never reported `{m}`"));
-        }
         let (rows, thinned) = curve.into_rows();
         notes.extend(thinned);
         let (status, error, exit_code) = self.ending(ended, &tail_text, non_finite);
-        TrialResult {
+        let mut r = TrialResult {
             status,
             error,
             exit_code,
@@ -293,7 +293,14 @@ impl ProgramRunner {
             metrics: last,
             rows,
             ..Default::default()
+        };
+        attempts::take_up(earlier, &mut r);
+        if let Some(m) = metric
+            && !r.metrics.contains_key(m)
+        {
+            r.notes.push(format!("the program never reported `{m}`"));
         }
+        r
     }
 
     /// Status, error text and exit code of an ending.
