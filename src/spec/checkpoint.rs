@@ -102,9 +102,12 @@ mod tests {
     use crate::spec::Spec;
 
     fn parse(v: &str) -> Result<CheckpointPolicy, String> {
-        Spec::parse("s.yaml", &format!("name: t\ncheckpoint: {v}\n"))
-            .map(|s| s.checkpoint.unwrap())
-            .map_err(|e| e.to_string())
+        Spec::parse(
+            "s.yaml",
+            &format!("name: t\ncheckpoint: {v}\nfixed: {{epochs: 1}}\n"),
+        )
+        .map(|s| s.checkpoint.unwrap())
+        .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -174,3 +174,19 @@ fn sigterm_mid_epoch_checkpoints_at_that_batch_and_the_rerun_goes_on_from_it() {
     assert!(note.contains("steps (attempt 2)"), "{note}");
     assert_eq!(numbers(&dir), numbers(&trial_dir(&whole)));
 }
+
+/// `checkpoint: {keep_final: true}` keeps the weights the test set used, as a burn record; the
+/// checkpoint itself goes when the trial finishes.
+#[test]
+fn keep_final_keeps_the_weights_and_the_checkpoint_goes() {
+    let s = Sweep::new(
+        "name: keep\ndata: {train_size: 200}\nfixed:\n  model: {kind: mlp, hidden: [8]}\n  epochs: 2\ncheckpoint: {every_epochs: 1, keep_final: true}\n",
+    );
+    run(&s);
+    let dir = trial_dir(&s);
+    let weights = std::fs::metadata(dir.join("weights.mpk")).unwrap().len();
+    // 784×8 + 8 + 8×10 + 10 floats, and the record's names.
+    assert!(weights > 4 * 6370, "{weights} bytes");
+    assert!(!dir.join("checkpoint").exists());
+    assert!(result(&dir)["notes"].to_string().contains("weights.mpk"));
+}
