@@ -111,7 +111,7 @@ pub struct Start<B: AutodiffBackend> {
     /// The early-stopping policy as it stood.
     pub stopper: EarlyStop,
     /// The epoch an interrupt stopped part-way, to go on from the batch it stopped at.
-    pub mid: Option<super::resume::MidEpoch>,
+    pub mid: Option<MidEpoch>,
     /// Training samples and step time of the epochs complete.
     pub seen: (usize, f64),
 }
@@ -300,7 +300,7 @@ where
                 EpochEnd::Done(steps, row, v) => (steps, row, v),
                 EpochEnd::Paused(run) => {
                     status = Status::Interrupted;
-                    let at = super::resume::At::new(epoch, &model, &best, &stopper, seen);
+                    let at = At::new(epoch, &model, &best, &stopper, seen);
                     self.save(ctx, at.paused(run), out);
                     break;
                 }
@@ -337,7 +337,7 @@ where
                     .checkpoint
                     .is_some_and(|c| c.policy.due(since.0, since.1))
             {
-                let at = super::resume::At::new(epoch + 1, &model, &best, &stopper, seen);
+                let at = At::new(epoch + 1, &model, &best, &stopper, seen);
                 self.save(ctx, at, out);
                 last_save = (epoch + 1, Instant::now());
             }
@@ -522,6 +522,93 @@ fn observe<B: AutodiffBackend>(
                 keep_best();
             }
             Some(note)
+        }
+    }
+}
+
+/// An epoch stopped part-way: its batches as they stand and its sums so far.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct MidEpoch {
+    pub(super) batches: Batches,
+    pub(super) steps: usize,
+    pub(super) samples: usize,
+    pub(super) loss_sum: Option<f32>,
+    pub(super) correct_sum: Option<i64>,
+    pub(super) step_losses: Vec<f32>,
+    pub(super) seconds: f64,
+}
+
+impl MidEpoch {
+    pub(super) fn of<B: AutodiffBackend>(run: EpochRun<B>) -> MidEpoch {
+        let first = |d: TensorData| d.iter::<f32>().next().unwrap_or(f32::NAN);
+        MidEpoch {
+            batches: run.batches,
+            steps: run.steps,
+            samples: run.samples,
+            loss_sum: run.loss_sum.map(|t| first(t.into_data())),
+            correct_sum: run
+                .correct_sum
+                .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0)),
+            step_losses: run
+                .step_losses
+                .into_iter()
+                .map(|t| first(t.into_data()))
+                .collect(),
+            seconds: run.seconds_before,
+        }
+    }
+
+    /// The epoch as it stood, its sums back on `device`.
+    pub(super) fn into_run<B: AutodiffBackend>(self, device: &B::Device) -> EpochRun<B> {
+        let one = |v: f32| Tensor::from_data(TensorData::new(vec![v], [1]), device);
+        EpochRun {
+            batches: self.batches,
+            steps: self.steps,
+            samples: self.samples,
+            loss_sum: self.loss_sum.map(one),
+            correct_sum: self.correct_sum.map(|c| {
+                Tensor::<B::InnerBackend, 1, Int>::from_data(TensorData::new(vec![c], [1]), device)
+            }),
+            step_losses: self.step_losses.into_iter().map(one).collect(),
+            seconds_before: self.seconds,
+        }
+    }
+}
+
+/// Where the epoch loop stands when it saves: the epochs complete and what they left.
+pub struct At<'a, B: AutodiffBackend> {
+    pub(super) epoch: usize,
+    pub(super) model: &'a Net<B>,
+    pub(super) best: &'a Option<(usize, Net<B>)>,
+    pub(super) stopper: &'a EarlyStop,
+    pub(super) seen: (usize, f64),
+    pub(super) mid: Option<EpochRun<B>>,
+}
+
+impl<'a, B: AutodiffBackend> At<'a, B> {
+    /// At the end of an epoch, `epoch` of them complete.
+    pub fn new(
+        epoch: usize,
+        model: &'a Net<B>,
+        best: &'a Option<(usize, Net<B>)>,
+        stopper: &'a EarlyStop,
+        seen: (usize, f64),
+    ) -> Self {
+        At {
+            epoch,
+            model,
+            best,
+            stopper,
+            seen,
+            mid: None,
+        }
+    }
+
+    /// Part-way through the next epoch, as `run` stands.
+    pub(super) fn paused(self, run: EpochRun<B>) -> Self {
+        At {
+            mid: Some(run),
+            ..self
         }
     }
 }

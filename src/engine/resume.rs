@@ -4,7 +4,7 @@
 //! with the numbers of an uninterrupted one (bit for bit on CPU with the same threads).
 
 use super::early_stop::EarlyStop;
-use super::epochs::{Batches, EpochRun, Start, Trainer};
+use super::epochs::{At, MidEpoch, Start, Trainer};
 use super::model::Net;
 use super::net_ops::NetOps;
 use super::{TrialContext, TrialResult};
@@ -14,7 +14,6 @@ use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// burn's named MessagePack records at full precision: weights and moments saved exactly.
@@ -37,93 +36,6 @@ struct State {
     /// Training samples and step seconds of the epochs complete.
     seen: (usize, f64),
     mid: Option<MidEpoch>,
-}
-
-/// An epoch stopped part-way: its batches as they stand and its sums so far.
-#[derive(Serialize, Deserialize)]
-pub struct MidEpoch {
-    batches: Batches,
-    steps: usize,
-    samples: usize,
-    loss_sum: Option<f32>,
-    correct_sum: Option<i64>,
-    step_losses: Vec<f32>,
-    seconds: f64,
-}
-
-impl MidEpoch {
-    fn of<B: AutodiffBackend>(run: EpochRun<B>) -> MidEpoch {
-        let first = |d: TensorData| d.iter::<f32>().next().unwrap_or(f32::NAN);
-        MidEpoch {
-            batches: run.batches,
-            steps: run.steps,
-            samples: run.samples,
-            loss_sum: run.loss_sum.map(|t| first(t.into_data())),
-            correct_sum: run
-                .correct_sum
-                .map(|t| t.into_data().iter::<i64>().next().unwrap_or(0)),
-            step_losses: run
-                .step_losses
-                .into_iter()
-                .map(|t| first(t.into_data()))
-                .collect(),
-            seconds: run.seconds_before,
-        }
-    }
-
-    /// The epoch as it stood, its sums back on `device`.
-    pub(super) fn into_run<B: AutodiffBackend>(self, device: &B::Device) -> EpochRun<B> {
-        let one = |v: f32| Tensor::from_data(TensorData::new(vec![v], [1]), device);
-        EpochRun {
-            batches: self.batches,
-            steps: self.steps,
-            samples: self.samples,
-            loss_sum: self.loss_sum.map(one),
-            correct_sum: self.correct_sum.map(|c| {
-                Tensor::<B::InnerBackend, 1, Int>::from_data(TensorData::new(vec![c], [1]), device)
-            }),
-            step_losses: self.step_losses.into_iter().map(one).collect(),
-            seconds_before: self.seconds,
-        }
-    }
-}
-
-/// Where the epoch loop stands when it saves: the epochs complete and what they left.
-pub struct At<'a, B: AutodiffBackend> {
-    epoch: usize,
-    model: &'a Net<B>,
-    best: &'a Option<(usize, Net<B>)>,
-    stopper: &'a EarlyStop,
-    seen: (usize, f64),
-    mid: Option<EpochRun<B>>,
-}
-
-impl<'a, B: AutodiffBackend> At<'a, B> {
-    /// At the end of an epoch, `epoch` of them complete.
-    pub fn new(
-        epoch: usize,
-        model: &'a Net<B>,
-        best: &'a Option<(usize, Net<B>)>,
-        stopper: &'a EarlyStop,
-        seen: (usize, f64),
-    ) -> Self {
-        At {
-            epoch,
-            model,
-            best,
-            stopper,
-            seen,
-            mid: None,
-        }
-    }
-
-    /// Part-way through the next epoch, as `run` stands.
-    pub(super) fn paused(self, run: EpochRun<B>) -> Self {
-        At {
-            mid: Some(run),
-            ..self
-        }
-    }
 }
 
 fn split(word: u128) -> (u64, u64) {
