@@ -11,7 +11,7 @@ use super::{Device, Engine, Trial, TrialContext, TrialResult, builtin_config};
 use crate::config::TrialConfig;
 use crate::data::{self, Stream};
 use crate::error::{Error, Result};
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use std::time::Instant;
 
@@ -222,17 +222,13 @@ fn keep_final<B: AutodiffBackend + NetOps>(
     model: &Net<B>,
     out: &mut TrialResult,
 ) {
-    use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
     let Some(path) = ctx
         .checkpoint
         .and_then(crate::store::TrialCheckpoint::final_weights)
     else {
         return;
     };
-    let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
-    let written = recorder
-        .record(model.clone().into_record(), ())
-        .map_err(|e| e.to_string())
+    let written = super::resume::weights_bytes(model)
         .and_then(|b| crate::store::write_atomic(&path, &b).map_err(|e| e.to_string()));
     match written {
         Ok(()) => out

@@ -38,6 +38,14 @@ struct State {
     mid: Option<MidEpoch>,
 }
 
+/// A network's weights as burn's named MessagePack record at full precision: what a checkpoint
+/// holds, and the final weights a trial keeps (`keep_final`).
+pub(super) fn weights_bytes<B: AutodiffBackend>(model: &Net<B>) -> Result<Vec<u8>, String> {
+    Rec::default()
+        .record(model.clone().into_record(), ())
+        .map_err(|e| e.to_string())
+}
+
 fn split(word: u128) -> (u64, u64) {
     ((word >> 64) as u64, word as u64)
 }
@@ -90,14 +98,12 @@ where
     }
 
     fn payload(&self, at: At<'_, B>, out: &TrialResult) -> Result<Vec<u8>, String> {
-        let rec = Rec::default();
-        let err = |e: burn::record::RecorderError| e.to_string();
-        let model = rec
-            .record(at.model.clone().into_record(), ())
-            .map_err(err)?;
-        let optim = rec.record(self.optim.to_record(), ()).map_err(err)?;
+        let model = weights_bytes(at.model)?;
+        let optim = Rec::default()
+            .record(self.optim.to_record(), ())
+            .map_err(|e| e.to_string())?;
         let best = match at.best {
-            Some((_, m)) => rec.record(m.clone().into_record(), ()).map_err(err)?,
+            Some((_, m)) => weights_bytes(m)?,
             None => vec![],
         };
         let state = State {
@@ -227,8 +233,8 @@ mod tests {
             .remove(0)
     }
 
-    /// Trains `t` on one thread with `checkpoint`; `stop` is asked after each epoch row and
-    /// sets the cancel flag when it says so; `cancel` may also be set from outside.
+    /// Trains `t` on one thread with `checkpoint`; `cancel` is set after epoch `stop_after`
+    /// (and may also be set from outside).
     fn attempt(
         t: &Trial,
         checkpoint: Option<&TrialCheckpoint>,

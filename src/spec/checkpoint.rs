@@ -50,13 +50,7 @@ impl CheckpointPolicy {
 pub(super) fn checkpoint(file: &str, node: &Node) -> Result<CheckpointPolicy, SpecError> {
     let err = |key: &str, why: String| SpecError::at(file, node.pos, key, why);
     match &node.kind {
-        NodeKind::Scalar(Value::String(s)) if s == "off" => {
-            return Ok(CheckpointPolicy {
-                enabled: false,
-                ..CheckpointPolicy::default()
-            });
-        }
-        NodeKind::Scalar(Value::Bool(false)) => {
+        NodeKind::Scalar(v) if v == "off" || *v == Value::Bool(false) => {
             return Ok(CheckpointPolicy {
                 enabled: false,
                 ..CheckpointPolicy::default()

@@ -66,7 +66,7 @@ impl TrialCheckpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).at("read", &path),
         };
-        unwrap(&bytes)
+        open_sealed(&bytes)
             .map(Some)
             .map_err(|why| Error::Input(format!("{}: {why}", path.display())))
     }
@@ -74,7 +74,7 @@ impl TrialCheckpoint {
     /// Saves the engine's state atomically: the previous checkpoint stays whole until the new
     /// one is complete.
     pub fn save(&self, payload: &[u8]) -> Result<()> {
-        write_atomic(&self.dir.join(ENGINE_FILE), &wrap(payload))
+        write_atomic(&self.dir.join(ENGINE_FILE), &seal(payload))
     }
 
     /// Where the final weights go when the policy keeps them.
@@ -94,7 +94,8 @@ pub fn finish(trial_dir: &Path) {
     let _ = fs::remove_file(trial_dir.join(ATTEMPTS));
 }
 
-fn wrap(payload: &[u8]) -> Vec<u8> {
+/// The payload behind its magic, format, length, and followed by its CRC-32.
+fn seal(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 32);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -104,7 +105,8 @@ fn wrap(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn unwrap(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+/// The payload of a sealed file, or why it cannot be trusted.
+fn open_sealed(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let head = MAGIC.len() + 12;
     if bytes.len() < head + 4 || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a hypersweep checkpoint".into());
