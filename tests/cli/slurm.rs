@@ -243,7 +243,28 @@ fn a_requeued_task_resumes_its_trial_from_the_checkpoint() {
         .status()
         .unwrap();
     assert!(requeued.success());
-    // Slurm holds a requeued job back for a while; let it start again now.
+    // The stopped attempt records its trial, and Slurm puts the task back in the queue.
+    // Starting it again before then (while the old attempt is still ending) fails the task.
+    wait_until(
+        "the stopped attempt recorded",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(dir.join("result.json"))
+                .is_ok_and(|t| t.contains("\"status\": \"interrupted\""))
+        },
+    );
+    wait_until("the task pending again", Duration::from_secs(60), || {
+        Command::new("squeue")
+            .args(["-h", "-j", &task, "-o", "%T"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PENDING")
+    });
+    // Slurm holds a requeued job back for a while; let it start again now, though not at once:
+    // slurmd refuses, for a moment, to launch a job it has just killed ("already killed, do
+    // not launch batch job"), and the task then fails.
+    std::thread::sleep(Duration::from_secs(5));
+    let t0 = Instant::now();
+    let mut shown = false;
     wait_until(
         "the requeued task to start",
         Duration::from_secs(120),
@@ -251,6 +272,27 @@ fn a_requeued_task_resumes_its_trial_from_the_checkpoint() {
             let _ = Command::new("scontrol")
                 .args(["update", &format!("JobId={task}"), "StartTime=now"])
                 .output();
+            if !shown && t0.elapsed() > Duration::from_secs(60) {
+                // What Slurm and the task say, for a failure's log.
+                shown = true;
+                let job = Command::new("scontrol")
+                    .args(["show", "job", &task])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+                let logs: Vec<String> = std::fs::read_dir(s.dir().join("slurm"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "requeued task not done after 60 s:\n{}\n{}\nresult: {:?}",
+                    job.unwrap_or_default(),
+                    logs.join("\n"),
+                    std::fs::read_to_string(dir.join("result.json"))
+                );
+            }
             std::fs::read_to_string(dir.join("result.json"))
                 .is_ok_and(|t| t.contains("\"status\": \"ok\""))
         },
