@@ -102,6 +102,10 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Watch sweeps live in the browser: prints one URL and serves, until Ctrl-C, a page per
+    /// sweep (counts, time left, the trials table, live curves, each trial's details) that
+    /// follows the results directory as trials run. Read-only.
+    Serve(ServeArgs),
     /// Build summary tables (Parquet, CSV) and report.md/report.html from a results directory;
     /// with two or more directories, put the sweeps side by side.
     Report {
@@ -112,6 +116,21 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+}
+
+/// Options of `hypersweep serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Results directories (results/<sweep>), or folders of them such as results/.
+    #[arg(default_value = "results")]
+    pub dirs: Vec<PathBuf>,
+    /// The address to listen on. Any address but a loopback one (127.0.0.1, for a cluster's
+    /// login node 0.0.0.0) requires a token, which the printed URL carries.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port (0: any free one); by default 8765, or the next free one up to 8774.
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 /// The run `plan` estimates: the same flags as `run`'s.
@@ -174,6 +193,10 @@ pub struct RunArgs {
     /// while another process trains trials there.
     #[arg(long)]
     pub fresh: bool,
+    /// Serve the live view of this sweep while it runs (as `hypersweep serve`, on 127.0.0.1),
+    /// on PORT or by default 8765 or the next free port.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = false)]
+    pub serve: Option<Option<u16>>,
     /// How trials are trained.
     #[command(flatten)]
     pub train: TrainArgs,

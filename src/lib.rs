@@ -25,6 +25,7 @@ pub mod progress;
 pub mod report;
 pub mod scheduler;
 pub mod search;
+pub mod serve;
 pub mod signals;
 pub mod spec;
 pub mod store;

@@ -64,6 +64,11 @@ fn main() -> ExitCode {
             let estimate = (!*no_estimate).then_some(&opts);
             app::plan_text(file, *json, data_dir.as_deref(), (estimate, &run.slots)).map(|s| hypersweep::output::out(&s))
         }
+        Command::Serve(a) => hypersweep::serve::serve(&hypersweep::serve::Options {
+            dirs: a.dirs.clone(),
+            host: a.host.clone(),
+            port: a.port,
+        }),
         Command::Status { path, out } => app::status(path, out).map(|s| hypersweep::output::out(&s)),
         Command::Report { dirs, out } => {
             if dirs.len() == 1 {

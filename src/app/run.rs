@@ -70,8 +70,27 @@ fn run_sweep(args: &RunArgs, log: &LogFile, given: Option<&Arc<dyn Engine>>) -> 
     check_flags(&args.train, plan.trials.len())?;
     record_plan(&store, &info, &spec.source, args.fresh)?;
     log.open(&store.dir().join("hypersweep.log"))?;
+    let live = args
+        .serve
+        .map(|port| serve_beside(&store, port))
+        .transpose()?;
     let engine = runner(given, &info, &store);
-    train::train_sweep(&store, &info, &engine, &args.train, &sizes)
+    let outcome = train::train_sweep(&store, &info, &engine, &args.train, &sizes);
+    if let Some(live) = live {
+        live.settle();
+    }
+    outcome
+}
+
+/// `run --serve`: the live view of this sweep, served from a thread until the run ends.
+fn serve_beside(store: &Store, port: Option<u16>) -> Result<crate::serve::Live> {
+    let server = crate::serve::bind(&crate::serve::Options {
+        dirs: vec![store.dir().to_path_buf()],
+        host: "127.0.0.1".into(),
+        port,
+    })?;
+    crate::errln!("live view: {} (until the run ends)", server.url);
+    Ok(server.spawn())
 }
 
 /// Writes the plan into the results directory, under its lock (held only for this): with

@@ -402,6 +402,14 @@ fn train(
                 claims.release(&trial.id);
                 saved
             }
+            SweepEvent::TrialEpoch { id, row, .. } => {
+                store.live_row(id, &crate::store::epoch_metrics(row));
+                Ok(())
+            }
+            SweepEvent::TrialMetrics { id, row, .. } => {
+                store.live_row(id, row);
+                Ok(())
+            }
             _ => Ok(()),
         };
         if let Err(e) = saved {

@@ -82,7 +82,7 @@ impl Exporter for Markdown {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}\
 th{background:#f3f3f3}tr.best td{background:#e6f4e6;font-weight:bold}svg{max-width:100%;height:auto;margin:.5em 0}\
 h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}.wide{overflow-x:auto}";

@@ -7,12 +7,14 @@ mod checkpoint;
 mod claims;
 mod epochs;
 mod files;
+mod live;
 mod lock;
 
 pub use checkpoint::{CHECKPOINT_DIR, FINAL_WEIGHTS, TrialCheckpoint};
 pub use claims::{Claim, Claims, Found};
 pub use epochs::{EPOCH_HEADER, epochs_csv, parse_epochs_csv, parse_rows_csv, rows_csv};
 pub use files::{create_dir, csv_field, move_aside, write_atomic};
+pub use live::{LIVE_FILE, LiveRead, epoch_metrics};
 pub use lock::{Lock, boot_id, host_name, process_alive, process_group};
 
 use crate::error::{Error, IoContext, Result};
@@ -266,7 +268,30 @@ impl Store {
         write_atomic(
             &dir.join("result.json"),
             serde_json::to_string_pretty(result)?.as_bytes(),
-        )
+        )?;
+        // The rows of the attempt in progress are in epochs.csv now.
+        let _ = fs::remove_file(dir.join(LIVE_FILE));
+        Ok(())
+    }
+
+    /// Adds a row to a running trial's live file (what `serve` shows while it trains). The view
+    /// is not the record: a row that cannot be written is logged and the trial goes on.
+    pub fn live_row(&self, id: &TrialId, row: &crate::trial::MetricRow) {
+        let dir = self.trial_dir(id);
+        if let Err(e) = create_dir(&dir).and_then(|()| live::append(&dir, row)) {
+            tracing::debug!("no live row for trial {id}: {e}");
+        }
+    }
+
+    /// A trial's live rows after `offset` (see `LiveRead`).
+    pub fn read_live(&self, id: &TrialId, offset: u64) -> Result<LiveRead> {
+        live::read_from(&self.trial_dir(id).join(LIVE_FILE), offset)
+    }
+
+    /// The end of one of a trial's output files (`stdout.log`, `stderr.log`), at most `max`
+    /// bytes; `None` when it is missing or a link out of the results directory.
+    pub fn output_tail(&self, id: &TrialId, file: &str, max: u64) -> Option<String> {
+        live::tail(&self.dir, &self.trial_dir(id).join(file), max)
     }
 
     /// The stored result of a trial with its epochs, if it completed writing. A result that

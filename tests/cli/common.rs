@@ -84,6 +84,7 @@ impl Sweep {
             out: self.out.clone(),
             data_dir: None,
             fresh: false,
+            serve: None,
             train: TrainArgs {
                 slots: hypersweep::cli::SlotArgs {
                     devices: "cpu:2".into(),

@@ -5,6 +5,7 @@
 // A test's own notes may print as they like; the binary's prints go through src/output.rs.
 #![allow(clippy::disallowed_macros)]
 
+mod browser;
 mod common;
 mod estimate;
 mod faults;
@@ -16,6 +17,7 @@ mod reports;
 mod resume;
 mod runs;
 mod search;
+mod serve;
 mod slurm;
 mod training;
 mod workers;

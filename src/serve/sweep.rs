@@ -1,0 +1,321 @@
+//! One sweep as the live view knows it, kept up to date from its results directory through the
+//! store alone: the plan, each trial's result, the claims of running trials and the rows they
+//! add to their live files. A refresh reads a file only when its size or modification time
+//! changed, and a live file only past where it stopped, so its cost follows what changed. Each
+//! change bumps the version; a page asks for what changed since the version it has.
+
+use crate::store::{Finished, LiveRead, Store, SweepInfo};
+use crate::trial::{MetricRow, Trial, TrialResult};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A file's size and modification time: it changed when these did.
+type Stamp = Option<(u64, SystemTime)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// Who trains a trial now, from its live claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    /// The device it trains on.
+    pub device: String,
+    /// The machine (and Slurm task) training it.
+    pub host: String,
+    /// When it was claimed, seconds since the Unix epoch.
+    pub started: u64,
+}
+
+/// One planned trial and what is known of it.
+pub struct TrialView {
+    /// The trial as planned.
+    pub trial: Trial,
+    /// Its stored result's place in `View::finished`.
+    pub result: Option<usize>,
+    result_stamp: Stamp,
+    /// Why its result cannot be read, when it cannot.
+    pub damaged: Option<String>,
+    /// The rows of its attempt in progress (or of one that stopped without a result).
+    pub live: Vec<MetricRow>,
+    live_offset: u64,
+    /// Lines of its live file that could not be read.
+    pub live_damaged: usize,
+    /// Set while a live claim holds it.
+    pub running: Option<Running>,
+    /// The version at which it last changed.
+    pub changed: u64,
+}
+
+/// What the view knows of a sweep.
+pub struct View {
+    /// The recorded sweep (its trials are in `trials`).
+    pub info: SweepInfo,
+    /// Every planned trial, in plan order.
+    pub trials: Vec<TrialView>,
+    index: HashMap<String, usize>,
+    /// The readable results, for the ETA and the report.
+    pub finished: Vec<Finished>,
+    /// Bumped by every change.
+    pub version: u64,
+    /// The version from which a page must reload everything (the plan changed).
+    pub reset: u64,
+    /// The time-left line, as `status` gives it.
+    pub eta: String,
+    eta_at: Option<Instant>,
+    plan_stamp: (Stamp, Stamp),
+    /// Why the plan could not be read at the last refresh, if it could not.
+    pub plan_error: Option<String>,
+}
+
+/// The ETA is recomputed at most this often (it reads every claim and result speed).
+const ETA_EVERY: Duration = Duration::from_secs(2);
+
+impl View {
+    /// Reads a sweep's directory for the first time.
+    pub fn load(store: &Store) -> crate::error::Result<View> {
+        let info = store.read_plan()?;
+        let mut v = View {
+            info: SweepInfo {
+                trials: vec![],
+                ..info
+            },
+            trials: vec![],
+            index: HashMap::new(),
+            finished: vec![],
+            version: 1,
+            reset: 1,
+            eta: String::new(),
+            eta_at: None,
+            plan_stamp: (None, None),
+            plan_error: None,
+        };
+        v.refresh(store);
+        Ok(v)
+    }
+
+    /// Reads what changed; returns whether anything did.
+    pub fn refresh(&mut self, store: &Store) -> bool {
+        let before = self.version;
+        let next = self.version + 1;
+        self.refresh_plan(store, next);
+        let claims = running_claims(store);
+        for i in 0..self.trials.len() {
+            self.refresh_trial(store, i, &claims, next);
+        }
+        if self.trials.iter().any(|t| t.changed == next) {
+            self.version = next;
+        }
+        let changed = self.version != before;
+        if changed || self.eta_at.is_none_or(|t| t.elapsed() >= ETA_EVERY) {
+            self.eta = crate::app::estimate::status_line(store, &self.info, &self.finished);
+            self.eta_at = Some(Instant::now());
+        }
+        changed
+    }
+
+    /// Rereads the plan when plan.json or a TPE sweep's proposals changed; trials already known
+    /// keep what was read of them.
+    fn refresh_plan(&mut self, store: &Store, next: u64) {
+        let dir = store.dir();
+        let now = (
+            stamp(&dir.join("plan.json")),
+            stamp(&dir.join(crate::store::PROPOSALS)),
+        );
+        if now == self.plan_stamp {
+            return;
+        }
+        let info = match store.read_plan() {
+            Ok(info) => info,
+            Err(e) => {
+                self.plan_error = Some(e.to_string());
+                return;
+            }
+        };
+        self.plan_error = None;
+        self.plan_stamp = now;
+        let mut old: HashMap<String, TrialView> = self
+            .trials
+            .drain(..)
+            .map(|t| (t.trial.id.to_string(), t))
+            .collect();
+        for t in &info.trials {
+            let view = old.remove(t.id.as_str()).unwrap_or_else(|| TrialView {
+                trial: t.clone(),
+                result: None,
+                result_stamp: None,
+                damaged: None,
+                live: vec![],
+                live_offset: 0,
+                live_damaged: 0,
+                running: None,
+                changed: next,
+            });
+            self.trials.push(TrialView {
+                trial: t.clone(),
+                changed: next,
+                ..view
+            });
+        }
+        self.index = (self.trials.iter().enumerate())
+            .map(|(i, t)| (t.trial.id.to_string(), i))
+            .collect();
+        self.info = SweepInfo {
+            trials: vec![],
+            ..info
+        };
+        self.version = next;
+        self.reset = next;
+    }
+
+    fn refresh_trial(
+        &mut self,
+        store: &Store,
+        i: usize,
+        claims: &HashMap<String, Running>,
+        next: u64,
+    ) {
+        let id = self.trials[i].trial.id.clone();
+        let running = claims.get(id.as_str()).cloned();
+        let was_running = self.trials[i].running.is_some();
+        if self.trials[i].running != running {
+            self.trials[i].running = running;
+            self.trials[i].changed = next;
+        }
+        let path = store.trial_dir(&id).join("result.json");
+        let now = stamp(&path);
+        if now != self.trials[i].result_stamp {
+            self.trials[i].result_stamp = now;
+            self.trials[i].changed = next;
+            self.read_result(store, i);
+        }
+        // The live file of a running trial, and once more when it stops or on the first read.
+        let t = &self.trials[i];
+        if t.running.is_some() || was_running || t.changed == next {
+            match store.read_live(&id, t.live_offset) {
+                Ok(read) => self.take_live(i, read, next),
+                Err(e) => tracing::debug!("live rows of {id}: {e}"),
+            }
+        }
+    }
+
+    fn read_result(&mut self, store: &Store, i: usize) {
+        let t = &mut self.trials[i];
+        let loaded = store.load(&t.trial.id);
+        t.damaged = None;
+        let result: Option<TrialResult> = match loaded {
+            Ok(r) => r,
+            Err(e) => {
+                t.damaged = Some(e.to_string());
+                None
+            }
+        };
+        match (result, t.result) {
+            (Some(r), Some(k)) => self.finished[k].result = r,
+            (Some(r), None) => {
+                t.result = Some(self.finished.len());
+                self.finished.push(Finished {
+                    trial: t.trial.clone(),
+                    result: r,
+                });
+            }
+            (None, Some(k)) => {
+                // Gone (moved aside for a rerun) or damaged.
+                t.result = None;
+                self.finished.remove(k);
+                for other in &mut self.trials {
+                    other.result = other.result.map(|j| if j > k { j - 1 } else { j });
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn take_live(&mut self, i: usize, read: LiveRead, next: u64) {
+        let t = &mut self.trials[i];
+        if read.restarted {
+            t.live.clear();
+        }
+        let grew = !read.rows.is_empty() || read.restarted || read.damaged > 0;
+        t.live_offset = read.offset;
+        t.live_damaged += read.damaged;
+        for row in read.rows {
+            take_over(&mut t.live, row);
+        }
+        if grew {
+            t.changed = next;
+        }
+    }
+
+    /// A trial's view by id.
+    pub fn trial(&self, id: &str) -> Option<&TrialView> {
+        self.index.get(id).map(|i| &self.trials[*i])
+    }
+
+    /// A trial's stored result.
+    pub fn result(&self, t: &TrialView) -> Option<&TrialResult> {
+        t.result.map(|k| &self.finished[k].result)
+    }
+
+    /// The rows a trial's curves draw: its stored epochs (or a program's rows), with the live
+    /// rows of the attempt in progress taking over from the first epoch they report.
+    pub fn rows(&self, t: &TrialView) -> Vec<MetricRow> {
+        let mut rows: Vec<MetricRow> = match self.result(t) {
+            Some(r) if r.rows.is_empty() => {
+                r.epochs.iter().map(crate::store::epoch_metrics).collect()
+            }
+            Some(r) => r.rows.clone(),
+            None => vec![],
+        };
+        if t.running.is_some() || self.result(t).is_none() {
+            for row in &t.live {
+                take_over(&mut rows, row.clone());
+            }
+        }
+        rows
+    }
+}
+
+/// Adds a row; one that reports an epoch (or step) already seen starts again from there, as a
+/// resumed or restarted attempt does.
+fn take_over(rows: &mut Vec<MetricRow>, row: MetricRow) {
+    let at = |r: &MetricRow| r.get("epoch").or_else(|| r.get("step")).copied();
+    if let Some(p) = at(&row)
+        && let Some(k) = rows.iter().position(|r| at(r).is_some_and(|q| q >= p))
+    {
+        rows.truncate(k);
+    }
+    rows.push(row);
+}
+
+/// The live claims, by trial id.
+fn running_claims(store: &Store) -> HashMap<String, Running> {
+    store
+        .claims()
+        .into_iter()
+        .filter(|f| f.live)
+        .filter_map(|f| f.claim)
+        .map(|c| {
+            let host = match (&c.slurm_job, &c.slurm_task) {
+                (Some(j), Some(t)) => format!("{} (Slurm {j}_{t})", c.host),
+                (Some(j), None) => format!("{} (Slurm {j})", c.host),
+                _ => c.host.clone(),
+            };
+            let run = Running {
+                device: c.device.clone(),
+                host,
+                started: c.started,
+            };
+            (c.id.to_string(), run)
+        })
+        .collect()
+}
+
+/// A number for JSON: non-finite values become null.
+pub fn num(v: Option<f64>) -> Value {
+    v.filter(|x| x.is_finite())
+        .map_or(Value::Null, |x| json!(x))
+}
