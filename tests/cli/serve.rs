@@ -505,3 +505,68 @@ fn the_page_follows_a_run_in_a_browser_without_reloading() {
     }
     assert!(run.wait().unwrap().success());
 }
+
+#[test]
+fn a_results_root_lists_its_sweeps_and_finds_new_ones() {
+    let s = slow_sweep();
+    scripted_bin()
+        .args([
+            "run",
+            s.file.to_str().unwrap(),
+            "--out",
+            s.out.to_str().unwrap(),
+            "-q",
+        ])
+        .assert()
+        .success();
+    let served = serve(&[s.out.to_str().unwrap()]);
+    let other = s.file.with_file_name("other.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&s.file)
+            .unwrap()
+            .replace("name: live", "name: <b>other</b>"),
+    )
+    .unwrap();
+    let ran = scripted_bin()
+        .args([
+            "run",
+            other.to_str().unwrap(),
+            "--out",
+            s.out.to_str().unwrap(),
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    if !ran.status.success() {
+        // Sweep names are directory names: markup may be refused; then a plain second one.
+        std::fs::write(
+            &other,
+            std::fs::read_to_string(&s.file)
+                .unwrap()
+                .replace("name: live", "name: other"),
+        )
+        .unwrap();
+        scripted_bin()
+            .args([
+                "run",
+                other.to_str().unwrap(),
+                "--out",
+                s.out.to_str().unwrap(),
+                "-q",
+            ])
+            .assert()
+            .success();
+    }
+    let (code, _, index) = get(&served.addr, "/", "");
+    assert_eq!(code, 200);
+    assert!(
+        index.contains("href=\"/s/live/\"") && index.contains("ok 4"),
+        "{index}"
+    );
+    assert!(
+        index.contains("other"),
+        "a sweep started after the server is listed: {index}"
+    );
+    assert!(!index.contains("<b>other"), "names are escaped: {index}");
+}
