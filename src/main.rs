@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             dirs: a.dirs.clone(),
             host: a.host.clone(),
             port: a.port,
+            eta: app::estimate::status_line,
         }),
         Command::Status { path, out } => app::status(path, out).map(|s| hypersweep::output::out(&s)),
         Command::Report { dirs, out } => {

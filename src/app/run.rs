@@ -88,6 +88,7 @@ fn serve_beside(store: &Store, port: Option<u16>) -> Result<crate::serve::Live> 
         dirs: vec![store.dir().to_path_buf()],
         host: "127.0.0.1".into(),
         port,
+        eta: super::estimate::status_line,
     })?;
     crate::errln!("live view: {} (until the run ends)", server.url);
     Ok(server.spawn())

@@ -202,6 +202,16 @@ pub fn event(stream: &mut TcpStream, name: Option<&str>, data: &str) -> std::io:
     stream.flush()
 }
 
+/// A URL part: sweep names are directory names, so anything but plain characters is escaped.
+pub fn url_part(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Compares two secrets in time that depends on their lengths only, not on where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

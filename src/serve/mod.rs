@@ -38,13 +38,20 @@ pub struct Options {
     pub host: String,
     /// The port; `None` tries `DEFAULT_PORT` and the next nine; 0 lets the system choose.
     pub port: Option<u16>,
+    /// The time-left line of a sweep, as `status` gives it.
+    pub eta: Eta,
 }
+
+/// How the time left is told: `status`'s estimate, given by the caller (the view does not
+/// depend on the commands).
+pub type Eta = fn(&Store, &crate::store::SweepInfo, &[crate::store::Finished]) -> String;
 
 /// A sweep being watched.
 pub struct Sweep {
     /// Its name in URLs (its directory's name, made unique).
     pub name: String,
     store: Store,
+    eta: Eta,
     /// `None` until its first read; then its view, or why it cannot be read.
     view: Mutex<Option<std::result::Result<View, String>>>,
     changed: Condvar,
@@ -70,6 +77,7 @@ impl Sweep {
 /// and the token, when one is required.
 pub struct Site {
     roots: Vec<PathBuf>,
+    eta: Eta,
     sweeps: Mutex<Vec<(PathBuf, Arc<Sweep>)>>,
     token: Option<String>,
 }
@@ -92,6 +100,7 @@ impl Site {
             let sweep = Arc::new(Sweep {
                 name,
                 store,
+                eta: self.eta,
                 view: Mutex::new(None),
                 changed: Condvar::new(),
                 refreshes: AtomicU64::new(0),
@@ -142,15 +151,15 @@ fn unique_name(dir: &Path, taken: &[&str]) -> String {
 /// Starts the thread that keeps a sweep's view up to date, and wakes the streams on changes.
 fn watch(sweep: Arc<Sweep>) {
     std::thread::spawn(move || {
-        let first = View::load(&sweep.store).map_err(|e| e.to_string());
+        let first = View::load(&sweep.store, sweep.eta).map_err(|e| e.to_string());
         *sweep.view.lock().expect("view lock") = Some(first);
         sweep.changed.notify_all();
         loop {
             std::thread::sleep(REFRESH);
             let mut g = sweep.view.lock().expect("view lock");
             let changed = match g.as_mut() {
-                Some(Ok(v)) => v.refresh(&sweep.store),
-                _ => match View::load(&sweep.store) {
+                Some(Ok(v)) => v.refresh(&sweep.store, sweep.eta),
+                _ => match View::load(&sweep.store, sweep.eta) {
                     Ok(v) => {
                         *g = Some(Ok(v));
                         true
@@ -198,6 +207,7 @@ pub fn bind(opts: &Options) -> Result<Server> {
         .port();
     let site = Arc::new(Site {
         roots: opts.dirs.clone(),
+        eta: opts.eta,
         sweeps: Mutex::new(vec![]),
         token: token.clone(),
     });
@@ -207,7 +217,7 @@ pub fn bind(opts: &Options) -> Result<Server> {
         h => h.to_string(),
     };
     let path = match sweeps.as_slice() {
-        [one] => format!("/s/{}/", routes::url_part(&one.name)),
+        [one] => format!("/s/{}/", http::url_part(&one.name)),
         _ => "/".into(),
     };
     let url = match &token {

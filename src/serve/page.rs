@@ -3,7 +3,7 @@
 //! chose is escaped; the script itself writes text only through `textContent`.
 
 use super::Sweep;
-use super::routes::url_part;
+use super::http::url_part;
 use crate::report::export::STYLE;
 use crate::report::svg::esc;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! From a request to its answer. A URL names a sweep and a trial only by their names among
 //! those watched, never by a path, so no request can reach a file the view did not choose.
 
-use super::http::{self, Request, Response};
+use super::http::{self, Request, Response, url_part};
 use super::{Site, Sweep, json, page, plots};
 use crate::report::{Loaded, TrialRow, export::Exporter};
 use std::net::TcpStream;
@@ -14,16 +14,6 @@ const COOKIE: &str = "hypersweep_token";
 const TAIL_BYTES: u64 = 16 * 1024;
 /// A stream with nothing to say sends a comment this often, to notice clients that left.
 const KEEPALIVE: Duration = Duration::from_secs(15);
-
-/// A URL part: sweep names are directory names, so anything but plain characters is escaped.
-pub fn url_part(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// Answers one request.
 pub fn handle(site: &Site, req: &Request, stream: &mut TcpStream) {

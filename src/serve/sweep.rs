@@ -76,7 +76,7 @@ const ETA_EVERY: Duration = Duration::from_secs(2);
 
 impl View {
     /// Reads a sweep's directory for the first time.
-    pub fn load(store: &Store) -> crate::error::Result<View> {
+    pub fn load(store: &Store, eta: super::Eta) -> crate::error::Result<View> {
         let info = store.read_plan()?;
         let mut v = View {
             info: SweepInfo {
@@ -93,12 +93,12 @@ impl View {
             plan_stamp: (None, None),
             plan_error: None,
         };
-        v.refresh(store);
+        v.refresh(store, eta);
         Ok(v)
     }
 
     /// Reads what changed; returns whether anything did.
-    pub fn refresh(&mut self, store: &Store) -> bool {
+    pub fn refresh(&mut self, store: &Store, eta: super::Eta) -> bool {
         let before = self.version;
         let next = self.version + 1;
         self.refresh_plan(store, next);
@@ -111,7 +111,7 @@ impl View {
         }
         let changed = self.version != before;
         if changed || self.eta_at.is_none_or(|t| t.elapsed() >= ETA_EVERY) {
-            self.eta = crate::app::estimate::status_line(store, &self.info, &self.finished);
+            self.eta = eta(store, &self.info, &self.finished);
             self.eta_at = Some(Instant::now());
         }
         changed

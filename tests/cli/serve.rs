@@ -16,6 +16,30 @@ fn slow_sweep() -> Sweep {
     )
 }
 
+/// Trains `file` into `out` with the scripted engine, at once.
+fn run_scripted(file: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    scripted_bin()
+        .arg("run")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .output()
+        .unwrap()
+}
+
+/// The four-trial sweep, already trained.
+fn finished_sweep() -> Sweep {
+    let s = slow_sweep();
+    let ran = run_scripted(&s.file, &s.out);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    s
+}
+
 /// A serving process, killed when dropped.
 pub struct Served {
     child: Child,
@@ -203,15 +227,7 @@ fn a_sweep_in_progress_shows_its_trials_and_a_finishing_trial_arrives_on_the_str
 
 #[test]
 fn the_view_writes_nothing_and_reads_nothing_outside_its_directories() {
-    let s = slow_sweep();
-    scripted_bin()
-        .arg("run")
-        .arg(&s.file)
-        .arg("--out")
-        .arg(&s.out)
-        .arg("-q")
-        .assert()
-        .success();
+    let s = finished_sweep();
     let secret = s.tmp.path().join("secret.txt");
     std::fs::write(&secret, "SECRET-CONTENT").unwrap();
     let trials: Vec<String> = std::fs::read_dir(s.dir().join("trials"))
@@ -276,17 +292,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn any_address_but_loopback_needs_the_printed_token() {
-    let s = slow_sweep();
-    scripted_bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-            "-q",
-        ])
-        .assert()
-        .success();
+    let s = finished_sweep();
     let served = serve(&[s.dir().to_str().unwrap(), "--host", "0.0.0.0"]);
     let token = served
         .url
@@ -329,17 +335,7 @@ fn any_address_but_loopback_needs_the_printed_token() {
 
 #[test]
 fn a_damaged_result_shows_on_its_trial_and_the_server_goes_on() {
-    let s = slow_sweep();
-    scripted_bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-            "-q",
-        ])
-        .assert()
-        .success();
+    let s = finished_sweep();
     let trials = s.dir().join("trials");
     let id = std::fs::read_dir(&trials)
         .unwrap()
@@ -379,17 +375,7 @@ fn a_damaged_result_shows_on_its_trial_and_the_server_goes_on() {
 
 #[test]
 fn many_idle_connections_do_not_stop_it_serving_others() {
-    let s = slow_sweep();
-    scripted_bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-            "-q",
-        ])
-        .assert()
-        .success();
+    let s = finished_sweep();
     let served = serve(&[s.out.to_str().unwrap()]);
     // Clients that never send a request, and streams that are never read.
     let idle: Vec<TcpStream> = (0..1500)
@@ -508,17 +494,7 @@ fn the_page_follows_a_run_in_a_browser_without_reloading() {
 
 #[test]
 fn a_results_root_lists_its_sweeps_and_finds_new_ones() {
-    let s = slow_sweep();
-    scripted_bin()
-        .args([
-            "run",
-            s.file.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-            "-q",
-        ])
-        .assert()
-        .success();
+    let s = finished_sweep();
     let served = serve(&[s.out.to_str().unwrap()]);
     let other = s.file.with_file_name("other.yaml");
     std::fs::write(
@@ -528,16 +504,7 @@ fn a_results_root_lists_its_sweeps_and_finds_new_ones() {
             .replace("name: live", "name: <b>other</b>"),
     )
     .unwrap();
-    let ran = scripted_bin()
-        .args([
-            "run",
-            other.to_str().unwrap(),
-            "--out",
-            s.out.to_str().unwrap(),
-            "-q",
-        ])
-        .output()
-        .unwrap();
+    let ran = run_scripted(&other, &s.out);
     if !ran.status.success() {
         // Sweep names are directory names: markup may be refused; then a plain second one.
         std::fs::write(
@@ -547,16 +514,7 @@ fn a_results_root_lists_its_sweeps_and_finds_new_ones() {
                 .replace("name: live", "name: other"),
         )
         .unwrap();
-        scripted_bin()
-            .args([
-                "run",
-                other.to_str().unwrap(),
-                "--out",
-                s.out.to_str().unwrap(),
-                "-q",
-            ])
-            .assert()
-            .success();
+        assert!(run_scripted(&other, &s.out).status.success());
     }
     let (code, _, index) = get(&served.addr, "/", "");
     assert_eq!(code, 200);
