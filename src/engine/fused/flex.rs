@@ -134,11 +134,20 @@ pub fn conv2d(
         values(&w.primitive),
         values(&b.primitive),
     );
-    let out = per_member(k, |m| {
-        let (xm, wm, bm) = (piece(&xv, m, k), piece(&wv, m, k), piece(&bv, m, k));
-        kernels::conv2d_forward(xm, wm, bm, &d)
-    });
-    let out = flex(out.concat(), [k * d.n, d.o, d.oh(), d.ow()]);
+    // Each member writes its slice of the group's output: no per-member vectors to copy after
+    // (a fresh copy of the stacked activations each step cost page faults and memory traffic).
+    let len = d.n * d.o * d.p();
+    let mut out = Vec::with_capacity(k * len);
+    out.spare_capacity_mut()[..k * len]
+        .par_chunks_mut(len)
+        .enumerate()
+        .for_each(|(m, slice)| {
+            let (xm, wm, bm) = (piece(&xv, m, k), piece(&wv, m, k), piece(&bv, m, k));
+            kernels::conv2d_forward_into(xm, wm, bm, &d, slice);
+        });
+    // SAFETY: each of the k slices of `len` values was written by `conv2d_forward_into`.
+    unsafe { out.set_len(k * len) };
+    let out = flex(out, [k * d.n, d.o, d.oh(), d.ow()]);
     let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
     let t = match ConvBackward
         .prepare::<NoCheckpointing>(nodes)
@@ -180,12 +189,23 @@ impl Backward<Flex, 3> for ConvBackward {
         let (x, w, kernel, pad) = ops.state;
         let (k, d) = conv_dims(&x, &w, kernel, pad);
         let (xv, wv, gv) = (values(&x), values(&w), values(&g));
-        let want_dx = node_x.is_some();
-        let parts = per_member(k, |m| {
+        // The members add their input gradients into their slices of one vector.
+        let mut dx = node_x
+            .is_some()
+            .then(|| kernels::written_zeros(k * d.n * d.in_len()));
+        let member = |m: usize, dx: Option<&mut [f32]>| {
             let (xm, wm, gm) = (piece(&xv, m, k), piece(&wv, m, k), piece(&gv, m, k));
-            kernels::conv2d_backward(xm, wm, gm, &d, want_dx)
-        });
-        let (dx, dw, db) = gather_grads(parts);
+            let (dw, db) = kernels::conv2d_backward_into(xm, wm, gm, &d, dx);
+            (None, dw, db)
+        };
+        let parts: Vec<MemberGrads> = match dx.as_deref_mut() {
+            Some(dx) => (dx.par_chunks_mut(d.n * d.in_len()).enumerate())
+                .map(|(m, slice)| member(m, Some(slice)))
+                .collect(),
+            None => per_member(k, |m| member(m, None)),
+        };
+        let (_, dw, db) = gather_grads(parts);
+        let dx = dx.unwrap_or_default();
         register(
             grads,
             node_x.map(|nd| (nd.id, dx)),

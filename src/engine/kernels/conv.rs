@@ -40,10 +40,11 @@ impl ConvDims {
         self.c * self.k * self.k
     }
     /// Columns of the im2col matrix (output pixels).
-    fn p(&self) -> usize {
+    pub fn p(&self) -> usize {
         self.oh() * self.ow()
     }
-    fn in_len(&self) -> usize {
+    /// Values of one sample's input.
+    pub fn in_len(&self) -> usize {
         self.c * self.h * self.w
     }
     /// The output columns `ox0..ox1` whose input column `ox + kx − pad` lies inside `[0, w)`.
@@ -151,15 +152,31 @@ fn transposed_forward(d: &ConvDims) -> bool {
 
 /// Forward convolution: `x [n,c,h,w]`, `weight [o,c,k,k]`, `bias [o]` → `[n,o,oh,ow]`.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims) -> Vec<f32> {
+    let len = d.n * d.o * d.p();
+    let mut out = Vec::with_capacity(len);
+    conv2d_forward_into(x, weight, bias, d, &mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `conv2d_forward_into` wrote every one of the `len` values.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// [`conv2d_forward`] into `out` (`n · o · oh · ow` values, each written): a fused group's
+/// members write their slices of one output, with no copy after.
+pub fn conv2d_forward_into(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    d: &ConvDims,
+    out: &mut [MaybeUninit<f32>],
+) {
     let (kk, p, inl) = (d.kk(), d.p(), d.in_len());
     assert_eq!(x.len(), d.n * inl);
     assert_eq!(weight.len(), d.o * kk);
     assert_eq!(bias.len(), d.o);
     let out_len = d.o * p;
+    assert_eq!(out.len(), d.n * out_len);
     let transposed_out = transposed_forward(d);
-    let mut out = Vec::with_capacity(d.n * out_len);
-    out.spare_capacity_mut()[..d.n * out_len]
-        .par_chunks_mut(CHUNK * out_len)
+    out.par_chunks_mut(CHUNK * out_len)
         .zip(x.par_chunks(CHUNK * inl))
         .for_each(|(out, x)| {
             let mut col = vec![0f32; kk * p];
@@ -188,10 +205,6 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims) -> 
                 }
             }
         });
-    // SAFETY: every sample's `o × p` values were written above (`write` per value, or
-    // `fill_rows` over the whole sample), and the chunks cover `n · out_len` values.
-    unsafe { out.set_len(d.n * out_len) };
-    out
 }
 
 /// Writes `row[r]` into every value of row `r` of `out` (rows of equal length, one per entry
@@ -219,6 +232,21 @@ pub fn conv2d_backward(
     d: &ConvDims,
     want_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let mut dx = want_dx.then(|| super::written_zeros(d.n * d.in_len()));
+    let (dw, db) = conv2d_backward_into(x, weight, gout, d, dx.as_deref_mut());
+    (dx, dw, db)
+}
+
+/// [`conv2d_backward`] adding the input gradient into `dx` (zeros, `n · c · h · w` values) when
+/// given, so that a fused group's members fill their slices of one gradient; returns the weight
+/// and bias gradients.
+pub fn conv2d_backward_into(
+    x: &[f32],
+    weight: &[f32],
+    gout: &[f32],
+    d: &ConvDims,
+    dx: Option<&mut [f32]>,
+) -> (Vec<f32>, Vec<f32>) {
     let (kk, p, inl) = (d.kk(), d.p(), d.in_len());
     let out_len = d.o * p;
     assert_eq!(x.len(), d.n * inl);
@@ -251,8 +279,7 @@ pub fn conv2d_backward(
         }
         dwt
     };
-    let mut dx = want_dx.then(|| vec![0f32; d.n * inl]);
-    let partials: Vec<Vec<f32>> = match dx.as_mut() {
+    let partials: Vec<Vec<f32>> = match dx {
         Some(dx) => dx
             .par_chunks_mut(CHUNK * inl)
             .zip(x.par_chunks(CHUNK * inl))
@@ -276,7 +303,7 @@ pub fn conv2d_backward(
         }
     }
     let db = dwt[kk * d.o..].to_vec();
-    (dx, dw, db)
+    (dw, db)
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ fn pool2_row(
 
 /// Gradient of [`max_pool_forward`]: each output gradient goes to the input it came from.
 pub fn max_pool_backward(gout: &[f32], idx: &[u32], planes: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut dx = vec![0f32; planes * h * w];
+    let mut dx = super::written_zeros(planes * h * w);
     if gout.is_empty() || dx.is_empty() {
         return dx;
     }
