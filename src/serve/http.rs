@@ -23,6 +23,8 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// The `Cookie` header's pairs.
     pub cookies: Vec<(String, String)>,
+    /// The `Host` header, when sent.
+    pub host: Option<String>,
 }
 
 impl Request {
@@ -56,6 +58,7 @@ pub fn read_request(stream: &TcpStream) -> Option<Request> {
         return None;
     }
     let mut cookies = vec![];
+    let mut host = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).ok()? == 0 || !h.ends_with('\n') {
@@ -65,13 +68,16 @@ pub fn read_request(stream: &TcpStream) -> Option<Request> {
         if h.is_empty() {
             break;
         }
-        if let Some((name, value)) = h.split_once(':')
-            && name.eq_ignore_ascii_case("cookie")
-        {
+        let Some((name, value)) = h.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("cookie") {
             cookies.extend(value.split(';').filter_map(|c| {
                 let (k, v) = c.trim().split_once('=')?;
                 Some((k.to_string(), v.to_string()))
             }));
+        } else if name.eq_ignore_ascii_case("host") {
+            host = Some(value.trim().to_string());
         }
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -91,7 +97,21 @@ pub fn read_request(stream: &TcpStream) -> Option<Request> {
             })
             .collect(),
         cookies,
+        host,
     })
+}
+
+/// Whether a `Host` header names this machine's loopback (`localhost`, `127.0.0.1`, `[::1]`,
+/// with any port): a page of another site that a DNS trick sends to 127.0.0.1 names its own.
+pub fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Percent-decoding (and `+` as a space); a bad escape stays as written.
@@ -238,6 +258,21 @@ mod tests {
         assert_eq!(decode("a+b%20c"), "a b c");
         assert_eq!(decode("100%"), "100%");
         assert_eq!(decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn only_loopback_names_pass_without_a_token() {
+        for ok in ["localhost", "127.0.0.1:8765", "[::1]:80", "LOCALHOST:1"] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8765",
+            "127.0.0.1.evil.example",
+            "",
+            "[::2]:80",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

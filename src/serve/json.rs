@@ -87,7 +87,8 @@ fn trial_row(v: &View, t: &TrialView) -> Value {
 /// The sweep's state for a page that has `since` (0: everything): the counts, the ETA, and the
 /// rows of the trials that changed after `since` (all of them when the plan changed since).
 pub fn state(name: &str, v: &View, since: u64) -> Value {
-    let full = since < v.reset;
+    // A version past this view's is one of another server's (a restart): everything.
+    let full = since < v.reset || since > v.version;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &v.trials {
         *counts.entry(status_word(v, t)).or_default() += 1;
@@ -107,7 +108,7 @@ pub fn state(name: &str, v: &View, since: u64) -> Value {
         "axes": info.axes,
         "planned": v.trials.len(),
         "counts": counts,
-        "eta": v.eta.trim(),
+        "eta": v.eta_words(),
         "plan_error": v.plan_error,
         "curve_metrics": curve_metrics(v),
         "trials": rows,

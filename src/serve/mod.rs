@@ -78,6 +78,8 @@ impl Sweep {
 pub struct Site {
     roots: Vec<PathBuf>,
     eta: Eta,
+    /// This server's random name: a page's versions are this server's only.
+    instance: String,
     sweeps: Mutex<Vec<(PathBuf, Arc<Sweep>)>>,
     token: Option<String>,
 }
@@ -87,28 +89,38 @@ impl Site {
     /// first time it is found).
     pub fn sweeps(&self) -> Vec<Arc<Sweep>> {
         let mut known = self.sweeps.lock().expect("sweeps lock");
-        for dir in self.roots.iter().flat_map(|r| sweep_dirs(r)) {
-            let real = dir.canonicalize().unwrap_or(dir.clone());
-            if known.iter().any(|(p, _)| *p == real) {
-                continue;
+        for root in &self.roots {
+            for dir in sweep_dirs(root) {
+                self.add(&mut known, root, &dir);
             }
-            let Ok(store) = Store::open(&dir) else {
-                continue;
-            };
-            let taken: Vec<&str> = known.iter().map(|(_, s)| s.name.as_str()).collect();
-            let name = unique_name(&dir, &taken);
-            let sweep = Arc::new(Sweep {
-                name,
-                store,
-                eta: self.eta,
-                view: Mutex::new(None),
-                changed: Condvar::new(),
-                refreshes: AtomicU64::new(0),
-            });
-            watch(sweep.clone());
-            known.push((real, sweep));
         }
         known.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Starts watching the sweep in `dir` unless it is known already, or a link out of `root`.
+    fn add(&self, known: &mut Vec<(PathBuf, Arc<Sweep>)>, root: &Path, dir: &Path) {
+        let real = match (dir.canonicalize(), root.canonicalize()) {
+            (Ok(real), Ok(r)) if real.starts_with(&r) => real,
+            _ => return,
+        };
+        if known.iter().any(|(p, _)| *p == real) {
+            return;
+        }
+        let Ok(store) = Store::open(dir) else {
+            return;
+        };
+        let taken: Vec<&str> = known.iter().map(|(_, s)| s.name.as_str()).collect();
+        let name = unique_name(dir, &taken);
+        let sweep = Arc::new(Sweep {
+            name,
+            store,
+            eta: self.eta,
+            view: Mutex::new(None),
+            changed: Condvar::new(),
+            refreshes: AtomicU64::new(0),
+        });
+        watch(sweep.clone());
+        known.push((real, sweep));
     }
 
     /// A watched sweep by its URL name.
@@ -151,7 +163,7 @@ fn unique_name(dir: &Path, taken: &[&str]) -> String {
 /// Starts the thread that keeps a sweep's view up to date, and wakes the streams on changes.
 fn watch(sweep: Arc<Sweep>) {
     std::thread::spawn(move || {
-        let first = View::load(&sweep.store, sweep.eta).map_err(|e| e.to_string());
+        let first = View::load(&sweep.store, sweep.eta);
         *sweep.view.lock().expect("view lock") = Some(first);
         sweep.changed.notify_all();
         loop {
@@ -187,6 +199,12 @@ pub struct Server {
 /// Checks the directories and binds the address; serves nothing yet.
 pub fn bind(opts: &Options) -> Result<Server> {
     for d in &opts.dirs {
+        if d.is_file() {
+            return Err(Error::Input(format!(
+                "{} is a file: give a results directory (results/NAME), or watch a run with `hypersweep run FILE --serve`",
+                d.display()
+            )));
+        }
         if !d.is_dir() {
             return Err(Error::Input(format!(
                 "{}: no such results directory (give a sweep's results, results/NAME, or a folder of them)",
@@ -208,12 +226,14 @@ pub fn bind(opts: &Options) -> Result<Server> {
     let site = Arc::new(Site {
         roots: opts.dirs.clone(),
         eta: opts.eta,
+        instance: http::new_token().at("read", Path::new("/dev/urandom"))?[..12].to_string(),
         sweeps: Mutex::new(vec![]),
         token: token.clone(),
     });
     let sweeps = site.sweeps();
     let shown_host = match opts.host.as_str() {
         "0.0.0.0" | "::" => crate::store::host_name(),
+        h if h.contains(':') => format!("[{h}]"),
         h => h.to_string(),
     };
     let path = match sweeps.as_slice() {
@@ -269,6 +289,7 @@ impl Server {
         for stream in self.listener.incoming() {
             let Ok(stream) = stream else { continue };
             if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                busy(stream);
                 continue;
             }
             active.fetch_add(1, Ordering::SeqCst);
@@ -282,6 +303,7 @@ impl Server {
             if spawned.is_err() {
                 active.fetch_sub(1, Ordering::SeqCst);
             }
+            // (A connection whose thread could not start is closed with it.)
         }
     }
 
@@ -321,6 +343,13 @@ impl Live {
     }
 }
 
+/// Says 503 to a connection beyond the cap, without waiting on it.
+fn busy(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(50)));
+    let r = http::Response::error((503, "Service Unavailable"), "too many connections");
+    let _ = r.send(&mut stream, false);
+}
+
 fn connection(site: &Site, mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(http::TIMEOUT));
     let _ = stream.set_write_timeout(Some(http::TIMEOUT));
@@ -335,6 +364,13 @@ fn connection(site: &Site, mut stream: TcpStream) {
 
 /// `hypersweep serve`: binds, prints the URL and serves until Ctrl-C.
 pub fn serve(opts: &Options) -> Result<()> {
+    // A thread per connection: without a cap glibc gives many threads arenas of their own, 64 MB
+    // of address space apiece, which a login node's `ulimit -v` soon refuses.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let server = bind(opts)?;
     crate::outln!("{}", server.url);
     if server.site.token.is_some() {

@@ -40,11 +40,7 @@ pub fn index(sweeps: &[Arc<Sweep>]) -> String {
                     *counts.entry(super::json::status_word(v, t)).or_insert(0) += 1;
                 }
                 let text: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
-                (
-                    v.trials.len().to_string(),
-                    text.join(", "),
-                    v.eta.trim().to_string(),
-                )
+                (v.trials.len().to_string(), text.join(", "), v.eta_words())
             })
             .unwrap_or_else(|e| ("?".into(), e, String::new()));
         body += &format!(

@@ -54,7 +54,8 @@ fn shown(v: &View) -> Vec<&TrialView> {
         Goal::Minimize => -1.0,
     };
     let rank = |t: &TrialView| {
-        let r = v.result(t)?;
+        // Finished as trained: a failed or interrupted trial is not among the best.
+        let r = v.result(t).filter(|r| r.status.is_final())?;
         let m = &v.info.report.metric;
         let x = r
             .metric(m)

@@ -15,6 +15,15 @@ const TAIL_BYTES: u64 = 16 * 1024;
 /// A stream with nothing to say sends a comment this often, to notice clients that left.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// The version a page has: its `since`, or 0 (everything) when it had it from another
+/// server (one that ran before this one, on the same port).
+fn since(req: &Request, instance: &str) -> u64 {
+    if req.param("instance").is_some_and(|i| i != instance) {
+        return 0;
+    }
+    req.param("since").and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
 /// Answers one request.
 pub fn handle(site: &Site, req: &Request, stream: &mut TcpStream) {
     let head_only = req.method == "HEAD";
@@ -24,6 +33,11 @@ pub fn handle(site: &Site, req: &Request, stream: &mut TcpStream) {
         return;
     }
     let mut cookie = None;
+    if site.token.is_none() && req.host.as_deref().is_some_and(|h| !http::loopback_host(h)) {
+        let r = Response::error((403, "Forbidden"), "this view answers to localhost only");
+        let _ = r.send(stream, head_only);
+        return;
+    }
     if let Some(token) = &site.token {
         let given = req.param("token").or(req.cookie(COOKIE));
         if !given.is_some_and(|g| http::same_secret(g, token)) {
@@ -41,7 +55,7 @@ pub fn handle(site: &Site, req: &Request, stream: &mut TcpStream) {
     let parts: Vec<&str> = req.parts.iter().map(String::as_str).collect();
     if let ["s", name, "events"] = parts.as_slice() {
         if let Some(sweep) = site.sweep(name) {
-            events(&sweep, req, stream);
+            events(&sweep, since(req, &site.instance), stream);
         } else {
             let _ = Response::not_found().send(stream, head_only);
         }
@@ -63,7 +77,7 @@ fn route(site: &Site, req: &Request, parts: &[&str]) -> Response {
             }
         }
         ["s", name, rest @ ..] => match site.sweep(name) {
-            Some(sweep) => sweep_route(&sweep, req, rest),
+            Some(sweep) => sweep_route(&sweep, &site.instance, req, rest),
             None => Response::not_found(),
         },
         _ => Response::not_found(),
@@ -77,16 +91,14 @@ fn redirect(to: &str) -> Response {
     r
 }
 
-fn sweep_route(sweep: &Sweep, req: &Request, rest: &[&str]) -> Response {
+fn sweep_route(sweep: &Sweep, instance: &str, req: &Request, rest: &[&str]) -> Response {
     let (html, svg) = ("text/html; charset=utf-8", "image/svg+xml");
     let answer = sweep.with(|v| match rest {
         [] => Response::ok(html, page::sweep(&sweep.name)),
         ["state"] => {
-            let since = req.param("since").and_then(|s| s.parse().ok()).unwrap_or(0);
-            Response::ok(
-                "application/json",
-                json::state(&sweep.name, v, since).to_string(),
-            )
+            let mut body = json::state(&sweep.name, v, since(req, instance));
+            body["instance"] = instance.into();
+            Response::ok("application/json", body.to_string())
         }
         ["curves.svg"] => {
             let metric = req.param("metric").unwrap_or(&v.info.report.metric);
@@ -165,15 +177,14 @@ fn report(v: &super::View, store: &crate::store::Store) -> String {
 
 /// Streams the sweep's changes: each is the state since the last one sent, as one `state`
 /// event, until the client goes.
-fn events(sweep: &Sweep, req: &Request, stream: &mut TcpStream) {
-    let mut since: u64 = req.param("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+fn events(sweep: &Sweep, mut since: u64, stream: &mut TcpStream) {
     if http::start_events(stream).is_err() {
         return;
     }
     loop {
         let data = {
             let mut g = sweep.view.lock().expect("view lock");
-            let newer = |g: &Option<Result<super::View, String>>| matches!(g, Some(Ok(v)) if v.version > since);
+            let newer = |g: &Option<Result<super::View, String>>| matches!(g, Some(Ok(v)) if v.version != since);
             if !newer(&g) {
                 g = sweep
                     .changed
@@ -182,7 +193,7 @@ fn events(sweep: &Sweep, req: &Request, stream: &mut TcpStream) {
                     .0;
             }
             match g.as_ref() {
-                Some(Ok(v)) if v.version > since => {
+                Some(Ok(v)) if v.version != since => {
                     let d = json::state(&sweep.name, v, since).to_string();
                     since = v.version;
                     Some(d)

@@ -76,13 +76,10 @@ const ETA_EVERY: Duration = Duration::from_secs(2);
 
 impl View {
     /// Reads a sweep's directory for the first time.
-    pub fn load(store: &Store, eta: super::Eta) -> crate::error::Result<View> {
-        let info = store.read_plan()?;
+    pub fn load(store: &Store, eta: super::Eta) -> std::result::Result<View, String> {
+        let info = read_plan(store)?;
         let mut v = View {
-            info: SweepInfo {
-                trials: vec![],
-                ..info
-            },
+            info,
             trials: vec![],
             index: HashMap::new(),
             finished: vec![],
@@ -128,15 +125,16 @@ impl View {
         if now == self.plan_stamp {
             return;
         }
-        let info = match store.read_plan() {
+        // Remembered even when the read fails, so the next change (the file back) is read.
+        self.plan_stamp = now;
+        let info = match read_plan(store) {
             Ok(info) => info,
             Err(e) => {
-                self.plan_error = Some(e.to_string());
+                self.plan_error = Some(e);
                 return;
             }
         };
         self.plan_error = None;
-        self.plan_stamp = now;
         let mut old: HashMap<String, TrialView> = self
             .trials
             .drain(..)
@@ -163,10 +161,7 @@ impl View {
         self.index = (self.trials.iter().enumerate())
             .map(|(i, t)| (t.trial.id.to_string(), i))
             .collect();
-        self.info = SweepInfo {
-            trials: vec![],
-            ..info
-        };
+        self.info = info;
         self.version = next;
         self.reset = next;
     }
@@ -190,11 +185,16 @@ impl View {
         if now != self.trials[i].result_stamp {
             self.trials[i].result_stamp = now;
             self.trials[i].changed = next;
-            self.read_result(store, i);
+            if inside(store.dir(), &path) {
+                self.read_result(store, i);
+            } else {
+                self.trials[i].damaged = Some(format!("{}: {OUTSIDE}", path.display()));
+            }
         }
         // The live file of a running trial, and once more when it stops or on the first read.
         let t = &self.trials[i];
-        if t.running.is_some() || was_running || t.changed == next {
+        let live = store.trial_dir(&id).join(crate::store::LIVE_FILE);
+        if (t.running.is_some() || was_running || t.changed == next) && inside(store.dir(), &live) {
             match store.read_live(&id, t.live_offset) {
                 Ok(read) => self.take_live(i, read, next),
                 Err(e) => tracing::debug!("live rows of {id}: {e}"),
@@ -238,6 +238,7 @@ impl View {
         let t = &mut self.trials[i];
         if read.restarted {
             t.live.clear();
+            t.live_damaged = 0;
         }
         let grew = !read.rows.is_empty() || read.restarted || read.damaged > 0;
         t.live_offset = read.offset;
@@ -248,6 +249,11 @@ impl View {
         if grew {
             t.changed = next;
         }
+    }
+
+    /// The time left in words (`status` pads its label into a column; a page needs the words).
+    pub fn eta_words(&self) -> String {
+        self.eta.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     /// A trial's view by id.
@@ -277,6 +283,28 @@ impl View {
         }
         rows
     }
+}
+
+/// Why a file is not read.
+const OUTSIDE: &str = "a link out of the results directory, not read";
+
+/// Whether `path` (when it exists) lies inside `dir` once links are followed: the view reads
+/// nothing outside the directories it was given.
+pub fn inside(dir: &Path, path: &Path) -> bool {
+    match (dir.canonicalize(), path.canonicalize()) {
+        (Ok(d), Ok(p)) => p.starts_with(d),
+        (Ok(_), Err(_)) => !path.is_symlink(),
+        (Err(_), _) => false,
+    }
+}
+
+/// The recorded plan, unless plan.json is a link out of the directory.
+fn read_plan(store: &Store) -> std::result::Result<SweepInfo, String> {
+    let plan = store.dir().join("plan.json");
+    if !inside(store.dir(), &plan) {
+        return Err(format!("{}: {OUTSIDE}", plan.display()));
+    }
+    store.read_plan().map_err(|e| e.to_string())
 }
 
 /// Adds a row; one that reports an epoch (or step) already seen starts again from there, as a

@@ -66,8 +66,9 @@ pub fn read_from(path: &Path, offset: u64) -> Result<LiveRead> {
     let mut f = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Gone after rows were read: what comes next starts from nothing.
             return Ok(LiveRead {
-                offset,
+                restarted: offset > 0,
                 ..Default::default()
             });
         }
@@ -121,12 +122,23 @@ pub fn tail(root: &Path, path: &Path, max: u64) -> Option<String> {
     f.seek(SeekFrom::Start(len.saturating_sub(max))).ok()?;
     let mut bytes = vec![];
     f.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    // A cut first line is dropped, unless it is the only one.
-    Some(match (len > max, text.split_once('\n')) {
-        (true, Some((_, rest))) => rest.to_string(),
-        _ => text,
-    })
+    let text = String::from_utf8_lossy(&bytes);
+    // A cut first line is dropped when whole lines follow it.
+    let text = match (len > max, text.split_once('\n')) {
+        (true, Some((_, rest))) if !rest.trim().is_empty() => rest,
+        _ => &text,
+    };
+    // As a terminal shows it: of a line redrawn with carriage returns (a progress bar), its
+    // last drawing.
+    let lines: Vec<&str> = text
+        .split_inclusive('\n')
+        .map(|l| {
+            let body = l.trim_end_matches(['\n', '\r']);
+            let shown = body.rsplit('\r').next().unwrap_or(body);
+            &l[body.len() - shown.len()..]
+        })
+        .collect();
+    Some(lines.concat())
 }
 
 #[cfg(test)]
@@ -159,7 +171,9 @@ mod tests {
         let again = read_from(&path, rest.offset).unwrap();
         assert!(again.restarted);
         assert_eq!(again.rows, vec![row(&[("epoch", 1.0)])]);
-        assert_eq!(read_from(&dir.path().join("none"), 7).unwrap().offset, 7);
+        let gone = read_from(&dir.path().join("none"), 7).unwrap();
+        assert!(gone.restarted && gone.offset == 0 && gone.rows.is_empty());
+        assert!(!read_from(&dir.path().join("none"), 0).unwrap().restarted);
     }
 
     #[test]
@@ -175,6 +189,13 @@ mod tests {
             "line 1\nline 2\nline 3\n"
         );
         assert_eq!(tail(root.path(), &log, 10).unwrap(), "line 3\n");
+        // A progress bar redrawn with carriage returns shows its last drawing; a long last
+        // line is kept, cut.
+        let bar = root.path().join("bar.log");
+        fs::write(&bar, format!("{}done\n", " 10%\r 50%\r".repeat(2000))).unwrap();
+        assert_eq!(tail(root.path(), &bar, 1000).unwrap(), "done\n");
+        fs::write(&bar, format!("start\n{}end", "x".repeat(5000))).unwrap();
+        assert!(tail(root.path(), &bar, 1000).unwrap().ends_with("xxend"));
         let link = root.path().join("stderr.log");
         std::os::unix::fs::symlink(&secret, &link).unwrap();
         assert_eq!(tail(root.path(), &link, 1000), None);

@@ -163,6 +163,11 @@ fn a_sweep_in_progress_shows_its_trials_and_a_finishing_trial_arrives_on_the_str
     let st = state(&served.addr, "live");
     assert_eq!(st["planned"], 4);
     assert_eq!(st["counts"]["queued"], 2, "{}", st["counts"]);
+    assert!(
+        st["eta"].as_str().is_some_and(|e| e.starts_with("eta ")),
+        "the time left, as `status` says: {}",
+        st["eta"]
+    );
     let (code, _, detail) = get(&served.addr, &format!("/s/live/trial/{}", running[0]), "");
     assert_eq!(code, 200);
     let detail: Value = serde_json::from_str(&detail).unwrap();
@@ -269,6 +274,47 @@ fn the_view_writes_nothing_and_reads_nothing_outside_its_directories() {
     let (code, _, detail) = get(&served.addr, &format!("/s/live/trial/{id}"), "");
     assert_eq!(code, 200);
     assert!(!detail.contains("SECRET"), "{detail}");
+    // Nor a result linked out of it, though it reads as a result.
+    let other = &trials[1];
+    let result = s.dir().join("trials").join(other).join("result.json");
+    let outside = s.tmp.path().join("outside.json");
+    let text = std::fs::read_to_string(&result).unwrap();
+    std::fs::write(
+        &outside,
+        text.replace("\"error\": null", "\"error\": \"SECRET-RESULT\""),
+    )
+    .unwrap();
+    std::fs::remove_file(&result).unwrap();
+    std::os::unix::fs::symlink(&outside, &result).unwrap();
+    wait_until("the linked result seen", 10, || {
+        status_of(&state(&served.addr, "live"), other) == "unreadable"
+    });
+    for target in [
+        "/s/live/state?since=0".to_string(),
+        format!("/s/live/trial/{other}"),
+        "/s/live/report".into(),
+    ] {
+        let (_, _, body) = get(&served.addr, &target, "");
+        assert!(!body.contains("SECRET"), "{target}: {body}");
+    }
+    // Another site's name for 127.0.0.1 (DNS rebinding) is refused; ours are not.
+    let evil = get(&served.addr, "/s/live/state", "Host: evil.example\r\n");
+    assert_eq!(evil.0, 403);
+    assert_eq!(
+        get(&served.addr, "/s/live/state", "Host: localhost\r\n").0,
+        200
+    );
+    // A page from a server that ran before (another instance, or a version past this one's)
+    // gets everything again, not an empty delta.
+    for q in ["since=999999", "since=2&instance=aaaaaaaaaaaa"] {
+        let (_, _, body) = get(&served.addr, &format!("/s/live/state?{q}"), "");
+        let st: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (st["full"].as_bool(), st["trials"].as_array().unwrap().len()),
+            (Some(true), 4),
+            "{q}"
+        );
+    }
     let (code, _, _) = get(&served.addr, "/s/live/state", "");
     assert_eq!(code, 200);
     assert_eq!(
@@ -431,7 +477,8 @@ fn the_page_follows_a_run_in_a_browser_without_reloading() {
         }
     };
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    let page = browser.open(&url);
+    // Without its trailing slash, the page finds its data all the same.
+    let page = browser.open(url.trim_end_matches('/'));
     let running =
         "[...document.querySelectorAll('#rows tr')].filter(r => r.dataset.status === 'running')";
     assert!(
