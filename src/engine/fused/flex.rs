@@ -37,7 +37,12 @@ type MemberGrads = (Option<Vec<f32>>, Vec<f32>, Vec<f32>);
 
 /// The members' input, weight and bias gradients, each concatenated in member order.
 fn gather_grads(parts: Vec<MemberGrads>) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (mut dx, mut dw, mut db) = (vec![], vec![], vec![]);
+    let total = |f: fn(&MemberGrads) -> usize| parts.iter().map(f).sum::<usize>();
+    let (mut dx, mut dw, mut db) = (
+        Vec::with_capacity(total(|p| p.0.as_ref().map_or(0, Vec::len))),
+        Vec::with_capacity(total(|p| p.1.len())),
+        Vec::with_capacity(total(|p| p.2.len())),
+    );
     for (x, w, b) in parts {
         dx.extend(x.unwrap_or_default());
         dw.extend(w);

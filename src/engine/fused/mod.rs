@@ -352,6 +352,9 @@ where
             .iter()
             .map(|p| p.grad(&grads).expect("every weight is on the loss's graph"))
             .collect();
+        // The graph's copies share the weights' storage: dropped now, the update writes the
+        // weights in place instead of copying all of them first (7% of a fused MLP's time).
+        drop(params);
         let old = std::mem::take(&mut self.net.params);
         self.net.params = self.optim.step(&self.lrs, old, g);
     }
