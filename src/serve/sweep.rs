@@ -185,11 +185,7 @@ impl View {
         if now != self.trials[i].result_stamp {
             self.trials[i].result_stamp = now;
             self.trials[i].changed = next;
-            if inside(store.dir(), &path) {
-                self.read_result(store, i);
-            } else {
-                self.trials[i].damaged = Some(format!("{}: {OUTSIDE}", path.display()));
-            }
+            self.read_result(store, i, &path);
         }
         // The live file of a running trial, and once more when it stops or on the first read.
         let t = &self.trials[i];
@@ -202,14 +198,18 @@ impl View {
         }
     }
 
-    fn read_result(&mut self, store: &Store, i: usize) {
+    /// Reads trial `i`'s result (at `path`), unless it is a link out of the directory.
+    fn read_result(&mut self, store: &Store, i: usize, path: &Path) {
         let t = &mut self.trials[i];
-        let loaded = store.load(&t.trial.id);
+        let loaded = match inside(store.dir(), path) {
+            true => store.load(&t.trial.id).map_err(|e| e.to_string()),
+            false => Err(format!("{}: {OUTSIDE}", path.display())),
+        };
         t.damaged = None;
         let result: Option<TrialResult> = match loaded {
             Ok(r) => r,
             Err(e) => {
-                t.damaged = Some(e.to_string());
+                t.damaged = Some(e);
                 None
             }
         };
