@@ -7,6 +7,7 @@ pub use error::{Error, Result};
 
 pub mod app;
 pub mod bench;
+pub mod big_blocks;
 pub mod cli;
 pub mod config;
 pub mod cores;

@@ -29,6 +29,10 @@ fn tune_allocator() {
     }
 }
 
+/// The system allocator, with large blocks kept for reuse (`big_blocks.rs`).
+#[global_allocator]
+static ALLOCATOR: hypersweep::big_blocks::BigBlocks = hypersweep::big_blocks::BigBlocks;
+
 fn main() -> ExitCode {
     tune_allocator();
     // clap exits 2 on a usage error; here 2 means our bug, and a bad flag is the user's (1).
