@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// The metric the trials table shows: the report's, which for built-in trials falls back to test
 /// accuracy as the report ranks them.
-fn metric_value(v: &View, t: &TrialView) -> Option<f64> {
+pub fn metric_value(v: &View, t: &TrialView) -> Option<f64> {
     let r = v.result(t)?;
     let m = &v.info.report.metric;
     r.metric(m)

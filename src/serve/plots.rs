@@ -2,7 +2,7 @@
 //! and the report look alike: a metric of the running trials beside the best finished ones, and
 //! one trial's curves.
 
-use super::json::{is_position, status_word};
+use super::json::{is_position, metric_value, status_word};
 use super::sweep::{TrialView, View};
 use crate::report::svg::{LineChart, Series};
 use crate::spec::Goal;
@@ -55,12 +55,10 @@ fn shown(v: &View) -> Vec<&TrialView> {
     };
     let rank = |t: &TrialView| {
         // Finished as trained: a failed or interrupted trial is not among the best.
-        let r = v.result(t).filter(|r| r.status.is_final())?;
-        let m = &v.info.report.metric;
-        let x = r
-            .metric(m)
-            .or_else(|| r.metrics.is_empty().then_some(r.test_accuracy).flatten());
-        x.filter(|x| x.is_finite()).map(|x| x * sign)
+        v.result(t).filter(|r| r.status.is_final())?;
+        metric_value(v, t)
+            .filter(|x| x.is_finite())
+            .map(|x| x * sign)
     };
     let mut done: Vec<(&TrialView, f64)> = (v.trials.iter())
         .filter(|t| t.running.is_none())
