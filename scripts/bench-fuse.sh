@@ -8,6 +8,7 @@
 #   scripts/bench-fuse.sh                   # DEVICE=cpu KS="1 2 4 8 16" TRIALS=16
 #   DEVICE=wgpu scripts/bench-fuse.sh       # lavapipe without a GPU
 #   DEVICE=cuda:0 HS=./hypersweep scripts/bench-fuse.sh   # on a GPU machine, a carried binary
+#   DEVICE=cpu:1 FLAGS="--threads 1" TORCH_THREADS=1 scripts/bench-fuse.sh   # one core
 #
 # On a GPU, K=1 is one trial at a time on the device; `--per-device 8` (8 unfused trials
 # sharing the GPU) is timed beside it. On CPU, K=1 is the default `--devices cpu` (one trial per
@@ -35,7 +36,8 @@ row() {  # shape, label, flags...: one run of hypersweep, its wall time and thro
   rm -rf "$out/r"
   local t0 t1
   t0=$(date +%s.%N)
-  $HS run "$out/$shape.yaml" --out "$out/r" --devices "$DEVICE" --quiet --no-report "$@" > /dev/null
+  # shellcheck disable=SC2086 # FLAGS is words
+  $HS run "$out/$shape.yaml" --out "$out/r" --devices "$DEVICE" --quiet --no-report ${FLAGS:-} "$@" > /dev/null
   t1=$(date +%s.%N)
   python3 - "$out/r" "$shape" "$label" "$t0" "$t1" <<'PY'
 import glob, json, sys
@@ -55,8 +57,8 @@ for shape in $SHAPES; do
   for k in $KS; do row "$shape" "--fuse $k" --fuse "$k"; done
   case $DEVICE in cuda*|wgpu) row "$shape" "--per-device 8" --per-device 8 ;; esac
   if [ -x "$PY" ] || command -v "$PY" > /dev/null; then
-    torch_dev=$DEVICE; [ "$DEVICE" = wgpu ] && torch_dev=cpu
-    $PY benches/bench_torch.py fuse "$shape" --trials "$TRIALS" --train-size "$TRAIN_SIZE" --threads "$(nproc)" --device "$torch_dev" \
+    torch_dev=${DEVICE%%:*}; [ "$DEVICE" = wgpu ] && torch_dev=cpu; [ "$torch_dev" = cuda ] && torch_dev=$DEVICE
+    $PY benches/bench_torch.py fuse "$shape" --trials "$TRIALS" --train-size "$TRAIN_SIZE" --threads "${TORCH_THREADS:-$(nproc)}" --device "$torch_dev" \
       | python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"| $shape | PyTorch eager, one at a time ($torch_dev) | {r['wall_seconds']:.2f} | {r['samples_per_second_per_trial']:,.0f} | | {r['trials']} |\")"
   fi
 done

@@ -75,6 +75,13 @@ pub trait NetOps: Backend {
     ) -> Tensor<Self, 4> {
         super::tensor_conv::fused_conv2d(x, w, b, kernel, pad)
     }
+
+    /// A fused group's batch `[K, B, d]`: member `k`'s rows `sets[k].1` of its data
+    /// `sets[k].0` (`[rows, d]`, each member's own training set).
+    fn stacked_rows(sets: &[(Tensor<Self, 2>, &[usize])]) -> Tensor<Self, 3> {
+        let xs = sets.iter().map(|(data, idx)| gather(data.clone(), idx));
+        Tensor::stack(xs.collect(), 0)
+    }
 }
 
 /// The rows `idx` of `data`.
@@ -212,6 +219,34 @@ fn linear_rows_forward(
 }
 
 impl NetOps for Flex {
+    /// Written straight into the group's batch, the members side by side: gathering each
+    /// member's rows and then stacking them copied the batch twice on one thread (4% of a
+    /// fused MLP's time).
+    fn stacked_rows(sets: &[(Tensor<Self, 2>, &[usize])]) -> Tensor<Self, 3> {
+        use rayon::prelude::*;
+        let data: Vec<FlexTensor> = sets.iter().map(|(d, _)| prim(d.clone())).collect();
+        let (k, b) = (sets.len(), sets.first().map_or(0, |s| s.1.len()));
+        let d = data.first().map_or(0, |t| dims(t)[1]);
+        let same = |t: &FlexTensor| {
+            t.dtype() == DType::F32 && dims(t)[1] == d && t.as_slice::<f32>().is_some()
+        };
+        if !data.iter().all(same) || sets.iter().any(|s| s.1.len() != b) || b * d == 0 {
+            let xs = sets.iter().map(|(data, idx)| gather(data.clone(), idx));
+            return Tensor::stack(xs.collect(), 0);
+        }
+        let rows: Vec<_> = data.iter().map(|t| values(t)).collect();
+        let x = kernels::filled(k * b * d, |out| {
+            (out.par_chunks_mut(b * d).zip(&rows).zip(sets)).for_each(|((out, rows), (_, idx))| {
+                for (o, &r) in out.chunks_mut(d).zip(idx.iter()) {
+                    for (o, &v) in o.iter_mut().zip(&rows[r * d..(r + 1) * d]) {
+                        o.write(v);
+                    }
+                }
+            });
+        });
+        wrap(flex(x, [k, b, d]))
+    }
+
     fn net_linear_rows(
         data: Tensor<Self, 2>,
         idx: &[usize],

@@ -129,7 +129,7 @@ impl<B: MemberSteps> FusedOptim<B> {
                 };
                 match tried {
                     Ok((p, m, v)) => {
-                        (s.m, s.v) = (Some(m), Some(v));
+                        (s.m, s.v) = (m, v);
                         p
                     }
                     Err((p, g, m, v)) => {
@@ -201,17 +201,20 @@ type Parts<B> = (
 /// The update of each member's slice of a stacked parameter in one pass, where the backend can
 /// (Flex, through [`kernels::step`]); elsewhere [`Rule`]'s column arithmetic does it.
 pub trait MemberSteps: Backend {
-    /// The updated parameter and both moments (zero where unused), or the inputs back.
+    /// The updated parameter and the moments the steps use, or the inputs back.
     #[allow(clippy::type_complexity)]
     fn member_steps(
         p: Tensor<Self, 3>,
         g: Tensor<Self, 3>,
         (m, v): (Option<Tensor<Self, 3>>, Option<Tensor<Self, 3>>),
         _steps: &[Step],
-    ) -> Result<(Tensor<Self, 3>, Tensor<Self, 3>, Tensor<Self, 3>), Parts<Self>> {
+    ) -> Result<Updated<Self>, Parts<Self>> {
         Err((p, g, m, v))
     }
 }
+
+/// A parameter after its update, and its moments where used.
+type Updated<B> = (Tensor<B, 3>, Option<Tensor<B, 3>>, Option<Tensor<B, 3>>);
 
 #[cfg(feature = "cuda")]
 impl MemberSteps for burn::backend::Cuda {}
@@ -224,11 +227,20 @@ impl MemberSteps for burn::backend::Flex {
         g: Tensor<Self, 3>,
         (m, v): (Option<Tensor<Self, 3>>, Option<Tensor<Self, 3>>),
         steps: &[Step],
-    ) -> Result<(Tensor<Self, 3>, Tensor<Self, 3>, Tensor<Self, 3>), Parts<Self>> {
+    ) -> Result<Updated<Self>, Parts<Self>> {
         use burn::backend::flex::FlexTensor;
         use burn::tensor::{DType, TensorPrimitive};
-        let zeros = || Tensor::<Self, 3>::zeros(p.shape(), &p.device());
-        let (m, v) = (m.unwrap_or_else(zeros), v.unwrap_or_else(zeros));
+        // A moment no member uses is neither allocated nor read (plain SGD's step then reads
+        // the weights and gradients alone).
+        let (uses_m, uses_v) =
+            (steps.iter().map(Step::moments)).fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1));
+        let (had_m, had_v) = (m.is_some() || uses_m, v.is_some() || uses_v);
+        let zeros = |t: Option<Tensor<Self, 3>>, used: bool| match t {
+            Some(t) => t,
+            None if used => Tensor::<Self, 3>::zeros(p.shape(), &p.device()),
+            None => Tensor::<Self, 3>::empty([0, 0, 0], &p.device()),
+        };
+        let (m, v) = (zeros(m, uses_m), zeros(v, uses_v));
         let prim = |t: Tensor<Self, 3>| t.into_primitive().tensor();
         let (mut pp, gp, mut mp, mut vp) = (prim(p), prim(g), prim(m), prim(v));
         // f32 values filling their whole storage in order (a parameter and its gradient do).
@@ -239,18 +251,28 @@ impl MemberSteps for burn::backend::Flex {
         let wrap = |t| Tensor::<Self, 3>::from_primitive(TensorPrimitive::Float(t));
         let k = steps.len();
         if ![&pp, &gp, &mp, &vp].into_iter().all(whole) || k == 0 {
-            return Err((wrap(pp), wrap(gp), Some(wrap(mp)), Some(wrap(vp))));
+            let (m, v) = (had_m.then(|| wrap(mp)), had_v.then(|| wrap(vp)));
+            return Err((wrap(pp), wrap(gp), m, v));
         }
         use rayon::prelude::*;
         let len = gp.storage::<f32>().len() / k;
         let (ps, gs) = (pp.storage_mut::<f32>(), gp.storage::<f32>());
-        let (ms, vs) = (mp.storage_mut::<f32>(), vp.storage_mut::<f32>());
+        // Each member's slice of a moment, or an empty one where it is unused.
+        fn slices(s: &mut [f32], len: usize, k: usize) -> Vec<&mut [f32]> {
+            match s.is_empty() {
+                true => (0..k).map(|_| <&mut [f32]>::default()).collect(),
+                false => s.chunks_mut(len).collect(),
+            }
+        }
+        let ms = slices(mp.storage_mut::<f32>(), len, k);
+        let vs = slices(vp.storage_mut::<f32>(), len, k);
         ps.par_chunks_mut(len)
             .zip(gs.par_chunks(len))
-            .zip(ms.par_chunks_mut(len).zip(vs.par_chunks_mut(len)))
+            .zip(ms.into_par_iter().zip(vs))
             .zip(steps)
             .for_each(|(((p, g), (m, v)), s)| kernels::step(p, g, m, v, s));
-        Ok((wrap(pp), wrap(mp), wrap(vp)))
+        let kept = |t: FlexTensor, used: bool| used.then(|| wrap(t));
+        Ok((wrap(pp), kept(mp, uses_m), kept(vp, uses_v)))
     }
 }
 

@@ -11,6 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 type F = burn::backend::Flex;
 
+thread_local! {
+    /// Lanes and wave size a test imposes on CPU groups (else they follow the machine).
+    pub static LANES: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
 fn trials(yaml: &str) -> Vec<Trial> {
     crate::plan::expand(&Spec::parse("t.yaml", yaml).unwrap())
         .unwrap()
@@ -237,6 +242,66 @@ fn the_fused_optimizer_is_each_members_optimizer() {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// However a CPU group is cut in lanes and waves, each member ends as itself: its own
+/// progress and cancel (a member stopped after one epoch), a member whose data cannot load
+/// failing alone between others.
+#[test]
+fn lanes_and_waves_keep_each_members_own_context() {
+    let missing = "{name: m, data: {path: /nonexistent/mnist}}";
+    let ts = trials(&format!(
+        "name: t\ndata: {{split: {{official: true, val: 0.2}}, train_size: 120}}\nfixed:\n  model: {{kind: mlp, hidden: [8]}}\n  optimizer: {{kind: sgd, learning_rate: 0.05}}\n  batch_size: 20\n  epochs: 2\ntrials:\n  - {{name: a}}\n  - {{name: b, seed: 2}}\n  - {missing}\n  - {{name: c, seed: 3}}\n  - {{name: d, seed: 4}}\n  - {{name: e, seed: 5}}\n"
+    ));
+    for lanes in [(1, 1), (1, 5), (2, 1), (2, 2), (3, 1), (5, 1)] {
+        LANES.set(Some(lanes));
+        let cancels: Vec<AtomicBool> = ts.iter().map(|_| AtomicBool::new(false)).collect();
+        let mut epochs = vec![0usize; ts.len()];
+        let mut progress: Vec<Box<dyn FnMut(crate::engine::Progress) + Send + '_>> = epochs
+            .iter_mut()
+            .zip(&cancels)
+            .enumerate()
+            .map(|(i, (seen, cancel))| {
+                Box::new(move |_| {
+                    *seen += 1;
+                    if i == 4 {
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                }) as Box<dyn FnMut(crate::engine::Progress) + Send + '_>
+            })
+            .collect();
+        let mut ctxs: Vec<TrialContext<'_>> = (progress.iter_mut().zip(&cancels))
+            .map(|(p, c)| ctx(&mut **p, c))
+            .collect();
+        let mut out: Vec<Option<crate::error::Result<TrialResult>>> =
+            (0..ts.len()).map(|_| None).collect();
+        BurnEngine.run_group(&ts, &mut ctxs, &mut |i, r| {
+            assert!(out[i].is_none(), "{lanes:?}: member {i} ended twice");
+            out[i] = Some(r);
+        });
+        drop(ctxs);
+        drop(progress);
+        LANES.set(None);
+        let out: Vec<_> = (out.into_iter())
+            .map(|r| r.expect("every member ends"))
+            .collect();
+        let err = out[2].as_ref().expect_err("its data does not load");
+        assert!(err.to_string().contains("nonexistent"), "{lanes:?}: {err}");
+        assert_eq!(epochs, [2, 2, 0, 2, 1, 2], "{lanes:?}: epochs reported");
+        for (i, r) in out.iter().enumerate().filter(|(i, _)| *i != 2) {
+            let r = r.as_ref().expect("trained");
+            let want = if i == 4 {
+                Status::Interrupted
+            } else {
+                Status::Ok
+            };
+            assert_eq!(r.status, want, "{lanes:?}: member {i}");
+            if i != 4 {
+                let a = alone(&ts[i]);
+                assert_eq!(r.test_accuracy, a.test_accuracy, "{lanes:?}: member {i}");
             }
         }
     }

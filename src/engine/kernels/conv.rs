@@ -152,12 +152,9 @@ fn transposed_forward(d: &ConvDims) -> bool {
 
 /// Forward convolution: `x [n,c,h,w]`, `weight [o,c,k,k]`, `bias [o]` → `[n,o,oh,ow]`.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: &[f32], d: &ConvDims) -> Vec<f32> {
-    let len = d.n * d.o * d.p();
-    let mut out = Vec::with_capacity(len);
-    conv2d_forward_into(x, weight, bias, d, &mut out.spare_capacity_mut()[..len]);
-    // SAFETY: `conv2d_forward_into` wrote every one of the `len` values.
-    unsafe { out.set_len(len) };
-    out
+    super::filled(d.n * d.o * d.p(), |out| {
+        conv2d_forward_into(x, weight, bias, d, out);
+    })
 }
 
 /// [`conv2d_forward`] into `out` (`n · o · oh · ow` values, each written): a fused group's
@@ -215,8 +212,8 @@ fn fill_rows<'a>(out: &'a mut [MaybeUninit<f32>], row: &[f32]) -> &'a mut [f32] 
     for (r, &b) in out.chunks_mut(len).zip(row) {
         r.fill(MaybeUninit::new(b));
     }
-    // SAFETY: every value was written just above; `MaybeUninit<f32>` has `f32`'s layout.
-    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    // SAFETY: every value was written just above.
+    unsafe { super::assume_written(out) }
 }
 
 /// Gradients of [`conv2d_forward`] given the output gradient `gout [n,o,oh,ow]`:

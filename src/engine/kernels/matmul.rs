@@ -7,6 +7,8 @@
 /// threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
+use std::mem::MaybeUninit;
+
 /// A row-major `rows × cols` matrix in a slice, or its transpose.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -44,21 +46,19 @@ pub fn gemm(dst: &mut [f32], m: usize, n: usize, k: usize, a: View, b: View, acc
 /// the MLP's first weight gradient is 1.6 MB a step, zeroed on one thread).
 pub fn product(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {
     let mut v = Vec::with_capacity(m * n);
-    // SAFETY: with `accumulate` false, `gemm` writes each of the m·n values without reading
-    // it; the capacity holds m·n values.
-    unsafe {
-        gemm_into(
-            v.spare_capacity_mut().as_mut_ptr().cast(),
-            m,
-            n,
-            k,
-            a,
-            b,
-            false,
-        );
-        v.set_len(m * n);
-    }
+    product_into(&mut v.spare_capacity_mut()[..m * n], m, n, k, a, b);
+    // SAFETY: `product_into` wrote each of the m·n values.
+    unsafe { v.set_len(m * n) };
     v
+}
+
+/// [`product`] into `dst` (m·n values, each written): a fused group's members write their
+/// slices of one tensor.
+pub fn product_into(dst: &mut [MaybeUninit<f32>], m: usize, n: usize, k: usize, a: View, b: View) {
+    assert_eq!(dst.len(), m * n);
+    // SAFETY: with `accumulate` false, `gemm` writes each of the m·n values without reading
+    // it; `dst` holds m·n values.
+    unsafe { gemm_into(dst.as_mut_ptr().cast(), m, n, k, a, b, false) }
 }
 
 /// # Safety

@@ -17,11 +17,16 @@ mod matmul;
 mod pool;
 mod steps;
 
+use std::mem::MaybeUninit;
+
 pub use adam::{AdamStep, adam_step};
 pub use conv::{
     ConvDims, conv2d_backward, conv2d_backward_into, conv2d_forward, conv2d_forward_into,
 };
-pub use linear::{linear_backward, linear_forward, linear_rows_backward, linear_rows_forward};
+pub use linear::{
+    input_gradient_into, linear_backward, linear_forward, linear_forward_into,
+    linear_rows_backward, linear_rows_forward, weight_gradients_into,
+};
 pub use pool::{max_pool_backward, max_pool_forward};
 pub use steps::{Step, step};
 
@@ -33,6 +38,24 @@ pub fn written_zeros(n: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
     v.resize(n, 0.0);
     v
+}
+
+/// A vector of `len` values that `write` writes, each of them (no zero-fill first).
+pub fn filled(len: usize, write: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    write(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `write`'s contract is to write every one of the `len` values.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `values` as the `f32`s they now hold.
+///
+/// # Safety
+/// Every value must have been written.
+pub unsafe fn assume_written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the caller vouches that all are written.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Deterministic test values in [-1, 1) from a seed (xorshift), shared by the kernels' tests.

@@ -54,10 +54,47 @@ pub enum Step {
     },
 }
 
-/// Updates `p` (and the moments `m`, `v` it uses) in place from the gradient `g`. The moments
-/// start at zero, which gives the same first step as starting without them.
+impl Step {
+    /// Whether the update reads and writes its first moment `m` and its second `v` (unused
+    /// ones may be empty slices).
+    pub fn moments(&self) -> (bool, bool) {
+        match *self {
+            Step::Adam(_) | Step::Radam { .. } => (true, true),
+            Step::Sgd { momentum, .. } => (momentum > 0.0, false),
+            Step::Rmsprop { momentum, .. } => (momentum > 0.0, true),
+        }
+    }
+}
+
+fn sgd_plain(p: &mut [f32], g: &[f32], lr: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was just detected.
+        return unsafe { sgd_plain_512(p, g, lr) };
+    }
+    sgd_plain_body(p, g, lr);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sgd_plain_512(p: &mut [f32], g: &[f32], lr: f32) {
+    sgd_plain_body(p, g, lr);
+}
+
+#[inline(always)]
+fn sgd_plain_body(p: &mut [f32], g: &[f32], lr: f32) {
+    for (p, &g) in p.iter_mut().zip(g) {
+        *p -= g * lr;
+    }
+}
+
+/// Updates `p` (and the moments `m`, `v` it uses, see [`Step::moments`]) in place from the
+/// gradient `g`. The moments start at zero, which gives the same first step as starting
+/// without them.
 pub fn step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Step) {
-    assert!(g.len() == p.len() && m.len() == p.len() && v.len() == p.len());
+    let (uses_m, uses_v) = s.moments();
+    assert!(g.len() == p.len());
+    assert!((!uses_m || m.len() == p.len()) && (!uses_v || v.len() == p.len()));
     match *s {
         Step::Adam(a) => adam_step(p, g, m, v, &a),
         Step::Sgd {
@@ -65,18 +102,21 @@ pub fn step(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &Step) {
             wd,
             momentum,
             nesterov,
-        } => {
+        } if momentum > 0.0 => {
             for ((p, &g), m) in p.iter_mut().zip(g).zip(m.iter_mut()) {
                 let g = if wd > 0.0 { g + *p * wd } else { g };
-                let d = if momentum > 0.0 {
-                    *m = *m * momentum + g;
-                    if nesterov { g + *m * momentum } else { *m }
-                } else {
-                    g
-                };
+                *m = *m * momentum + g;
+                let d = if nesterov { g + *m * momentum } else { *m };
                 *p -= d * lr;
             }
         }
+        // Without momentum, loops with no branch inside (they vectorise).
+        Step::Sgd { lr, wd, .. } if wd > 0.0 => {
+            for (p, &g) in p.iter_mut().zip(g) {
+                *p -= (g + *p * wd) * lr;
+            }
+        }
+        Step::Sgd { lr, .. } => sgd_plain(p, g, lr),
         Step::Radam {
             scale,
             b1,
