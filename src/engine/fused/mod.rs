@@ -179,27 +179,77 @@ pub fn train_group<B>(
     if members.is_empty() {
         return;
     }
+    // The group's share of the cores, asked once its members are loaded (when the slots
+    // starting beside it have taken their seats) and again before every epoch.
+    let threads = ctxs[0].threads.clone();
     let (lanes, size) = match cpu {
-        true => cpu_lanes(members.len(), members[0].cfg.memory_need(bs).bytes()),
+        true => cpu_lanes(
+            members.len(),
+            members[0].cfg.memory_need(bs).bytes(),
+            threads.now(),
+        ),
         false => (1, members.len()),
     };
     let mut lanes = split(members, lanes, size, ctxs, |wave, base| {
         Group::new(cpu, wave, device, (&info, started, base))
     });
-    let epochs = cfgs[0].epochs;
-    if let [(waves, ctxs)] = &mut lanes[..] {
-        return train_lane(std::mem::take(waves), epochs, bs, ctxs, done);
-    }
-    // Lanes side by side, one per thread: a lane's steps never wait for another's.
     let done = std::sync::Mutex::new(done);
-    lanes.into_par_iter().for_each(|(waves, ctxs)| {
-        let mut done_one = |pos: usize, r: Result<TrialResult>| {
-            (done
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner))(pos, r);
-        };
-        train_lane(waves, epochs, bs, ctxs, &mut done_one);
-    });
+    let on = device_of(&lanes);
+    let gpu = super::gpu_faults::Watch::new(on);
+    let mut pool = crate::cores::Pool::default();
+    for epoch in 0..cfgs[0].epochs {
+        // Lanes side by side, one per thread: a lane's steps never wait for another's.
+        pool.run(threads.now(), || {
+            lanes.par_iter_mut().for_each(|(waves, ctxs)| {
+                let mut done = |pos: usize, r: Result<TrialResult>| {
+                    (done
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner))(
+                        pos, r
+                    );
+                };
+                for wave in waves.iter_mut().filter(|w| !w.members.is_empty()) {
+                    wave.epoch(epoch, bs, ctxs, &mut done);
+                }
+            });
+        });
+        let mut waves = lanes.iter_mut().flat_map(|(waves, _)| waves.iter_mut());
+        if waves.all(|w| w.members.is_empty()) {
+            return;
+        }
+        if let Some(fault) = gpu.fault() {
+            let why = format!("the GPU failed ({on}): {fault}");
+            for (waves, _) in &mut lanes {
+                for m in waves
+                    .iter_mut()
+                    .flat_map(|w| std::mem::take(&mut w.members))
+                {
+                    (done
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner))(
+                        m.pos,
+                        Err(Error::Trial(why.clone())),
+                    );
+                }
+            }
+            return;
+        }
+    }
+    let done = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for wave in lanes.into_iter().flat_map(|(waves, _)| waves) {
+        let mut wave = wave;
+        let all: Vec<Ending> = (0..wave.members.len())
+            .map(|i| (i, Status::Ok, None))
+            .collect();
+        wave.end(&all, done);
+    }
+}
+
+/// The device of a group's contexts.
+fn device_of<B: AutodiffBackend>(lanes: &[Lane<'_, '_, '_, B>]) -> crate::devices::Device {
+    lanes[0].1[0].device
 }
 
 /// One lane's waves and the contexts of its positions.
@@ -237,44 +287,6 @@ fn split<'a, 'c, 't, B: AutodiffBackend>(
     out
 }
 
-/// A lane's waves through every epoch, each wave stepping in turn; then the members left end.
-fn train_lane<B>(
-    mut waves: Vec<Group<'_, B>>,
-    epochs: usize,
-    bs: usize,
-    ctxs: &mut [TrialContext<'_>],
-    done: Done<'_>,
-) where
-    B: AutodiffBackend + NetOps,
-    B::InnerBackend: NetOps + optim::MemberSteps,
-{
-    let gpu = super::gpu_faults::Watch::new(ctxs[0].device);
-    for epoch in 0..epochs {
-        for wave in waves.iter_mut().filter(|w| !w.members.is_empty()) {
-            wave.epoch(epoch, bs, ctxs, done);
-        }
-        if waves.iter().all(|w| w.members.is_empty()) {
-            return;
-        }
-        if let Some(fault) = gpu.fault() {
-            let why = format!("the GPU failed ({}): {fault}", ctxs[0].device);
-            for m in waves
-                .iter_mut()
-                .flat_map(|w| std::mem::take(&mut w.members))
-            {
-                done(m.pos, Err(Error::Trial(why.clone())));
-            }
-            return;
-        }
-    }
-    for mut wave in waves {
-        let all: Vec<Ending> = (0..wave.members.len())
-            .map(|i| (i, Status::Ok, None))
-            .collect();
-        wave.end(&all, done);
-    }
-}
-
 /// Bytes of one thread's wave on CPU: the members' weights, gradients, optimizer state and
 /// batch activations ([`TrialConfig::memory_need`]).
 /// Measured on 2 cores, 16 fused trials over 16 unfused: the S5 MLP (5 MB a member) 0.96× in
@@ -290,12 +302,12 @@ const WAVE_BYTES: f64 = 24e6;
 /// CPU the members are split into one lane per thread, as unfused trials take one core each,
 /// and a lane steps its members in waves of about [`WAVE_BYTES`], each wave in turn every
 /// epoch. A member's numbers do not depend on its lane or wave: members never mix.
-fn cpu_lanes(members: usize, member_bytes: f64) -> (usize, usize) {
+fn cpu_lanes(members: usize, member_bytes: f64, threads: usize) -> (usize, usize) {
     #[cfg(test)]
     if let Some(forced) = tests::LANES.get() {
         return forced;
     }
-    let lanes = rayon::current_num_threads().clamp(1, members);
+    let lanes = threads.clamp(1, members);
     let per_lane = members.div_ceil(lanes);
     let fit = (WAVE_BYTES / member_bytes.max(1.0)) as usize;
     (lanes, fit.clamp(1, per_lane))
