@@ -41,7 +41,6 @@ use sums::Sums;
 /// another, a group of 16 spent 0.3 s of its 2.5 s there); elsewhere one after another on the
 /// device.
 fn each<I: Send, T: Send>(cpu: bool, items: Vec<I>, f: impl Fn(I) -> T + Sync + Send) -> Vec<T> {
-    use rayon::prelude::*;
     if cpu {
         items.into_par_iter().map(f).collect()
     } else {
@@ -129,7 +128,7 @@ where
 
 /// A group as it trains: its members, their stacked weights and optimizer, and the sums of
 /// the epoch under way, all in the members' current order.
-/// On CPU a group may train as several (see [`wave_size`]), each stepping in turn.
+/// On CPU a group trains as several (see [`cpu_lanes`]).
 struct Group<'a, B: AutodiffBackend> {
     /// On CPU, where the members' evaluations run side by side ([`each`]).
     cpu: bool,
@@ -181,7 +180,7 @@ pub fn train_group<B>(
     }
     // The group's share of the cores, asked once its members are loaded (when the slots
     // starting beside it have taken their seats) and again before every epoch.
-    let threads = ctxs[0].threads.clone();
+    let (threads, on) = (ctxs[0].threads.clone(), ctxs[0].device);
     let (lanes, size) = match cpu {
         true => cpu_lanes(
             members.len(),
@@ -194,20 +193,13 @@ pub fn train_group<B>(
         Group::new(cpu, wave, device, (&info, started, base))
     });
     let done = std::sync::Mutex::new(done);
-    let on = device_of(&lanes);
     let gpu = super::gpu_faults::Watch::new(on);
     let mut pool = crate::cores::Pool::default();
     for epoch in 0..cfgs[0].epochs {
         // Lanes side by side, one per thread: a lane's steps never wait for another's.
         pool.run(threads.now(), || {
             lanes.par_iter_mut().for_each(|(waves, ctxs)| {
-                let mut done = |pos: usize, r: Result<TrialResult>| {
-                    (done
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner))(
-                        pos, r
-                    );
-                };
+                let mut done = |pos, r| report(&done, pos, r);
                 for wave in waves.iter_mut().filter(|w| !w.members.is_empty()) {
                     wave.epoch(epoch, bs, ctxs, &mut done);
                 }
@@ -224,12 +216,7 @@ pub fn train_group<B>(
                     .iter_mut()
                     .flat_map(|w| std::mem::take(&mut w.members))
                 {
-                    (done
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner))(
-                        m.pos,
-                        Err(Error::Trial(why.clone())),
-                    );
+                    report(&done, m.pos, Err(Error::Trial(why.clone())));
                 }
             }
             return;
@@ -247,9 +234,11 @@ pub fn train_group<B>(
     }
 }
 
-/// The device of a group's contexts.
-fn device_of<B: AutodiffBackend>(lanes: &[Lane<'_, '_, '_, B>]) -> crate::devices::Device {
-    lanes[0].1[0].device
+/// Hands a member's result to the group's `done`, which the lanes share.
+fn report(done: &std::sync::Mutex<Done<'_>>, pos: usize, r: Result<TrialResult>) {
+    (done
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))(pos, r);
 }
 
 /// One lane's waves and the contexts of its positions.
