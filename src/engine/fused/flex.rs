@@ -34,9 +34,9 @@ fn per_member<T: Send>(k: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T>
 }
 
 /// The members' slices of one new tensor of `k` equal parts, each written by `write(m, slice)`
-/// on the thread that took member `m` (no per-member vectors to concatenate after: copying the
-/// members' weight gradients together was a tenth of a fused MLP's time).
-/// Also returns what each `write` returned, in member order.
+/// on the thread that took member `m`, and what each `write` returned, in member order. No
+/// per-member vectors are concatenated after: copying the members' weight gradients together
+/// was a tenth of a fused MLP's time.
 fn per_member_into<T: Send>(
     k: usize,
     len: usize,

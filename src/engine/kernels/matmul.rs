@@ -3,11 +3,11 @@
 //! split above 192³ multiply-adds), which keeps each value's sum in the same order whatever the
 //! thread count.
 
+use std::mem::MaybeUninit;
+
 /// Multiply-adds above which `gemm` splits one product over the pool's threads (burn-flex's
 /// threshold).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
-
-use std::mem::MaybeUninit;
 
 /// A row-major `rows × cols` matrix in a slice, or its transpose.
 #[derive(Clone, Copy)]
@@ -45,11 +45,7 @@ pub fn gemm(dst: &mut [f32], m: usize, n: usize, k: usize, a: View, b: View, acc
 /// `a [m×k] · b [k×n]` in a new row-major vector, written once by `gemm` (no zero-fill first:
 /// the MLP's first weight gradient is 1.6 MB a step, zeroed on one thread).
 pub fn product(m: usize, n: usize, k: usize, a: View, b: View) -> Vec<f32> {
-    let mut v = Vec::with_capacity(m * n);
-    product_into(&mut v.spare_capacity_mut()[..m * n], m, n, k, a, b);
-    // SAFETY: `product_into` wrote each of the m·n values.
-    unsafe { v.set_len(m * n) };
-    v
+    super::filled(m * n, |dst| product_into(dst, m, n, k, a, b))
 }
 
 /// [`product`] into `dst` (m·n values, each written): a fused group's members write their
